@@ -1,0 +1,119 @@
+import {Command, Errors, Flags, Interfaces} from '@oclif/core'
+
+import {ErrorCode, KeystoreError} from '../core/errors.js'
+import {OpenOptions} from '../core/keystore.js'
+import {resolvePaths, ResolvedPaths} from '../core/settings.js'
+import {readPassword} from './secrets.js'
+
+/** Exit codes, documented in the README. */
+export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
+
+const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EUSAGE'])
+
+const strictPermsFlag = Flags.custom<boolean>({
+  description: 'refuse a keystore readable by group/others or owned by another user (also BEAT_STRICT_PERMS)',
+  helpValue: 'true|false',
+  options: ['true', 'false'],
+  async parse(input) {
+    return input === 'true'
+  },
+})
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+
+/**
+ * Global flags, path resolution, and the one place where errors become a message and an exit code.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static baseFlags = {
+    config: Flags.string({char: 'c', description: 'configuration file [default: ${path.config}/apm-server.yml]', helpGroup: 'GLOBAL'}),
+    debug: Flags.boolean({description: 'print stack traces of errors (also DEBUG=1)', helpGroup: 'GLOBAL'}),
+    'path.config': Flags.string({description: 'configuration path [default: ${path.home}]', helpGroup: 'GLOBAL'}),
+    'path.data': Flags.string({description: 'data path, where the keystore lives [default: ${path.home}/data]', helpGroup: 'GLOBAL'}),
+    'path.home': Flags.string({description: 'home path [default: the current directory]', helpGroup: 'GLOBAL'}),
+    'strict.perms': strictPermsFlag({helpGroup: 'GLOBAL'}),
+  }
+
+  static enableJsonFlag = true
+
+  protected flags!: BaseFlags<T>
+  protected args!: Interfaces.InferredArgs<T['args']>
+  /** positional arguments, for commands that take any number of them */
+  protected positionals: string[] = []
+
+  public async init(): Promise<void> {
+    await super.init()
+    const {args, argv, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (super.ctor as unknown as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as Interfaces.InferredArgs<T['args']>
+    this.positionals = argv as string[]
+  }
+
+  /** Keystore location from the flags and the config file. */
+  protected async paths(): Promise<ResolvedPaths> {
+    return resolvePaths(this.flags)
+  }
+
+  protected get strictPerms(): boolean {
+    if (this.flags['strict.perms'] !== undefined) return this.flags['strict.perms']
+    return process.env.BEAT_STRICT_PERMS?.toLowerCase() !== 'false'
+  }
+
+  /** Options for opening a keystore: permission check and the password sources, asked lazily. */
+  protected openOptions(): OpenOptions {
+    let password: Promise<Buffer> | undefined
+    return {
+      password: () => {
+        password ??= readPassword()
+        return password
+      },
+      strictPerms: this.strictPerms,
+    }
+  }
+
+  /** Human output, suppressed under --json. */
+  protected say(line: string): void {
+    if (!this.jsonEnabled()) process.stdout.write(`${line}\n`)
+  }
+
+  /** One warning line on stderr. */
+  protected note(message: string): void {
+    process.stderr.write(`warning: ${message}\n`)
+  }
+
+  protected async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    if (error instanceof Errors.ExitError) throw error
+    let code: string
+    let exit: number
+    let message: string
+    if (error instanceof KeystoreError) {
+      code = error.code
+      exit = error.code === 'ECANCELED' ? EXIT.canceled : USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.error
+      message = error.message
+    } else if (error instanceof Errors.CLIError) {
+      code = 'EUSAGE'
+      exit = error.oclif?.exit ?? EXIT.usage
+      message = error.message.replace(/\nSee more help with --help$/, '').replaceAll('\n', ' ').replaceAll(/\s+/g, ' ').trim()
+      message = `${message.charAt(0).toLowerCase()}${message.slice(1)}; see --help`
+    } else {
+      code = 'EINTERNAL'
+      exit = EXIT.error
+      message = `unexpected error: ${error.message}; rerun with --debug and report it`
+    }
+
+    if (this.jsonEnabled?.()) process.stdout.write(`${JSON.stringify({error: {code, message}})}\n`)
+    process.stderr.write(`error: ${message}\n`)
+    if (this.debugEnabled()) process.stderr.write(`${error.stack}\n`)
+    this.exit(exit)
+  }
+
+  private debugEnabled(): boolean {
+    return Boolean(this.argv.includes('--debug') || (process.env.DEBUG && process.env.DEBUG !== '0'))
+  }
+}

@@ -1,0 +1,128 @@
+import {promises as fs} from 'node:fs'
+
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {confirm, interactive, promptSecret, readStdin, splitLines, stripOneNewline} from '../../cli/secrets.js'
+import {generateToken} from '../../core/crypto.js'
+import {assertValidKeyName} from '../../core/entries.js'
+import {KeystoreError} from '../../core/errors.js'
+import {inspectKeystore, NewKeystoreSpec, openKeystore, updateKeystore} from '../../core/keystore.js'
+import {MAX_KEYSTORE_BYTES} from '../../core/keystore-file.js'
+
+export interface AddResult {
+  path: string
+  added: string[]
+  updated: string[]
+  /** only with --generate: the new token, shown this once */
+  generated?: string
+}
+
+export default class Add extends BaseCommand<typeof Add> {
+  static summary = 'Add keys to the keystore, or replace them with --force.'
+  static description = `Values never come from arguments. On a terminal each value is asked for with a masked prompt. With --stdin and one key, all of stdin is the value (binary safe) minus one trailing newline; with several keys, stdin holds one line per key. --file stores a file's bytes. --generate stores a random URL-safe token and prints it once.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %> APM_SECRET_TOKEN', description: 'Type the secret token at a masked prompt'},
+    {command: "printf '%s' \"$TOKEN\" | <%= config.bin %> <%= command.id %> APM_SECRET_TOKEN --stdin --force", description: 'Set the token from a pipe, replacing any old value'},
+    {command: "printf 'elastic\\nchangeme\\n' | <%= config.bin %> <%= command.id %> ES_USERNAME ES_PASSWORD --stdin", description: 'Several keys, one line each'},
+    {command: '<%= config.bin %> <%= command.id %> TLS_KEY --file server.key', description: "Store a file's bytes"},
+    {command: '<%= config.bin %> <%= command.id %> APM_SECRET_TOKEN --generate --force', description: 'Rotate: store a new random token and print it once'},
+  ]
+
+  static args = {key: Args.string({description: 'key names ([A-Za-z0-9_.-], 1-255 characters)', required: true})}
+  static strict = false
+  static flags = {
+    file: Flags.string({description: "store this file's bytes (one key)", exclusive: ['stdin', 'generate']}),
+    force: Flags.boolean({char: 'f', description: 'replace existing keys and create a missing keystore without asking'}),
+    generate: Flags.boolean({description: 'store a cryptographically random URL-safe token and print it once', exclusive: ['stdin', 'file']}),
+    length: Flags.integer({dependsOn: ['generate'], description: 'length of a generated token in characters [default: 32]', max: 1024, min: 16}),
+    stdin: Flags.boolean({description: 'read the value(s) from stdin', exclusive: ['file', 'generate']}),
+  }
+
+  async run(): Promise<AddResult> {
+    const {keystore: file} = await this.paths()
+    const names = this.positionals
+    for (const name of names) assertValidKeyName(name)
+    if (new Set(names).size !== names.length) throw new KeystoreError('EUSAGE', 'a key is named twice; name each key once')
+    const {file: valueFile, force, generate, stdin} = this.flags
+    if ((valueFile || generate) && names.length !== 1) throw new KeystoreError('EUSAGE', `--${valueFile ? 'file' : 'generate'} sets one key; name exactly one`)
+    const prompting = !stdin && !valueFile && !generate
+    if (prompting && !interactive()) {
+      throw new KeystoreError('EUSAGE', `no value for ${names.join(', ')}: stdin is not a terminal; pipe the value with --stdin, or use --file PATH or --generate`)
+    }
+
+    const options = this.openOptions()
+    const info = await inspectKeystore(file, options)
+    let createIfMissing: NewKeystoreSpec | undefined
+    if (!info) {
+      if (!force && !interactive()) throw new KeystoreError('ENOKEYSTORE', `no keystore at ${file}; create one with "apm-server keystore create", or use --force`)
+      if (!force && !(await confirm(`No keystore at ${file}. Create one without a password?`))) {
+        throw new KeystoreError('ENOKEYSTORE', `no keystore at ${file}; create one with "apm-server keystore create --password"`)
+      }
+
+      createIfMissing = {format: 'native'}
+    }
+
+    // Everything that asks happens before the lock is taken, so a person thinking never blocks other writers.
+    const overwrite = new Set(force ? names : [])
+    if (info && !force && interactive()) {
+      const existing = await openKeystore(file, options)
+      for (const name of names.filter((key) => existing.has(key))) {
+        // eslint-disable-next-line no-await-in-loop -- one question at a time
+        if (!(await confirm(`Key ${name} already exists. Overwrite it?`))) throw new KeystoreError('EKEYEXISTS', `key ${name} was kept; nothing was changed`)
+        overwrite.add(name)
+      }
+    } else if (info?.passwordProtected) {
+      await options.password?.()
+    }
+
+    const generated = generate ? generateToken(this.flags.length ?? 32) : undefined
+    const values = generated === undefined ? await this.readValues(names, valueFile, stdin) : [Buffer.from(generated)]
+    values.forEach((value, i) => {
+      if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${names[i]}; give a non-empty value`)
+    })
+
+    const outcome = await updateKeystore(file, {...options, createIfMissing}, (keystore) =>
+      names.map((name, i) => keystore.set(name, values[i], {overwrite: overwrite.has(name)})),
+    )
+    const added = names.filter((_name, i) => outcome[i] === 'added')
+    const updated = names.filter((_name, i) => outcome[i] === 'updated')
+    if (createIfMissing) this.note(`created ${file} without a password; run "apm-server keystore passwd" to protect it`)
+    if (generated === undefined) {
+      if (added.length > 0) this.say(`Added ${added.join(', ')} to ${file}.`)
+      if (updated.length > 0) this.say(`Replaced ${updated.join(', ')} in ${file}.`)
+    } else {
+      this.say(generated)
+      if (!this.jsonEnabled()) process.stderr.write(`Stored a new token in ${names[0]}; it is shown only this once.\n`)
+    }
+
+    return {added, path: file, updated, ...(generated === undefined ? {} : {generated})}
+  }
+
+  private async readValues(names: string[], valueFile: string | undefined, stdin: boolean): Promise<Buffer[]> {
+    if (valueFile) {
+      const stat = await fs.stat(valueFile).catch((error: NodeJS.ErrnoException) => {
+        throw new KeystoreError('EUSAGE', `cannot read --file ${valueFile}: ${error.code}; check the path`)
+      })
+      if (!stat.isFile() || stat.size > MAX_KEYSTORE_BYTES / 4) throw new KeystoreError('EUSAGE', `--file ${valueFile} is not a regular file of at most 64 MiB`)
+      return [await fs.readFile(valueFile)]
+    }
+
+    if (stdin) {
+      const data = await readStdin()
+      if (names.length === 1) return [stripOneNewline(data)]
+      const lines = splitLines(data)
+      if (lines.length !== names.length) {
+        throw new KeystoreError('EUSAGE', `stdin has ${lines.length} line${lines.length === 1 ? '' : 's'} for ${names.length} keys; give one line per key`)
+      }
+
+      return lines
+    }
+
+    const values: Buffer[] = []
+    // eslint-disable-next-line no-await-in-loop -- one prompt at a time
+    for (const name of names) values.push(await promptSecret(`Value for ${name}:`))
+    return values
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Every failure the core reports is a {@link KeystoreError} with a stable string `code`.
+ * Callers branch on the code; the message is for people: lower-case, names the path or key,
+ * never contains a secret, and ends with the fix.
+ */
+export type ErrorCode =
+  | 'ENOKEYSTORE' // no keystore file at the path
+  | 'EEXISTS' // keystore file already exists
+  | 'EBADKEY' // key name breaks the naming rule
+  | 'ENOKEY' // key not in the keystore
+  | 'EKEYEXISTS' // key already in the keystore
+  | 'EBADVALUE' // empty or oversized value
+  | 'EFORMAT' // not a keystore: bad magic, truncated, malformed header or payload
+  | 'EVERSION' // a keystore of a format version this build does not know
+  | 'ELIMITS' // header asks for KDF cost or sizes beyond the caps
+  | 'EDECRYPT' // wrong password or tampered file (one message, no oracle)
+  | 'ENOPASSWORD' // keystore is protected and no password source is available
+  | 'EPASSWORD' // a password was given where none can be used, or an unusable new one
+  | 'EPERMS' // file or owner permissions are too open
+  | 'ELOCKED' // another process held the lock for too long
+  | 'EUNSUPPORTED' // operation the format cannot do (e.g. a password on beats-v1)
+  | 'EIO' // other file-system failure
+  | 'EUSAGE' // bad input from the caller (maps to exit code 2)
+  | 'ECANCELED' // the user interrupted a prompt (maps to exit code 130)
+  | 'ECONFIG' // configuration file problems
+
+export class KeystoreError extends Error {
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: {cause?: unknown}) {
+    super(message, options)
+    this.name = 'KeystoreError'
+    this.code = code
+  }
+}
+
+/** One message for every failure after the header checks pass, so a file gives no oracle. */
+export const DECRYPT_FAILED_MESSAGE = 'wrong password or keystore file tampered with'
+
+export function isKeystoreError(error: unknown, code?: ErrorCode): error is KeystoreError {
+  return error instanceof KeystoreError && (code === undefined || error.code === code)
+}

@@ -1,0 +1,174 @@
+/**
+ * Locked, atomic, permission-checked file I/O for keystore files. Knows nothing of formats.
+ */
+import {constants, promises as fs} from 'node:fs'
+import path from 'node:path'
+
+import lockfile from 'proper-lockfile'
+import writeFileAtomic from 'write-file-atomic'
+
+import {KeystoreError} from './errors.js'
+
+/** Nothing legitimate comes close: 10,000 keys of 1 KiB are ~14 MiB. Larger files are refused unread. */
+export const MAX_KEYSTORE_BYTES = 256 * 1024 * 1024
+
+export interface ReadOptions {
+  /** check owner and mode as Beats does; default true */
+  strictPerms?: boolean
+}
+
+function ioError(action: string, file: string, error: unknown): KeystoreError {
+  const code = (error as NodeJS.ErrnoException)?.code ?? 'unknown error'
+  return new KeystoreError('EIO', `cannot ${action} ${file}: ${code}; check the path and its permissions`, {cause: error})
+}
+
+/** Reads the whole file, or returns undefined when there is none. */
+export async function readKeystoreFile(file: string, options: ReadOptions = {}): Promise<Buffer | undefined> {
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return undefined
+    if (code === 'ELOOP') throw new KeystoreError('EPERMS', `keystore ${file} is a symbolic link; point keystore.path at the real file`)
+    throw ioError('open keystore', file, error)
+  }
+
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile()) throw new KeystoreError('EFORMAT', `keystore ${file} is not a regular file; point keystore.path at a file`)
+    if (options.strictPerms !== false) checkPermissions(file, stat)
+    if (stat.size > MAX_KEYSTORE_BYTES) {
+      throw new KeystoreError('ELIMITS', `keystore ${file} is ${stat.size} bytes, over the ${MAX_KEYSTORE_BYTES}-byte limit; the file is not a keystore or is damaged`)
+    }
+
+    return await handle.readFile()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** The Beats rule: owned by us or root, and no access for group or others. */
+function checkPermissions(file: string, stat: {mode: number; uid: number}): void {
+  const uid = process.getuid?.()
+  if (uid !== undefined && stat.uid !== uid && stat.uid !== 0) {
+    throw new KeystoreError(
+      'EPERMS',
+      `keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root; run "chown ${uid} ${file}" or run as its owner ` +
+        '(--strict.perms=false disables this check)',
+    )
+  }
+
+  // eslint-disable-next-line no-bitwise -- permission bits
+  const open = stat.mode & 0o077
+  if (open !== 0) {
+    // eslint-disable-next-line no-bitwise -- permission bits
+    const mode = (stat.mode & 0o777).toString(8).padStart(4, '0')
+    throw new KeystoreError(
+      'EPERMS',
+      `keystore ${file} has mode ${mode}, open to group or others; run "chmod 600 ${file}" (--strict.perms=false disables this check)`,
+    )
+  }
+}
+
+/** Creates the keystore's directory (mode 0700) when it is missing. */
+export async function ensureKeystoreDir(file: string): Promise<void> {
+  try {
+    await fs.mkdir(path.dirname(file), {mode: 0o700, recursive: true})
+  } catch (error) {
+    throw ioError('create directory', path.dirname(file), error)
+  }
+}
+
+/**
+ * Replaces the file atomically: temp file in the same directory (mode 0600, fsynced), rename over the
+ * old one, then fsync the directory so the rename itself survives a power cut. Call under the lock.
+ */
+export async function writeKeystoreFile(file: string, data: Buffer): Promise<void> {
+  await ensureKeystoreDir(file)
+  await removeStaleTempFiles(file)
+  try {
+    await writeFileAtomic(file, data, {fsync: true, mode: 0o600})
+    const dir = await fs.open(path.dirname(file), constants.O_RDONLY)
+    try {
+      await dir.sync()
+    } finally {
+      await dir.close()
+    }
+  } catch (error) {
+    throw ioError('write keystore', file, error)
+  }
+}
+
+/**
+ * write-file-atomic names its temp file `<file>.<uint32>` and removes it on exit and on signals, but a
+ * SIGKILL leaves it behind. Writers only run under the lock, so any such file now is a leftover.
+ */
+async function removeStaleTempFiles(file: string): Promise<void> {
+  const base = path.basename(file)
+  const pattern = new RegExp(`^${base.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d{1,10}$`)
+  let names: string[]
+  try {
+    names = await fs.readdir(path.dirname(file))
+  } catch {
+    return
+  }
+
+  await Promise.all(names.filter((name) => pattern.test(name)).map((name) => fs.rm(path.join(path.dirname(file), name), {force: true})))
+}
+
+export interface LockOptions {
+  /** how long to wait for another process's lock, in ms */
+  timeoutMs?: number
+}
+
+export const DEFAULT_LOCK_TIMEOUT_MS = 15_000
+/** A lock whose holder stopped refreshing it for this long is taken over (the holder was killed). */
+const STALE_LOCK_MS = 4000
+
+/**
+ * Runs `fn` holding the cross-process lock `<file>.lock` (a directory, refreshed while held).
+ */
+export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+  await ensureKeystoreDir(file)
+  const timeoutMs = options.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
+  let compromised: Error | undefined
+  const started = Date.now()
+  let release: () => Promise<void>
+  for (;;) {
+    try {
+      // eslint-disable-next-line no-await-in-loop -- waiting for the lock is sequential by nature
+      release = await lockfile.lock(file, {
+        lockfilePath: `${file}.lock`,
+        onCompromised(error) {
+          compromised = error
+        },
+        realpath: false,
+        stale: STALE_LOCK_MS,
+        update: STALE_LOCK_MS / 4,
+      })
+      break
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw ioError('lock keystore', file, error)
+      if (Date.now() - started >= timeoutMs) {
+        throw new KeystoreError(
+          'ELOCKED',
+          `keystore ${file} is locked by another process (waited ${Math.round(timeoutMs / 1000)}s); retry, or remove ${file}.lock if no apm-server process is running`,
+        )
+      }
+
+      // eslint-disable-next-line no-await-in-loop -- jittered back-off between attempts
+      await new Promise((resolve) => {
+        setTimeout(resolve, 10 + Math.random() * 40)
+      })
+    }
+  }
+
+  try {
+    const result = await fn()
+    if (compromised) throw new KeystoreError('ELOCKED', `lost the lock on ${file} while writing; check the keystore and retry`)
+    return result
+  } finally {
+    await release().catch(() => {})
+  }
+}

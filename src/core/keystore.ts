@@ -1,0 +1,283 @@
+/**
+ * The keystore: entries held in memory, read from and written to one file in one of two formats.
+ *
+ * Reading is `openKeystore`. Every change goes through `updateKeystore`, which holds the cross-process
+ * lock from the read to the atomic write, so concurrent writers never lose each other's changes, and
+ * writes only when something changed.
+ */
+import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
+import {assertValidKeyName, Entries, Entry} from './entries.js'
+import {KeystoreError} from './errors.js'
+import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
+import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NativeKdf, readNativeHeader} from './format/native.js'
+import {readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
+
+export type KeystoreFormat = 'beats-v1' | 'native'
+export const KEYSTORE_FORMATS: readonly KeystoreFormat[] = ['native', 'beats-v1']
+
+/** Supplies the keystore password; called only when a file turns out to be protected. */
+export type PasswordSource = () => Promise<Buffer>
+
+export interface OpenOptions extends ReadOptions {
+  password?: PasswordSource
+  /** how long to wait for another writer's lock, in ms */
+  lockTimeoutMs?: number
+}
+
+export interface NewKeystoreSpec {
+  format: KeystoreFormat
+  /** protect the new keystore with this password (native only) */
+  password?: Buffer
+  /** argon2id cost for a new password; defaults to {@link DEFAULT_ARGON2}. Lower it only in tests. */
+  kdfParams?: Argon2Params
+}
+
+export class Keystore {
+  private dirty = false
+
+  private constructor(
+    readonly path: string,
+    private currentFormat: KeystoreFormat,
+    private readonly entries: Entries,
+    private kdf: NativeKdf,
+    private password: Buffer | undefined,
+  ) {}
+
+  /** @internal */
+  static fromParts(file: string, format: KeystoreFormat, entries: Entries, kdf: NativeKdf, password?: Buffer): Keystore {
+    return new Keystore(file, format, entries, kdf, password)
+  }
+
+  get format(): KeystoreFormat {
+    return this.currentFormat
+  }
+
+  get passwordProtected(): boolean {
+    return this.kdf.type !== 'none'
+  }
+
+  get changed(): boolean {
+    return this.dirty
+  }
+
+  /** Key names, sorted. */
+  keys(): string[] {
+    return [...this.entries.keys()].sort()
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name)
+  }
+
+  /** The stored bytes of `name`. */
+  get(name: string): Buffer {
+    const entry = this.entries.get(name)
+    if (!entry) throw missingKey(name, this.path)
+    return entry.value
+  }
+
+  /** Metadata of an entry, without its value. */
+  describe(name: string): Omit<Entry, 'value'> {
+    const entry = this.entries.get(name)
+    if (!entry) throw missingKey(name, this.path)
+    return {created: entry.created, updated: entry.updated}
+  }
+
+  /** Stores `value` under `name`. Refuses to replace an existing key unless `overwrite`. */
+  set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
+    assertValidKeyName(name)
+    if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${name}; give a non-empty value`)
+    const existing = this.entries.get(name)
+    if (existing && !options.overwrite) throw new KeystoreError('EKEYEXISTS', `key ${name} already exists in ${this.path}; use --force to overwrite it`)
+    const now = Date.now()
+    this.entries.set(name, {created: existing?.created ?? now, updated: now, value: Buffer.from(value)})
+    this.dirty = true
+    return existing ? 'updated' : 'added'
+  }
+
+  /** Removes every name, or none of them when any is missing. */
+  remove(names: readonly string[]): void {
+    for (const name of names) assertValidKeyName(name)
+    const missing = names.filter((name) => !this.entries.has(name))
+    if (missing.length > 0) {
+      throw new KeystoreError('ENOKEY', `key${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found in ${this.path}; nothing was removed`)
+    }
+
+    for (const name of names) this.entries.delete(name)
+    if (names.length > 0) this.dirty = true
+  }
+
+  /** Sets, changes or (with undefined) removes the password. Native format only. */
+  setPassword(password: Buffer | undefined, kdfParams: Argon2Params = DEFAULT_ARGON2): void {
+    if (this.currentFormat !== 'native') {
+      throw new KeystoreError('EUNSUPPORTED', `keystore ${this.path} is in Beats v1 format, which cannot hold a password; run "apm-server keystore upgrade" first`)
+    }
+
+    if (password === undefined) {
+      this.kdf = {type: 'none'}
+      this.password = undefined
+    } else {
+      if (password.length === 0) throw new KeystoreError('EPASSWORD', 'the new password is empty; give a non-empty password, or use --remove to remove it')
+      checkArgon2Limits(kdfParams)
+      this.kdf = {params: {...kdfParams}, type: 'argon2id'}
+      this.password = Buffer.from(password)
+    }
+
+    this.dirty = true
+  }
+
+  /** Rewrites in another format on the next save. */
+  convertTo(format: KeystoreFormat): void {
+    if (format === 'beats-v1' && this.passwordProtected) {
+      throw new KeystoreError('EUNSUPPORTED', 'a password-protected keystore cannot be written in Beats v1 format; remove the password first')
+    }
+
+    this.currentFormat = format
+    this.dirty = true
+  }
+
+  /** Marks the keystore to be written even when nothing changed (fresh salt and nonce). */
+  touch(): void {
+    this.dirty = true
+  }
+
+  /** @internal */
+  async encode(): Promise<Buffer> {
+    return this.currentFormat === 'beats-v1' ? encodeBeatsV1(this.entries) : encodeNative(this.entries, this.kdf, this.password)
+  }
+}
+
+function missingKey(name: string, file: string): KeystoreError {
+  return new KeystoreError('ENOKEY', `key ${name} not found in ${file}; "apm-server keystore list" shows the keys`)
+}
+
+function noKeystore(file: string): KeystoreError {
+  return new KeystoreError('ENOKEYSTORE', `no keystore at ${file}; create one with "apm-server keystore create"`)
+}
+
+export interface KeystoreInfo {
+  format: KeystoreFormat
+  passwordProtected: boolean
+}
+
+/** Format and protection of the file, from its header alone (no KDF, no password). */
+export function inspectKeystoreData(data: Buffer): KeystoreInfo {
+  if (looksNative(data)) return {format: 'native', passwordProtected: readNativeHeader(data).kdf.type !== 'none'}
+  if (looksBeatsV1(data)) return {format: 'beats-v1', passwordProtected: false}
+  throw new KeystoreError('EFORMAT', 'not a keystore file (unknown format)')
+}
+
+/** Format and protection of the keystore at `file`, or undefined when there is none. */
+export async function inspectKeystore(file: string, options: ReadOptions = {}): Promise<KeystoreInfo | undefined> {
+  const data = await readKeystoreFile(file, options)
+  return data === undefined ? undefined : withPath(file, () => inspectKeystoreData(data))
+}
+
+async function decode(file: string, data: Buffer, options: OpenOptions): Promise<Keystore> {
+  return withPathAsync(file, async () => {
+    if (looksBeatsV1(data)) return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
+    const header = readNativeHeader(data)
+    let password: Buffer | undefined
+    const entries = await decodeNative(data, async () => {
+      if (!options.password) throw new KeystoreError('ENOPASSWORD', `keystore ${file} is password protected; set APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE`)
+      password = await options.password()
+      return password
+    })
+    return Keystore.fromParts(file, 'native', entries, header.kdf, password)
+  })
+}
+
+/** Opens the keystore for reading. */
+export async function openKeystore(file: string, options: OpenOptions = {}): Promise<Keystore> {
+  const data = await readKeystoreFile(file, options)
+  if (data === undefined) throw noKeystore(file)
+  return decode(file, data, options)
+}
+
+/** A new, empty keystore in memory; nothing is written until {@link saveKeystore} or {@link updateKeystore}. */
+export function newKeystore(file: string, spec: NewKeystoreSpec): Keystore {
+  const keystore = Keystore.fromParts(file, spec.format, new Map(), {type: 'none'})
+  if (spec.password) {
+    if (spec.format !== 'native') {
+      throw new KeystoreError('EUNSUPPORTED', 'Beats v1 keystores cannot have a password (the Go apm-server always opens them with an empty one); use --format native')
+    }
+
+    keystore.setPassword(spec.password, spec.kdfParams)
+  }
+
+  keystore.touch()
+  return keystore
+}
+
+export interface UpdateOptions extends OpenOptions {
+  /** when there is no keystore: create this one instead of failing */
+  createIfMissing?: NewKeystoreSpec
+}
+
+/**
+ * Locks the keystore, reads it, lets `change` modify it in memory, and writes it back atomically if
+ * anything changed. Nothing is written if `change` throws.
+ */
+export async function updateKeystore<T>(file: string, options: UpdateOptions, change: (keystore: Keystore) => Promise<T> | T): Promise<T> {
+  return withKeystoreLock(
+    file,
+    async () => {
+      const data = await readKeystoreFile(file, options)
+      let keystore: Keystore
+      if (data !== undefined) keystore = await decode(file, data, options)
+      else if (options.createIfMissing) keystore = newKeystore(file, options.createIfMissing)
+      else throw noKeystore(file)
+      const result = await change(keystore)
+      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode())
+      return result
+    },
+    {timeoutMs: options.lockTimeoutMs},
+  )
+}
+
+/**
+ * Creates an empty keystore. An existing file is an error unless `overwrite`.
+ */
+export async function createKeystore(file: string, spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number}): Promise<Keystore> {
+  const keystore = newKeystore(file, spec)
+  const data = await keystore.encode()
+  await withKeystoreLock(
+    file,
+    async () => {
+      // Existence only: an unreadable or damaged file may still be replaced with --force.
+      const exists = await readKeystoreFile(file, {strictPerms: false}).then(
+        (found) => found !== undefined,
+        () => true,
+      )
+      if (exists && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
+      await writeKeystoreFile(file, data)
+    },
+    {timeoutMs: spec.lockTimeoutMs},
+  )
+  return keystore
+}
+
+// Errors from format modules do not know the path; add it so every message names the file.
+function withPath<T>(file: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (error) {
+    throw namePath(file, error)
+  }
+}
+
+async function withPathAsync<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (error) {
+    throw namePath(file, error)
+  }
+}
+
+function namePath(file: string, error: unknown): unknown {
+  if (error instanceof KeystoreError && !error.message.includes(file) && error.code !== 'ENOPASSWORD') {
+    return new KeystoreError(error.code, `${file}: ${error.message}`, {cause: error.cause})
+  }
+
+  return error
+}

@@ -1,0 +1,106 @@
+/**
+ * Beats-style settings: nested or dotted YAML keys ("a.b: 1" and "a: {b: 1}" are the same setting),
+ * and the `path.*` layout that decides where the keystore lives.
+ */
+import {promises as fs} from 'node:fs'
+import path from 'node:path'
+
+import {KeystoreError} from './errors.js'
+
+export type Settings = Record<string, unknown>
+
+/** Reads a setting by dotted name, whichever way the YAML spelled it. */
+export function getSetting(settings: unknown, name: string): unknown {
+  if (typeof settings !== 'object' || settings === null) return undefined
+  const object = settings as Settings
+  if (Object.hasOwn(object, name)) return object[name]
+  const parts = name.split('.')
+  for (let i = parts.length - 1; i >= 1; i--) {
+    const head = parts.slice(0, i).join('.')
+    if (Object.hasOwn(object, head)) {
+      const found = getSetting(object[head], parts.slice(i).join('.'))
+      if (found !== undefined) return found
+    }
+  }
+
+  return undefined
+}
+
+export interface PathFlags {
+  'path.home'?: string
+  'path.config'?: string
+  'path.data'?: string
+  config?: string
+}
+
+export interface ResolvedPaths {
+  home: string
+  config: string
+  data: string
+  /** the config file; `configExists` tells whether it is there */
+  configFile: string
+  configExists: boolean
+  keystore: string
+  /** the parsed config file, when it exists */
+  settings?: Settings
+}
+
+/** Parses a YAML config file. The parser is loaded only when there is a file to parse. */
+export async function parseConfigText(text: string, file: string): Promise<Settings> {
+  const {parse} = await import('yaml')
+  let parsed: unknown
+  try {
+    // Strings stay strings: the YAML 1.2 core schema does not turn "0x1F" or "on" into numbers or booleans.
+    parsed = parse(text, {prettyErrors: false, schema: 'core', uniqueKeys: true})
+  } catch (error) {
+    const message = (error as Error).message.split('\n')[0]
+    throw new KeystoreError('ECONFIG', `cannot parse config file ${file}: ${message}; fix the YAML`)
+  }
+
+  if (parsed === null || parsed === undefined) return {}
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new KeystoreError('ECONFIG', `config file ${file} is not a mapping of settings; fix the YAML`)
+  return parsed as Settings
+}
+
+function stringSetting(settings: Settings | undefined, name: string, file: string): string | undefined {
+  const value = getSetting(settings, name)
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'string') throw new KeystoreError('ECONFIG', `setting ${name} in ${file} must be a string path`)
+  return value
+}
+
+/**
+ * Works out home, config, data and keystore paths as Beats does: flags beat the config file, which
+ * beats the defaults (`path.home` = the current directory, `path.data` = `${path.home}/data`,
+ * keystore = `${path.data}/apm-server.keystore`).
+ */
+export async function resolvePaths(flags: PathFlags, cwd: string = process.cwd()): Promise<ResolvedPaths> {
+  const homeFlag = flags['path.home'] ? path.resolve(cwd, flags['path.home']) : undefined
+  const configDirFlag = flags['path.config'] ? path.resolve(cwd, flags['path.config']) : undefined
+  const configBase = configDirFlag ?? homeFlag ?? cwd
+  const configFile = path.resolve(configBase, flags.config ?? 'apm-server.yml')
+  let settings: Settings | undefined
+  let text: string | undefined
+  try {
+    text = await fs.readFile(configFile, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== 'ENOENT') throw new KeystoreError('ECONFIG', `cannot read config file ${configFile}: ${code}; check the path and its permissions`)
+    if (flags.config) throw new KeystoreError('ECONFIG', `config file ${configFile} does not exist; check the -c/--config path`)
+  }
+
+  if (text !== undefined) settings = await parseConfigText(text, configFile)
+  const fromConfig = (name: string) => {
+    const value = stringSetting(settings, name, configFile)
+    return value === undefined ? undefined : path.resolve(cwd, value)
+  }
+
+  const home = homeFlag ?? fromConfig('path.home') ?? cwd
+  const config = configDirFlag ?? fromConfig('path.config') ?? home
+  const data = flags['path.data'] ? path.resolve(cwd, flags['path.data']) : (fromConfig('path.data') ?? path.join(home, 'data'))
+  const configured = stringSetting(settings, 'keystore.path', configFile)
+  const keystore = configured
+    ? path.resolve(home, configured.replaceAll(/\$\{path\.(home|config|data)\}/g, (_match, which: string) => ({config, data, home})[which as 'config' | 'data' | 'home']))
+    : path.join(data, 'apm-server.keystore')
+  return {config, configExists: text !== undefined, configFile, data, home, keystore, settings}
+}
