@@ -26,11 +26,10 @@ function ioError(action: string, file: string, error: unknown): KeystoreError {
 export async function readKeystoreFile(file: string, options: ReadOptions = {}): Promise<Buffer | undefined> {
   let handle: fs.FileHandle
   try {
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW)
+    // Symbolic links are followed (secret mounts use them); the checks below apply to the target.
+    handle = await fs.open(file, constants.O_RDONLY)
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code === 'ENOENT') return undefined
-    if (code === 'ELOOP') throw new KeystoreError('EPERMS', `keystore ${file} is a symbolic link; point keystore.path at the real file`)
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw ioError('open keystore', file, error)
   }
 

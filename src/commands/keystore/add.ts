@@ -18,6 +18,11 @@ export interface AddResult {
   generated?: string
 }
 
+/** Names a few keys, counts many (a provisioning run may add thousands). */
+function describeKeys(names: string[]): string {
+  return names.length <= 5 ? names.join(', ') : `${names.length} keys (${names.slice(0, 3).join(', ')}, ...)`
+}
+
 export default class Add extends BaseCommand<typeof Add> {
   static summary = 'Add keys to the keystore, or replace them with --force.'
   static description = `Values never come from arguments. On a terminal each value is asked for with a masked prompt. With --stdin and one key, all of stdin is the value (binary safe) minus one trailing newline; with several keys, stdin holds one line per key. --file stores a file's bytes. --generate stores a random URL-safe token and prints it once.`
@@ -90,8 +95,8 @@ export default class Add extends BaseCommand<typeof Add> {
     const updated = names.filter((_name, i) => outcome[i] === 'updated')
     if (createIfMissing) this.note(`created ${file} without a password; run "apm-server keystore passwd" to protect it`)
     if (generated === undefined) {
-      if (added.length > 0) this.say(`Added ${added.join(', ')} to ${file}.`)
-      if (updated.length > 0) this.say(`Replaced ${updated.join(', ')} in ${file}.`)
+      if (added.length > 0) this.say(`Added ${describeKeys(added)} to ${file}.`)
+      if (updated.length > 0) this.say(`Replaced ${describeKeys(updated)} in ${file}.`)
     } else {
       this.say(generated)
       if (!this.jsonEnabled()) process.stderr.write(`Stored a new token in ${names[0]}; it is shown only this once.\n`)
