@@ -9,7 +9,7 @@ import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
 import {assertValidKeyName, Entries, Entry} from './entries.js'
 import {KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
-import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NativeKdf, readNativeHeader} from './format/native.js'
+import {checkArgon2Limits, encodeNative, looksNative, NativeContents, NativeKdf, openNative, readNativeHeader} from './format/native.js'
 import {readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
 
 export type KeystoreFormat = 'beats-v1' | 'native'
@@ -41,11 +41,27 @@ export class Keystore {
     private readonly entries: Entries,
     private kdf: NativeKdf,
     private password: Buffer | undefined,
+    /** values not decrypted yet (native files decrypt names first: `list` never needs values) */
+    private pendingValues?: () => Map<string, Buffer>,
   ) {}
 
   /** @internal */
   static fromParts(file: string, format: KeystoreFormat, entries: Entries, kdf: NativeKdf, password?: Buffer): Keystore {
     return new Keystore(file, format, entries, kdf, password)
+  }
+
+  /** @internal */
+  static fromNative(file: string, contents: NativeContents, kdf: NativeKdf, password?: Buffer): Keystore {
+    const entries: Entries = new Map()
+    for (const [name, {created, updated}] of contents.entries) entries.set(name, {created, updated, value: NOT_READ})
+    return new Keystore(file, 'native', entries, kdf, password, () => contents.readValues())
+  }
+
+  private materialize(): void {
+    if (!this.pendingValues) return
+    const values = this.pendingValues()
+    this.pendingValues = undefined
+    for (const [name, entry] of this.entries) entry.value = values.get(name)!
   }
 
   get format(): KeystoreFormat {
@@ -73,6 +89,7 @@ export class Keystore {
   get(name: string): Buffer {
     const entry = this.entries.get(name)
     if (!entry) throw missingKey(name, this.path)
+    this.materialize()
     return entry.value
   }
 
@@ -87,6 +104,7 @@ export class Keystore {
   set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
     if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${name}; give a non-empty value`)
+    this.materialize()
     const existing = this.entries.get(name)
     if (existing && !options.overwrite) throw new KeystoreError('EKEYEXISTS', `key ${name} already exists in ${this.path}; use --force to overwrite it`)
     const now = Date.now()
@@ -103,6 +121,7 @@ export class Keystore {
       throw new KeystoreError('ENOKEY', `key${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found in ${this.path}; nothing was removed`)
     }
 
+    this.materialize()
     for (const name of names) this.entries.delete(name)
     if (names.length > 0) this.dirty = true
   }
@@ -143,9 +162,12 @@ export class Keystore {
 
   /** @internal */
   async encode(): Promise<Buffer> {
+    this.materialize()
     return this.currentFormat === 'beats-v1' ? encodeBeatsV1(this.entries) : encodeNative(this.entries, this.kdf, this.password)
   }
 }
+
+const NOT_READ = Buffer.alloc(0)
 
 function missingKey(name: string, file: string): KeystoreError {
   return new KeystoreError('ENOKEY', `key ${name} not found in ${file}; "apm-server keystore list" shows the keys`)
@@ -178,12 +200,12 @@ async function decode(file: string, data: Buffer, options: OpenOptions): Promise
     if (looksBeatsV1(data)) return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
     const header = readNativeHeader(data)
     let password: Buffer | undefined
-    const entries = await decodeNative(data, async () => {
+    const contents = await openNative(data, async () => {
       if (!options.password) throw new KeystoreError('ENOPASSWORD', `keystore ${file} is password protected; set APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE`)
       password = await options.password()
       return password
     })
-    return Keystore.fromParts(file, 'native', entries, header.kdf, password)
+    return Keystore.fromNative(file, contents, header.kdf, password)
   })
 }
 

@@ -11,11 +11,19 @@
  *   19     1     salt length S (16..64)
  *   20     S     salt
  *   20+S   24    secretbox nonce
- *   44+S   ...   secretbox (XSalsa20-Poly1305) of the JSON payload
+ *   44+S   4     length I of the index box (u32 BE)
+ *   48+S   I     index box: secretbox (XSalsa20-Poly1305) of JSON {values: sha256 of the values box,
+ *                entries: [[name, value length, created ms, updated ms], ...]}
+ *   48+S+I ...   values box: secretbox of the values, concatenated in index order
  *
- * The key that opens the box is HMAC(KDF output, header), so every header byte is authenticated.
+ * Two boxes so that `list` decrypts names only: with thousands of keys, decrypting every value in
+ * pure-JS XSalsa20 would dominate its run time. The index carries the values box's digest, so every
+ * byte of the file is still checked on every load. Each box has its own key, HMAC(KDF output, purpose,
+ * header), so every header byte is authenticated and the shared nonce is never reused under one key.
  * The header is checked strictly, with caps, before any KDF runs; after that a failure has one message.
  */
+import {createHash} from 'node:crypto'
+
 import {
   ARGON2_LIMITS,
   Argon2Params,
@@ -28,14 +36,15 @@ import {
   SECRETBOX_OVERHEAD_BYTES,
   sealSecretbox,
 } from '../crypto.js'
-import {Entries, isValidKeyName} from '../entries.js'
-import {KeystoreError} from '../errors.js'
+import {Entries, Entry, isValidKeyName} from '../entries.js'
+import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../errors.js'
 
 export const NATIVE_MAGIC = Buffer.from('APMKEYS\0', 'latin1')
 export const NATIVE_VERSION = 1
 const KDF_NONE = 0
 const KDF_ARGON2ID = 1
 const FIXED_HEADER_BYTES = 20
+const INDEX_LENGTH_BYTES = 4
 const SALT_BYTES = 32
 const MIN_SALT_BYTES = 16
 const MAX_SALT_BYTES = 64
@@ -46,8 +55,10 @@ export interface NativeHeader {
   kdf: NativeKdf
   salt: Buffer
   nonce: Buffer
-  /** the header bytes, magic to nonce */
+  /** the header bytes, magic to index length */
   bytes: Buffer
+  indexBox: Buffer
+  valuesBox: Buffer
 }
 
 export function looksNative(data: Buffer): boolean {
@@ -84,13 +95,20 @@ export function readNativeHeader(data: Buffer): NativeHeader {
 
   const saltLength = data[19]
   if (saltLength < MIN_SALT_BYTES || saltLength > MAX_SALT_BYTES) throw formatError(`malformed keystore header (salt length ${saltLength})`)
-  const headerLength = FIXED_HEADER_BYTES + saltLength + SECRETBOX_NONCE_BYTES
-  if (data.length < headerLength + SECRETBOX_OVERHEAD_BYTES) throw formatError('keystore file is truncated')
+  const headerLength = FIXED_HEADER_BYTES + saltLength + SECRETBOX_NONCE_BYTES + INDEX_LENGTH_BYTES
+  if (data.length < headerLength + 2 * SECRETBOX_OVERHEAD_BYTES) throw formatError('keystore file is truncated')
+  const indexLength = data.readUInt32BE(headerLength - INDEX_LENGTH_BYTES)
+  if (indexLength < SECRETBOX_OVERHEAD_BYTES || indexLength > data.length - headerLength - SECRETBOX_OVERHEAD_BYTES) {
+    throw formatError(`keystore file is truncated or malformed (index length ${indexLength})`)
+  }
+
   return {
     bytes: data.subarray(0, headerLength),
+    indexBox: data.subarray(headerLength, headerLength + indexLength),
     kdf,
-    nonce: data.subarray(FIXED_HEADER_BYTES + saltLength, headerLength),
+    nonce: data.subarray(FIXED_HEADER_BYTES + saltLength, FIXED_HEADER_BYTES + saltLength + SECRETBOX_NONCE_BYTES),
     salt: data.subarray(FIXED_HEADER_BYTES, FIXED_HEADER_BYTES + saltLength),
+    valuesBox: data.subarray(headerLength + indexLength),
   }
 }
 
@@ -123,20 +141,62 @@ async function deriveMaster(kdf: NativeKdf, salt: Buffer, password: Buffer | und
   return deriveArgon2id(password, salt, kdf.params)
 }
 
+/** A decrypted index: names and metadata at once, values on demand. */
+export interface NativeContents {
+  entries: Map<string, Omit<Entry, 'value'> & {length: number}>
+  /** decrypts the values box; throws EDECRYPT/EFORMAT like the index */
+  readValues(): Map<string, Buffer>
+}
+
+function boxKey(master: Buffer, purpose: 'index' | 'values', header: Buffer): Uint8Array {
+  return bindKeyToHeader(master, Buffer.concat([Buffer.from(purpose), header]))
+}
+
+const DIGEST_PLACEHOLDER = 'A'.repeat(44)
+
+function digest(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('base64')
+}
+
 /**
- * Decrypts a native keystore. `password` is asked for only when the file has one.
+ * Opens a native keystore's index. `password` is asked for only when the file has one.
  */
-export async function decodeNative(data: Buffer, password: () => Promise<Buffer>): Promise<Entries> {
+export async function openNative(data: Buffer, password: () => Promise<Buffer>): Promise<NativeContents> {
   const header = readNativeHeader(data)
   const master = await deriveMaster(header.kdf, header.salt, header.kdf.type === 'none' ? undefined : await password())
-  const plaintext = openSecretbox(data.subarray(header.bytes.length), header.nonce, bindKeyToHeader(master, header.bytes))
-  return parsePayload(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength))
+  const index = parseIndex(toBuffer(openSecretbox(header.indexBox, header.nonce, boxKey(master, 'index', header.bytes))))
+  // Checked now, not when values are read, so that a damaged values box fails every command.
+  if (digest(header.valuesBox) !== index.valuesDigest) throw new KeystoreError('EDECRYPT', DECRYPT_FAILED_MESSAGE)
+  return {
+    entries: index.entries,
+    readValues() {
+      const plaintext = toBuffer(openSecretbox(header.valuesBox, header.nonce, boxKey(master, 'values', header.bytes)))
+      const values = new Map<string, Buffer>()
+      let offset = 0
+      for (const [name, {length}] of index.entries) {
+        values.set(name, plaintext.subarray(offset, offset + length))
+        offset += length
+      }
+
+      if (offset !== plaintext.length) throw malformedPayload()
+      return values
+    },
+  }
+}
+
+/** Decrypts a whole native keystore, values included. */
+export async function decodeNative(data: Buffer, password: () => Promise<Buffer>): Promise<Entries> {
+  const contents = await openNative(data, password)
+  const values = contents.readValues()
+  const entries: Entries = new Map()
+  for (const [name, {created, updated}] of contents.entries) entries.set(name, {created, updated, value: values.get(name)!})
+  return entries
 }
 
 export async function encodeNative(entries: Entries, kdf: NativeKdf, password: Buffer | undefined): Promise<Buffer> {
   const salt = randomBytesOf(SALT_BYTES)
   const nonce = randomBytesOf(SECRETBOX_NONCE_BYTES)
-  const header = Buffer.alloc(FIXED_HEADER_BYTES + SALT_BYTES + SECRETBOX_NONCE_BYTES)
+  const header = Buffer.alloc(FIXED_HEADER_BYTES + SALT_BYTES + SECRETBOX_NONCE_BYTES + INDEX_LENGTH_BYTES)
   NATIVE_MAGIC.copy(header, 0)
   header[8] = NATIVE_VERSION
   if (kdf.type === 'argon2id') {
@@ -151,41 +211,61 @@ export async function encodeNative(entries: Entries, kdf: NativeKdf, password: B
   salt.copy(header, FIXED_HEADER_BYTES)
   nonce.copy(header, FIXED_HEADER_BYTES + SALT_BYTES)
   const master = await deriveMaster(kdf, salt, password)
-  const box = sealSecretbox(serializePayload(entries), nonce, bindKeyToHeader(master, header))
-  return Buffer.concat([header, box])
+  const names = [...entries.keys()]
+  const indexOf = (valuesDigest: string) =>
+    Buffer.from(
+      JSON.stringify({
+        entries: names.map((name) => {
+          const {created, updated, value} = entries.get(name)!
+          return [name, value.length, created, updated]
+        }),
+        values: valuesDigest,
+      }),
+    )
+  // The index length is part of the header that both keys are bound to, and the index holds the digest
+  // of the values box sealed under such a key. A SHA-256 digest in base64 is always 44 characters, so
+  // the length is known before the digest is.
+  header.writeUInt32BE(indexOf(DIGEST_PLACEHOLDER).length + SECRETBOX_OVERHEAD_BYTES, header.length - INDEX_LENGTH_BYTES)
+  const valuesBox = sealSecretbox(Buffer.concat(names.map((name) => entries.get(name)!.value)), nonce, boxKey(master, 'values', header))
+  const indexBox = sealSecretbox(indexOf(digest(valuesBox)), nonce, boxKey(master, 'index', header))
+  return Buffer.concat([header, indexBox, valuesBox])
 }
 
-// The payload is JSON with base64 values: names are restricted to a JSON-safe alphabet and values stay
-// binary safe. Times are milliseconds since the epoch.
-interface PayloadEntry {
-  created: number
-  updated: number
-  value: string
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
-function serializePayload(entries: Entries): Buffer {
-  const out: Record<string, PayloadEntry> = {}
-  for (const [name, entry] of entries) out[name] = {created: entry.created, updated: entry.updated, value: entry.value.toString('base64')}
-  return Buffer.from(JSON.stringify({entries: out}))
+// Only reachable with the right key: a malformed payload means a bug or a forged file made with the key.
+function malformedPayload(): KeystoreError {
+  return formatError('keystore payload is malformed; restore the file from a backup')
 }
 
-function parsePayload(plaintext: Buffer): Entries {
-  // Only reachable with the right key: a malformed payload means a bug or a forged file made with the key.
-  const bad = () => formatError('keystore payload is malformed; restore the file from a backup')
+interface Index {
+  entries: NativeContents['entries']
+  valuesDigest: string
+}
+
+function parseIndex(plaintext: Buffer): Index {
   let parsed: unknown
   try {
     parsed = JSON.parse(plaintext.toString('utf8'))
   } catch {
-    throw bad()
+    throw malformedPayload()
   }
 
-  const raw = (parsed as {entries?: unknown})?.entries
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad()
-  const entries: Entries = new Map()
-  for (const [name, item] of Object.entries(raw as Record<string, PayloadEntry>)) {
-    if (!isValidKeyName(name) || typeof item?.value !== 'string' || typeof item.created !== 'number' || typeof item.updated !== 'number') throw bad()
-    entries.set(name, {created: item.created, updated: item.updated, value: Buffer.from(item.value, 'base64')})
+  const {entries: rows, values} = (parsed ?? {}) as {entries?: unknown; values?: unknown}
+  if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
+  const entries: Index['entries'] = new Map()
+  for (const row of rows) {
+    const [name, length, created, updated] = Array.isArray(row) ? row : []
+    const valid =
+      typeof name === 'string' &&
+      isValidKeyName(name) &&
+      !entries.has(name) &&
+      [length, created, updated].every((n) => Number.isSafeInteger(n) && n >= 0)
+    if (!valid) throw malformedPayload()
+    entries.set(name, {created, length, updated})
   }
 
-  return entries
+  return {entries, valuesDigest: values}
 }
