@@ -50,7 +50,8 @@ export async function parseConfigText(text: string, file: string): Promise<Setti
   const {parse} = await import('yaml')
   let parsed: unknown
   try {
-    // Strings stay strings: the YAML 1.2 core schema does not turn "0x1F" or "on" into numbers or booleans.
+    // YAML 1.2 core schema: "on"/"yes" stay strings (YAML 1.1 would make them booleans). Only path
+    // settings are read here; the server's config loader keeps every value's source text.
     parsed = parse(text, {prettyErrors: false, schema: 'core', uniqueKeys: true})
   } catch (error) {
     const message = (error as Error).message.split('\n')[0]
