@@ -1,0 +1,38 @@
+import {stringify} from 'yaml'
+
+import {BaseCommand, EXIT} from '../../cli/base-command.js'
+import {loadOptionsFrom, serverFlags} from '../../cli/server-flags.js'
+import {ConfigError, loadServerConfig, REDACTED} from '../../server/config.js'
+
+export default class ExportConfig extends BaseCommand<typeof ExportConfig> {
+  static summary = 'Print the resolved configuration as YAML, with secrets redacted.'
+  static description = `The settings as configured (apm-server.yml, -E overrides, --path.* flags; defaults are not added), with every \${KEY} reference resolved. Every value that came from the keystore is printed as "${REDACTED}". So is, whatever its source, every setting whose name ends in secret_token, password, passphrase or api_key. Values from the environment are printed as they are.
+
+With --json the same tree is printed as JSON. If the configuration has problems, they are printed one per line on stderr, as "test config" prints them, and the exit code is 1.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %>', description: 'The resolved apm-server.yml'},
+    {command: '<%= config.bin %> <%= command.id %> -E apm-server.host=0.0.0.0:8200 --json', description: 'As JSON, with an override'},
+  ]
+
+  static flags = {...serverFlags}
+
+  async run(): Promise<Record<string, unknown>> {
+    let redacted: Record<string, unknown>
+    try {
+      const loaded = await loadServerConfig(loadOptionsFrom(this.flags, this.openOptions()))
+      for (const warning of loaded.warnings) this.note(warning)
+      redacted = loaded.redacted
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+      for (const warning of error.warnings) this.note(warning)
+      for (const problem of error.problems) process.stderr.write(`error: ${problem}\n`)
+      if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({error: {code: error.code, message: error.message, problems: error.problems}})}\n`)
+      this.exit(EXIT.error)
+    }
+
+    // lineWidth 0: long values are never folded over lines.
+    if (!this.jsonEnabled()) process.stdout.write(stringify(redacted, {lineWidth: 0}))
+    return redacted
+  }
+}
