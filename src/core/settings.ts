@@ -6,6 +6,7 @@ import {promises as fs} from 'node:fs'
 import path from 'node:path'
 
 import {KeystoreError} from './errors.js'
+import {resolveTemplate} from './references.js'
 
 export type Settings = Record<string, unknown>
 
@@ -91,17 +92,32 @@ export async function resolvePaths(flags: PathFlags, cwd: string = process.cwd()
   }
 
   if (text !== undefined) settings = await parseConfigText(text, configFile)
-  const fromConfig = (name: string) => {
+  // Path settings may use the environment and ${path.*} (not the keystore: they decide where it is),
+  // exactly as the server's config loader resolves them.
+  const known: Record<string, string> = {}
+  const setting = (name: string, base: string): string | undefined => {
     const value = stringSetting(settings, name, configFile)
-    return value === undefined ? undefined : path.resolve(cwd, value)
+    if (value === undefined) return undefined
+    const resolved = resolveTemplate(value, (key) => {
+      const found = known[key] ?? process.env[key]
+      return found ? {value: found} : undefined
+    })
+    if (resolved.value === undefined) {
+      const problem = resolved.problems[0]
+      const what = problem.kind === 'syntax' ? problem.message : `${'reference' in problem ? problem.reference : 'a reference'} is not set in the environment`
+      throw new KeystoreError('ECONFIG', `setting ${name} in ${configFile}: ${what}; set the variable or fix the setting`)
+    }
+
+    return path.resolve(base, resolved.value)
   }
 
-  const home = homeFlag ?? fromConfig('path.home') ?? cwd
-  const config = configDirFlag ?? fromConfig('path.config') ?? home
-  const data = flags['path.data'] ? path.resolve(cwd, flags['path.data']) : (fromConfig('path.data') ?? path.join(home, 'data'))
-  const configured = stringSetting(settings, 'keystore.path', configFile)
-  const keystore = configured
-    ? path.resolve(home, configured.replaceAll(/\$\{path\.(home|config|data)\}/g, (_match, which: string) => ({config, data, home})[which as 'config' | 'data' | 'home']))
-    : path.join(data, 'apm-server.keystore')
+  const home = homeFlag ?? setting('path.home', cwd) ?? cwd
+  known['path.home'] = home
+  const config = configDirFlag ?? setting('path.config', cwd) ?? home
+  known['path.config'] = config
+  const data = flags['path.data'] ? path.resolve(cwd, flags['path.data']) : (setting('path.data', cwd) ?? path.join(home, 'data'))
+  known['path.data'] = data
+  known['path.logs'] = setting('path.logs', cwd) ?? path.join(home, 'logs')
+  const keystore = setting('keystore.path', home) ?? path.join(data, 'apm-server.keystore')
   return {config, configExists: text !== undefined, configFile, data, home, keystore, settings}
 }
