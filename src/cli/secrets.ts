@@ -33,7 +33,7 @@ const PROMPT_CONTEXT = {output: process.stderr}
 
 export async function promptSecret(message: string): Promise<Buffer> {
   const {password} = await prompts()
-  const answer = await asking(() => password({mask: '*', message}, PROMPT_CONTEXT))
+  const answer = await asking(() => password({mask: '*', message, toggleMask: false}, PROMPT_CONTEXT))
   return Buffer.from(answer, 'utf8')
 }
 

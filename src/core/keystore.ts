@@ -297,7 +297,7 @@ async function withPathAsync<T>(file: string, fn: () => Promise<T>): Promise<T> 
 }
 
 function namePath(file: string, error: unknown): unknown {
-  if (error instanceof KeystoreError && !error.message.includes(file) && error.code !== 'ENOPASSWORD') {
+  if (error instanceof KeystoreError && !error.message.includes(file) && error.code !== 'ENOPASSWORD' && error.code !== 'ECANCELED') {
     return new KeystoreError(error.code, `${file}: ${error.message}`, {cause: error.cause})
   }
 
