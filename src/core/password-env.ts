@@ -1,6 +1,6 @@
 import {promises as fs} from 'node:fs'
 
-import type {Argon2Params} from './crypto.js'
+import {ARGON2_LIMITS, type Argon2Params} from './crypto.js'
 import {KeystoreError} from './errors.js'
 
 export const PASSWORD_ENV = 'APM_SERVER_KEYSTORE_PASSWORD'
@@ -42,5 +42,22 @@ export function kdfParamsFromEnvironment(env: NodeJS.ProcessEnv): Argon2Params |
   if (!text) return undefined
   const match = /^m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,10})$/.exec(text.trim())
   if (!match) throw new KeystoreError('EUSAGE', `${KDF_PARAMS_ENV} must look like "m=65536,t=3,p=4" (memory KiB, iterations, parallelism)`)
-  return {iterations: Number(match[2]), memoryKiB: Number(match[1]), parallelism: Number(match[3])}
+  const params = {iterations: Number(match[2]), memoryKiB: Number(match[1]), parallelism: Number(match[3])}
+  const {maxIterations, maxMemoryKiB, maxParallelism, minMemoryKiBPerLane} = ARGON2_LIMITS
+  const inRange =
+    params.parallelism >= 1 &&
+    params.parallelism <= maxParallelism &&
+    params.iterations >= 1 &&
+    params.iterations <= maxIterations &&
+    params.memoryKiB >= minMemoryKiBPerLane * params.parallelism &&
+    params.memoryKiB <= maxMemoryKiB
+  if (!inRange) {
+    throw new KeystoreError(
+      'EUSAGE',
+      `${KDF_PARAMS_ENV}=${text} is outside the allowed range (memory ${minMemoryKiBPerLane}KiB per lane to ${maxMemoryKiB}KiB, ` +
+        `iterations 1-${maxIterations}, parallelism 1-${maxParallelism}); fix it, or unset it for the default`,
+    )
+  }
+
+  return params
 }

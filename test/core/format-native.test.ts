@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict'
+
+import {ARGON2_LIMITS} from '../../src/core/crypto.js'
+import {Entries} from '../../src/core/entries.js'
+import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
+import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NATIVE_MAGIC, NativeKdf, readNativeHeader} from '../../src/core/format/native.js'
+import {ALL_BYTES, assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
+
+const NONE: NativeKdf = {type: 'none'}
+const ARGON: NativeKdf = {params: {...CHEAP_KDF}, type: 'argon2id'}
+const PASSWORD = Buffer.from('correct horse')
+
+function entriesOf(values: Record<string, Buffer>): Entries {
+  return new Map(Object.entries(values).map(([name, value]) => [name, {created: 1_700_000_000_000, updated: 1_700_000_000_001, value}]))
+}
+
+/** A copy of `data` with the argon2 fields of the header replaced. */
+function withKdfParams(data: Buffer, memoryKiB: number, iterations: number, parallelism: number): Buffer {
+  const copy = Buffer.from(data)
+  copy[9] = 1
+  copy.writeUInt32BE(memoryKiB, 10)
+  copy.writeUInt32BE(iterations, 14)
+  copy[18] = parallelism
+  return copy
+}
+
+const LIMITS_MESSAGE = (m: number, t: number, p: number) =>
+  `keystore asks for argon2id memory=${m}KiB iterations=${t} parallelism=${p}, outside the allowed range (memory 8KiB per lane to 1048576KiB, ` +
+  'iterations 1-10, parallelism 1-16); the file is damaged or crafted, restore it from a backup'
+
+describe('core/format/native', () => {
+  let plain: Buffer
+  let protectedData: Buffer
+  before(async () => {
+    plain = await encodeNative(entriesOf({ALL_BYTES, B: Buffer.from('b')}), NONE, undefined)
+    protectedData = await encodeNative(entriesOf({ALL_BYTES, B: Buffer.from('b')}), ARGON, PASSWORD)
+  })
+
+  describe('round trip', () => {
+    for (const [label, kdf, password] of [
+      ['without a password', NONE, undefined],
+      ['with a password', ARGON, PASSWORD],
+    ] as const) {
+      it(`keeps all 256 byte values, and the times, ${label}`, async () => {
+        const data = await encodeNative(entriesOf({ALL_BYTES, REVERSED: Buffer.from(ALL_BYTES).reverse()}), kdf, password)
+        assert.ok(looksNative(data))
+        const entries = await decodeNative(data, password ? passwordOf('correct horse') : noPasswordExpected())
+        assert.deepEqual([...entries.keys()].sort(), ['ALL_BYTES', 'REVERSED'])
+        assert.deepEqual(entries.get('ALL_BYTES'), {created: 1_700_000_000_000, updated: 1_700_000_000_001, value: ALL_BYTES})
+        assert.deepEqual(entries.get('REVERSED')?.value, Buffer.from(ALL_BYTES).reverse())
+      })
+    }
+
+    it('writes an empty keystore that reads back empty', async () => {
+      const entries = await decodeNative(await encodeNative(new Map(), NONE, undefined), noPasswordExpected())
+      assert.equal(entries.size, 0)
+    })
+
+    it('uses a fresh salt and nonce on every write', async () => {
+      const again = await encodeNative(entriesOf({ALL_BYTES, B: Buffer.from('b')}), NONE, undefined)
+      assert.notDeepEqual(again.subarray(20), plain.subarray(20))
+    })
+
+    it('does not store the values in the clear', async () => {
+      const data = await encodeNative(entriesOf({TOKEN: Buffer.from('findable-secret-value')}), NONE, undefined)
+      assert.equal(data.includes('findable-secret-value'), false)
+      assert.equal(data.includes(Buffer.from('findable-secret-value').toString('base64')), false)
+    })
+
+    it('lays out the header as documented', () => {
+      assert.deepEqual(plain.subarray(0, 8), Buffer.from('APMKEYS\0', 'latin1'))
+      assert.deepEqual(NATIVE_MAGIC, Buffer.from('APMKEYS\0', 'latin1'))
+      assert.equal(plain[8], 1)
+      assert.deepEqual([plain[9], plain.readUInt32BE(10), plain.readUInt32BE(14), plain[18], plain[19]], [0, 0, 0, 0, 32])
+      assert.deepEqual([protectedData[9], protectedData.readUInt32BE(10), protectedData.readUInt32BE(14), protectedData[18]], [1, 1024, 1, 1])
+      const header = readNativeHeader(protectedData)
+      assert.deepEqual(header.kdf, {params: {iterations: 1, memoryKiB: 1024, parallelism: 1}, type: 'argon2id'})
+      assert.deepEqual(header.salt, protectedData.subarray(20, 52))
+      assert.deepEqual(header.nonce, protectedData.subarray(52, 76))
+      assert.deepEqual(header.bytes, protectedData.subarray(0, header.bytes.length))
+      assert.ok(header.bytes.length >= 76)
+    })
+  })
+
+  describe('distinct errors', () => {
+    it('wrong password: EDECRYPT with the one message', async () => {
+      await assertKeystoreError(decodeNative(protectedData, passwordOf('wrong')), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+    })
+
+    it('an empty password is just a wrong one: EDECRYPT', async () => {
+      await assertKeystoreError(decodeNative(protectedData, async () => Buffer.alloc(0)), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+    })
+
+    it('bit-flipped ciphertext: EDECRYPT with the same message as a wrong password', async () => {
+      for (const data of [plain, protectedData]) {
+        const flipped = Buffer.from(data)
+        flipped[flipped.length - 5] ^= 0x01
+        // eslint-disable-next-line no-await-in-loop -- two cases
+        await assertKeystoreError(decodeNative(flipped, passwordOf('correct horse')), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+      }
+    })
+
+    it('bad magic: EFORMAT, before asking for a password', async () => {
+      const bad = Buffer.from(protectedData)
+      bad[0] = 0x61
+      await assertKeystoreError(decodeNative(bad, noPasswordExpected()), 'EFORMAT', 'not an apm-server keystore (bad magic)')
+      await assertKeystoreError(decodeNative(Buffer.alloc(0), noPasswordExpected()), 'EFORMAT', 'not an apm-server keystore (bad magic)')
+    })
+
+    it('unknown version: EVERSION, before asking for a password', async () => {
+      for (const version of [0, 2, 255]) {
+        const bad = Buffer.from(protectedData)
+        bad[8] = version
+        // eslint-disable-next-line no-await-in-loop -- a small table
+        await assertKeystoreError(
+          decodeNative(bad, noPasswordExpected()),
+          'EVERSION',
+          `unsupported keystore format version ${version}; this build reads version 1, upgrade apm-server`,
+        )
+      }
+    })
+
+    it('truncated file: refused at every length, EFORMAT naming the truncation inside the header, else EDECRYPT', async () => {
+      const headerLength = readNativeHeader(protectedData).bytes.length
+      for (let length = 8; length < protectedData.length; length++) {
+        let error: unknown
+        try {
+          // eslint-disable-next-line no-await-in-loop -- a table of lengths
+          await decodeNative(protectedData.subarray(0, length), passwordOf('correct horse'))
+        } catch (caught) {
+          error = caught
+        }
+
+        const where = `cut at ${length} of ${protectedData.length}`
+        assert.ok(error instanceof KeystoreError, `${where}: decoded`)
+        if (length < 20) assert.deepEqual([error.code, error.message], ['EFORMAT', 'keystore file is truncated (header incomplete)'], where)
+        else if (length <= headerLength) assert.deepEqual([error.code, /^keystore file is truncated/.test(error.message)], ['EFORMAT', true], `${where}: ${error.message}`)
+        else if (error.code === 'EFORMAT') assert.match(error.message, /^keystore file is truncated/, where)
+        else assert.deepEqual([error.code, error.message], ['EDECRYPT', DECRYPT_FAILED_MESSAGE], where)
+      }
+    })
+
+    it('one byte cut off the end: EDECRYPT (after the header checks, one message)', async () => {
+      await assertKeystoreError(decodeNative(plain.subarray(0, plain.length - 1), noPasswordExpected()), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+    })
+
+    it('table of malformed headers: EFORMAT', async () => {
+      const cases: Array<[string, (data: Buffer) => void, string]> = [
+        ['unknown KDF', (d) => (d[9] = 2), 'malformed keystore header (unknown KDF 2)'],
+        ['memory without a KDF', (d) => d.writeUInt32BE(1024, 10), 'malformed keystore header (KDF parameters set without a KDF)'],
+        ['iterations without a KDF', (d) => d.writeUInt32BE(1, 14), 'malformed keystore header (KDF parameters set without a KDF)'],
+        ['parallelism without a KDF', (d) => (d[18] = 1), 'malformed keystore header (KDF parameters set without a KDF)'],
+        ['salt too short', (d) => (d[19] = 15), 'malformed keystore header (salt length 15)'],
+        ['salt too long', (d) => (d[19] = 65), 'malformed keystore header (salt length 65)'],
+        ['salt length zero', (d) => (d[19] = 0), 'malformed keystore header (salt length 0)'],
+      ]
+      for (const [label, mutate, message] of cases) {
+        const bad = Buffer.from(plain)
+        mutate(bad)
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await assertKeystoreError(decodeNative(bad, noPasswordExpected()), 'EFORMAT', message).catch((error: Error) => {
+          throw new Error(`${label}: ${error.message}`)
+        })
+      }
+    })
+  })
+
+  describe('capped KDF parameters (ELIMITS before any work)', () => {
+    // Each of these would take minutes or exhaust memory if honoured; refusal must come from the header alone.
+    const cases: Array<[string, number, number, number]> = [
+      ['4 GiB of memory', 4 * 1024 * 1024, 1, 1],
+      ['the largest u32 memory', 0xff_ff_ff_ff, 1, 1],
+      ['just over the memory cap', ARGON2_LIMITS.maxMemoryKiB + 1, 1, 1],
+      ['zero memory', 0, 1, 1],
+      ['less than 8 KiB per lane', 8 * 4 - 1, 1, 4],
+      ['huge iterations', 1024, 0xff_ff_ff_ff, 1],
+      ['just over the iteration cap', 1024, ARGON2_LIMITS.maxIterations + 1, 1],
+      ['zero iterations', 1024, 0, 1],
+      ['zero parallelism', 1024, 1, 0],
+      ['huge parallelism', 1024 * 1024, 1, 255],
+      ['just over the parallelism cap', 1024 * 1024, 1, ARGON2_LIMITS.maxParallelism + 1],
+      ['everything at once', 0xff_ff_ff_ff, 0xff_ff_ff_ff, 255],
+    ]
+    for (const [label, m, t, p] of cases) {
+      it(`refuses ${label} (m=${m} t=${t} p=${p}) without asking for the password`, async () => {
+        const crafted = withKdfParams(protectedData, m, t, p)
+        await assertKeystoreError(decodeNative(crafted, noPasswordExpected()), 'ELIMITS', LIMITS_MESSAGE(m, t, p))
+        assert.throws(() => readNativeHeader(crafted), {code: 'ELIMITS'})
+      })
+    }
+
+    it('accepts the limits themselves', () => {
+      checkArgon2Limits({iterations: ARGON2_LIMITS.maxIterations, memoryKiB: ARGON2_LIMITS.maxMemoryKiB, parallelism: ARGON2_LIMITS.maxParallelism})
+      checkArgon2Limits({iterations: 1, memoryKiB: 8, parallelism: 1})
+      checkArgon2Limits({iterations: 1, memoryKiB: 8 * 16, parallelism: 16})
+    })
+
+    it('refuses non-integer parameters of our own choice', () => {
+      assert.throws(() => checkArgon2Limits({iterations: 1.5, memoryKiB: 1024, parallelism: 1}), {code: 'ELIMITS'})
+      assert.throws(() => checkArgon2Limits({iterations: 1, memoryKiB: Number.NaN, parallelism: 1}), {code: 'ELIMITS'})
+    })
+
+    it('will not write a header beyond the caps', async () => {
+      await assertKeystoreError(encodeNative(new Map(), {params: {iterations: 1, memoryKiB: 4 * 1024 * 1024, parallelism: 1}, type: 'argon2id'}, PASSWORD), 'ELIMITS')
+    })
+  })
+})
