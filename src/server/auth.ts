@@ -1,0 +1,126 @@
+/**
+ * Agent authentication as Elastic's APM Server does it (internal/beater/auth): `Authorization: Bearer
+ * <secret token>`, anonymous access when enabled, and the same 401 messages. API keys are not supported,
+ * so an `ApiKey` header fails like a wrong token.
+ *
+ * Tokens are never compared directly: both sides go through HMAC-SHA256 under a key made fresh for this
+ * process, and the fixed-length digests are compared with `timingSafeEqual`. The time taken does not
+ * depend on where the strings differ, nor on the presented token's length, and only digests are kept.
+ */
+import {createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
+
+/** The 401 body for a wrong token, an `ApiKey` header, or an empty Bearer token. */
+export const AUTH_FAILED = 'authentication failed'
+const EXPECTED_HEADER = "expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'"
+/** The 401 body for a missing header or one without a scheme and a space. */
+export const AUTH_MISSING = `${AUTH_FAILED}: missing or improperly formatted Authorization header: ${EXPECTED_HEADER}`
+/** The 401 body for a scheme other than Bearer and ApiKey (schemes are case-sensitive, as in Go). */
+export function unknownSchemeMessage(scheme: string): string {
+  return `${AUTH_FAILED}: unknown Authentication header ${scheme}: ${EXPECTED_HEADER}`
+}
+
+/** `none`: no auth configured, everyone is let in; `anonymous`: no credentials, anonymous access allowed. */
+export type AuthMethod = 'anonymous' | 'none' | 'secret_token'
+export type AuthOutcome = {method: AuthMethod; ok: true} | {message: string; ok: false}
+
+/** Splits "<scheme> <credentials>" at the first space, as the Go server does; no space means no scheme. */
+export function parseAuthorizationHeader(value: string | undefined): {scheme: string; credentials: string} {
+  const space = value ? value.indexOf(' ') : -1
+  if (!value || space <= 0) return {credentials: '', scheme: ''}
+  return {credentials: value.slice(space + 1), scheme: value.slice(0, space)}
+}
+
+const HMAC_KEY = randomBytes(32)
+
+/** HMAC-SHA256 of a token under this process's random key: 32 bytes whatever the token's length. */
+export function tokenDigest(token: Buffer | string): Buffer {
+  return createHmac('sha256', HMAC_KEY).update(token).digest()
+}
+
+/** Constant-time comparison of two secrets of any lengths, through their digests. */
+export function secretsEqual(a: Buffer | string, b: Buffer | string): boolean {
+  return timingSafeEqual(tokenDigest(a), tokenDigest(b))
+}
+
+export interface AuthSettings {
+  /** undefined: no auth configured */
+  secretToken?: string
+  /** after a reload that changed the token, the old one is still accepted for this long */
+  secretTokenGracePeriodMs: number
+  /** let requests without credentials in (restricted later by agent/service and rate limit) */
+  anonymous: boolean
+}
+
+/**
+ * Holds the digests of the current token and, during a grace period after a rotation, of the previous
+ * one. `update` applies a reloaded configuration; `authenticate` checks one request's header.
+ */
+export class Authenticator {
+  private current?: Buffer
+  private previous?: {digest: Buffer; until: number}
+  private anonymous = false
+
+  constructor(settings: AuthSettings, private readonly now: () => number = Date.now) {
+    this.update(settings)
+  }
+
+  get enabled(): boolean {
+    return this.current !== undefined
+  }
+
+  /** True while a previous token is still accepted. */
+  get inGracePeriod(): boolean {
+    return this.previous !== undefined && this.now() < this.previous.until
+  }
+
+  /**
+   * Applies new settings. When the token changed and a grace period is set, the token being replaced
+   * stays valid for that long; a reload that keeps the token leaves a running grace period alone.
+   * Turning auth off or on never keeps an old token: "no token" is never a token.
+   */
+  update(settings: AuthSettings): void {
+    const next = settings.secretToken === undefined ? undefined : tokenDigest(settings.secretToken)
+    const changed = next === undefined || this.current === undefined || !timingSafeEqual(next, this.current)
+    if (next === undefined) {
+      this.previous = undefined
+    } else if (changed) {
+      this.previous =
+        this.current && settings.secretTokenGracePeriodMs > 0 ? {digest: this.current, until: this.now() + settings.secretTokenGracePeriodMs} : undefined
+    }
+
+    this.current = next
+    this.anonymous = settings.anonymous
+  }
+
+  /** Checks an Authorization header value (undefined when absent). */
+  authenticate(header: string | undefined): AuthOutcome {
+    if (this.current === undefined) return {method: 'none', ok: true}
+    const {credentials, scheme} = parseAuthorizationHeader(header)
+    switch (scheme) {
+      case '': {
+        return this.anonymous ? {method: 'anonymous', ok: true} : {message: AUTH_MISSING, ok: false}
+      }
+
+      case 'ApiKey': {
+        return {message: AUTH_FAILED, ok: false}
+      }
+
+      case 'Bearer': {
+        return this.matches(credentials) ? {method: 'secret_token', ok: true} : {message: AUTH_FAILED, ok: false}
+      }
+
+      default: {
+        return {message: unknownSchemeMessage(scheme), ok: false}
+      }
+    }
+  }
+
+  private matches(presented: string): boolean {
+    const digest = tokenDigest(presented)
+    const current = timingSafeEqual(digest, this.current!)
+    // The previous digest is compared whenever one is held, so the timing does not tell which matched.
+    const previous = this.previous ? timingSafeEqual(digest, this.previous.digest) && this.now() < this.previous.until : false
+    if (this.previous && this.now() >= this.previous.until) this.previous = undefined
+    return current || previous
+  }
+}

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict'
+import {promises as fs} from 'node:fs'
+import path from 'node:path'
+
+import {FileOutput, FileOutputOptions} from '../../src/server/output.js'
+import {makeTempDir} from '../helpers/cli.js'
+
+/** A line of exactly `bytes` bytes with its newline, numbered. */
+function line(n: number, bytes = 100): string {
+  const head = JSON.stringify({n})
+  return `${head.slice(0, -1)},"pad":"${'x'.repeat(bytes - head.length - 10)}"}`
+}
+
+async function read(file: string): Promise<string[]> {
+  const text = await fs.readFile(file, 'utf8')
+  return text === '' ? [] : text.slice(0, -1).split('\n')
+}
+
+describe('server/output', () => {
+  let tmp: ReturnType<typeof makeTempDir>
+  let dir: string
+  beforeEach(() => {
+    tmp = makeTempDir('apm-output-test-')
+    dir = path.join(tmp.dir, 'data', 'apm-server')
+  })
+  afterEach(() => tmp.cleanup())
+
+  const options = (overrides: Partial<FileOutputOptions> = {}): FileOutputOptions => ({filename: 'apm-server', numberOfFiles: 7, path: dir, rotateEveryKb: 10_240, ...overrides})
+
+  it('appends one line per event, creating the directory and a 0600 file', async () => {
+    const output = await FileOutput.open(options())
+    output.write(line(1))
+    output.write(line(2))
+    await output.flush()
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(1), line(2)])
+    output.write(line(3))
+    await output.close()
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(1), line(2), line(3)])
+    assert.equal((await fs.stat(path.join(dir, 'apm-server'))).mode & 0o777, 0o600)
+  })
+
+  it('appends to a file left by an earlier run', async () => {
+    const first = await FileOutput.open(options())
+    first.write(line(1))
+    await first.close()
+    const second = await FileOutput.open(options())
+    second.write(line(2))
+    await second.close()
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(1), line(2)])
+  })
+
+  it('flush() waits only for what was queued before it, across many writers', async () => {
+    const output = await FileOutput.open(options())
+    const flushes: Promise<void>[] = []
+    for (let i = 0; i < 50; i++) {
+      output.write(line(i))
+      if (i % 10 === 9) flushes.push(output.flush())
+    }
+
+    await Promise.all(flushes)
+    assert.equal((await read(path.join(dir, 'apm-server'))).length, 50)
+    await output.close()
+  })
+
+  it('rotates by size as Beats does: filename, filename.1 ... and keeps number_of_files', async () => {
+    // 1 KiB files of 100-byte lines: 10 lines a file. 45 lines make 5 files; only 3 are kept.
+    const output = await FileOutput.open(options({numberOfFiles: 3, rotateEveryKb: 1}))
+    for (let i = 0; i < 45; i++) output.write(line(i))
+    await output.close()
+    const names = (await fs.readdir(dir)).sort()
+    assert.deepEqual(names, ['apm-server', 'apm-server.1', 'apm-server.2'])
+    const numbers = async (name: string) => (await read(path.join(dir, name))).map((text) => (JSON.parse(text) as {n: number}).n)
+    assert.deepEqual(await numbers('apm-server'), [40, 41, 42, 43, 44])
+    assert.deepEqual(await numbers('apm-server.1'), [30, 31, 32, 33, 34, 35, 36, 37, 38, 39])
+    assert.deepEqual(await numbers('apm-server.2'), [20, 21, 22, 23, 24, 25, 26, 27, 28, 29])
+    for (const name of names) {
+      const stat = await fs.stat(path.join(dir, name)) // eslint-disable-line no-await-in-loop -- three files
+      assert.ok(stat.size <= 1024, `${name} is ${stat.size} bytes`)
+      assert.equal(stat.mode & 0o777, 0o600)
+    }
+  })
+
+  it('rotates across separate flushes and restarts, counting what the file already holds', async () => {
+    const first = await FileOutput.open(options({numberOfFiles: 2, rotateEveryKb: 1}))
+    for (let i = 0; i < 8; i++) first.write(line(i))
+    await first.close()
+    const second = await FileOutput.open(options({numberOfFiles: 2, rotateEveryKb: 1}))
+    for (let i = 8; i < 12; i++) {
+      second.write(line(i))
+      await second.flush() // eslint-disable-line no-await-in-loop -- one write at a time
+    }
+
+    await second.close()
+    assert.equal((await read(path.join(dir, 'apm-server.1'))).length, 10)
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(10), line(11)])
+  })
+
+  it('writes a line longer than the rotation size alone in its file', async () => {
+    const output = await FileOutput.open(options({numberOfFiles: 3, rotateEveryKb: 1}))
+    output.write(line(1))
+    output.write(line(2, 3000))
+    output.write(line(3))
+    await output.close()
+    assert.deepEqual(await read(path.join(dir, 'apm-server.2')), [line(1)])
+    assert.deepEqual(await read(path.join(dir, 'apm-server.1')), [line(2, 3000)])
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(3)])
+  })
+
+  it('close() is idempotent and later writes are refused', async () => {
+    const output = await FileOutput.open(options())
+    output.write(line(1))
+    await Promise.all([output.close(), output.close()])
+    assert.throws(() => output.write(line(2)), /the output is closed/)
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(1)])
+  })
+
+  const bad: [string, Partial<FileOutputOptions>, RegExp][] = [
+    ['number_of_files 1', {numberOfFiles: 1}, /number_of_files must be between 2 and 1024/],
+    ['number_of_files 1025', {numberOfFiles: 1025}, /number_of_files must be between 2 and 1024/],
+    ['rotate_every_kb 0', {rotateEveryKb: 0}, /rotate_every_kb must be at least 1/],
+  ]
+  for (const [name, overrides, message] of bad) {
+    it(`refuses ${name}`, async () => {
+      await assert.rejects(FileOutput.open(options(overrides)), message)
+    })
+  }
+})
