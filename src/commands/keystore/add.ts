@@ -37,6 +37,7 @@ export default class Add extends BaseCommand<typeof Add> {
 
   static args = {key: Args.string({description: 'key names ([A-Za-z0-9_.-], 1-255 characters)', required: true})}
   static strict = false
+  static usage = '<%= command.id %> KEY... [--stdin | --file PATH | --generate [--length N]] [--force]'
   static flags = {
     file: Flags.string({description: "store this file's bytes (one key)", exclusive: ['stdin', 'generate']}),
     force: Flags.boolean({char: 'f', description: 'replace existing keys and create a missing keystore without asking'}),

@@ -18,6 +18,7 @@ export default class Remove extends BaseCommand<typeof Remove> {
 
   static args = {key: Args.string({description: 'key names to remove', required: true})}
   static strict = false
+  static usage = '<%= command.id %> KEY...'
 
   async run(): Promise<RemoveResult> {
     const {keystore: file} = await this.paths()

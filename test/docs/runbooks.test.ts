@@ -1,0 +1,63 @@
+/**
+ * Every runbook in docs/runbooks is executed: its ```sh blocks, in order, as one bash script with
+ * `set -euo pipefail`, in a fresh temp directory, with `apm-server` on PATH. Blocks in other languages
+ * (yaml, ini) are configuration examples and are not run. So the docs cannot rot.
+ */
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {chmodSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
+
+import {BIN, cleanEnv, makeTempDir, ROOT} from '../helpers/cli.js'
+
+const RUNBOOKS = path.join(ROOT, 'docs', 'runbooks')
+
+export function shellBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((match) => match[1])
+}
+
+function runScript(script: string, cwd: string, binDir: string): Promise<{code: null | number; output: string}> {
+  return new Promise((resolve, reject) => {
+    const env = cleanEnv({PATH: `${binDir}:${process.env.PATH}`})
+    const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {cwd, env, stdio: ['ignore', 'pipe', 'pipe']})
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
+    child.on('error', reject)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({code, output})
+    })
+  })
+}
+
+describe('docs/runbooks: every shell block runs', () => {
+  const files = readdirSync(RUNBOOKS).filter((name) => name.endsWith('.md'))
+
+  it('finds the four runbooks, each with shell blocks', () => {
+    assert.deepEqual(files.sort(), ['migrate-from-go-keystore.md', 'password-at-boot.md', 'provision-fleet.md', 'rotate-secret-token.md'])
+    for (const name of files) assert.ok(shellBlocks(readFileSync(path.join(RUNBOOKS, name), 'utf8')).length > 0, name)
+  })
+
+  for (const name of files) {
+    it(name, async function () {
+      this.timeout(180_000)
+      const tmp = makeTempDir('apm-runbook-')
+      try {
+        const binDir = path.join(tmp.dir, '.bin')
+        const work = path.join(tmp.dir, 'work')
+        const setup = `mkdir -p '${binDir}' '${work}'`
+        await runScript(setup, tmp.dir, binDir)
+        const shim = path.join(binDir, 'apm-server')
+        writeFileSync(shim, `#!/bin/sh\nexec '${process.execPath}' '${BIN}' "$@"\n`)
+        chmodSync(shim, 0o755)
+        const script = shellBlocks(readFileSync(path.join(RUNBOOKS, name), 'utf8')).join('\n')
+        const {code, output} = await runScript(script, work, binDir)
+        assert.equal(code, 0, `${name} failed:\n${output}`)
+      } finally {
+        tmp.cleanup()
+      }
+    })
+  }
+})
