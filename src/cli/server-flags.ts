@@ -4,7 +4,7 @@
  */
 import {Flags} from '@oclif/core'
 
-import {LoadOptions} from '../server/config.js'
+import type {LoadOptions} from '../server/config.js'
 
 export const serverFlags = {
   E: Flags.string({

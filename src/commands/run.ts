@@ -2,9 +2,9 @@ import {BaseCommand} from '../cli/base-command.js'
 import {loadOptionsFrom, serverFlags} from '../cli/server-flags.js'
 import {KeystoreError} from '../core/errors.js'
 import {PASSWORD_ENV, PASSWORD_FILE_ENV, passwordFromEnvironment} from '../core/password-env.js'
-import {ConfigError, LoadedConfig, loadServerConfig, ServerConfig} from '../server/config.js'
-import {createLogger, Logger} from '../server/logger.js'
-import {RunningServer, startServer} from '../server/server.js'
+import type {ConfigError as ConfigErrorClass, LoadedConfig, ServerConfig} from '../server/config.js'
+import type {Logger} from '../server/logger.js'
+import type {RunningServer} from '../server/server.js'
 
 /** A server never prompts: the keystore password comes from the environment or a file it names. */
 async function serverPassword(): Promise<Buffer> {
@@ -45,6 +45,12 @@ Logs are ECS JSON lines on stderr. SIGHUP re-reads the configuration and the key
     // SIGHUP's default action kills the process; during start-up the configuration being read is the fresh one.
     const ignoreHangup = () => {}
     process.on('SIGHUP', ignoreHangup)
+    // The server's modules load here, not at the top: every command's module is loaded at start-up.
+    const [{ConfigError, loadServerConfig}, {createLogger}, {startServer}] = await Promise.all([
+      import('../server/config.js'),
+      import('../server/logger.js'),
+      import('../server/server.js'),
+    ])
     const load = () => loadServerConfig(loadOptionsFrom(this.flags, {password: serverPassword, strictPerms: this.strictPerms}))
     let loaded: LoadedConfig
     try {
@@ -63,12 +69,17 @@ Logs are ECS JSON lines on stderr. SIGHUP re-reads the configuration and the key
     warnAboutTransport(loaded.config, logger)
     const server = await startServer(loaded.config, logger)
     logger.info({url: server.url}, 'listening')
-    const serving = this.serveUntilSignal(server, logger, load)
+    const serving = this.serveUntilSignal(server, logger, load, ConfigError)
     process.off('SIGHUP', ignoreHangup)
     await serving
   }
 
-  private serveUntilSignal(server: RunningServer, logger: Logger, load: () => Promise<LoadedConfig>): Promise<void> {
+  private serveUntilSignal(
+    server: RunningServer,
+    logger: Logger,
+    load: () => Promise<LoadedConfig>,
+    ConfigError: typeof ConfigErrorClass,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
       let stopping = false
       let reloading: Promise<void> | undefined

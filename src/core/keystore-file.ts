@@ -17,8 +17,10 @@ export interface ReadOptions {
   strictPerms?: boolean
 }
 
-function ioError(action: string, file: string, error: unknown): KeystoreError {
-  const code = (error as NodeJS.ErrnoException)?.code ?? 'unknown error'
+function ioError(action: string, file: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code
+  // Not a file-system error: a bug, to be reported as such rather than as a permissions problem.
+  if (typeof code !== 'string') return error
   return new KeystoreError('EIO', `cannot ${action} ${file}: ${code}; check the path and its permissions`, {cause: error})
 }
 

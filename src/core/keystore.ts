@@ -41,8 +41,8 @@ export class Keystore {
     private readonly entries: Entries,
     private kdf: NativeKdf,
     private password: Buffer | undefined,
-    /** values not decrypted yet (native files decrypt names first: `list` never needs values) */
-    private pendingValues?: () => Map<string, Buffer>,
+    /** values and times not decrypted yet (native files decrypt names first: `list` never needs values) */
+    private pendingValues?: () => Entries,
   ) {}
 
   /** @internal */
@@ -53,15 +53,15 @@ export class Keystore {
   /** @internal */
   static fromNative(file: string, contents: NativeContents, kdf: NativeKdf, password?: Buffer): Keystore {
     const entries: Entries = new Map()
-    for (const [name, {created, updated}] of contents.entries) entries.set(name, {created, updated, value: NOT_READ})
+    for (const name of contents.entries.keys()) entries.set(name, {created: 0, updated: 0, value: NOT_READ})
     return new Keystore(file, 'native', entries, kdf, password, () => contents.readValues())
   }
 
   private materialize(): void {
     if (!this.pendingValues) return
-    const values = this.pendingValues()
+    const read = this.pendingValues()
     this.pendingValues = undefined
-    for (const [name, entry] of this.entries) entry.value = values.get(name)!
+    for (const [name, entry] of read) this.entries.set(name, entry)
   }
 
   get format(): KeystoreFormat {
@@ -87,17 +87,17 @@ export class Keystore {
 
   /** The stored bytes of `name`. */
   get(name: string): Buffer {
-    const entry = this.entries.get(name)
-    if (!entry) throw missingKey(name, this.path)
+    if (!this.entries.has(name)) throw missingKey(name, this.path)
     this.materialize()
-    return entry.value
+    return this.entries.get(name)!.value
   }
 
   /** Metadata of an entry, without its value. */
   describe(name: string): Omit<Entry, 'value'> {
-    const entry = this.entries.get(name)
-    if (!entry) throw missingKey(name, this.path)
-    return {created: entry.created, updated: entry.updated}
+    if (!this.entries.has(name)) throw missingKey(name, this.path)
+    this.materialize()
+    const {created, updated} = this.entries.get(name)!
+    return {created, updated}
   }
 
   /** Stores `value` under `name`. Refuses to replace an existing key unless `overwrite`. */

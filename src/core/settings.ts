@@ -48,12 +48,13 @@ export interface ResolvedPaths {
 
 /** Parses a YAML config file. The parser is loaded only when there is a file to parse. */
 export async function parseConfigText(text: string, file: string): Promise<Settings> {
-  const {parse} = await import('yaml')
+  // yaml is CommonJS: its default export is the module in Node and in the bundle alike.
+  const {default: yaml} = await import('yaml')
   let parsed: unknown
   try {
     // YAML 1.2 core schema: "on"/"yes" stay strings (YAML 1.1 would make them booleans). Only path
     // settings are read here; the server's config loader keeps every value's source text.
-    parsed = parse(text, {prettyErrors: false, schema: 'core', uniqueKeys: true})
+    parsed = yaml.parse(text, {prettyErrors: false, schema: 'core', uniqueKeys: true})
   } catch (error) {
     const message = (error as Error).message.split('\n')[0]
     throw new KeystoreError('ECONFIG', `cannot parse config file ${file}: ${message}; fix the YAML`)

@@ -19,11 +19,11 @@ function valueOf(process: number, key: number): string {
 }
 
 /**
- * A process that adds its keys one update at a time through the built core, so that 8 of them contend
+ * A process that adds its keys one update at a time through the core (run by tsx), so that 8 of them contend
  * for the lock 80 times, not 8.
  */
 function runCoreWorker(file: string, processIndex: number, password: string | undefined): Promise<{code: null | number; stderr: string}> {
-  const core = pathToFileURL(path.join(ROOT, 'dist', 'core', 'keystore.js')).href
+  const core = pathToFileURL(path.join(ROOT, 'src', 'core', 'keystore.ts')).href
   const script = `
     const {updateKeystore} = await import(${JSON.stringify(core)})
     const [file, index, password] = [process.argv[1], Number(process.argv[2]), process.env.WORKER_PASSWORD]
@@ -35,7 +35,7 @@ function runCoreWorker(file: string, processIndex: number, password: string | un
     }
   `
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, file, String(processIndex)], {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, file, String(processIndex)], {
       env: cleanEnv({WORKER_PASSWORD: password}),
       stdio: ['ignore', 'ignore', 'pipe'],
     })
@@ -90,7 +90,7 @@ describe('apm-server keystore: concurrent adds from several processes', () => {
     })
   }
 
-  it('8 processes x 10 separate updates each (80 contended lock rounds) through the built core', async () => {
+  it('8 processes x 10 separate updates each (80 contended lock rounds) through the core', async () => {
     const file = defaultKeystore(tmp.dir)
     await createKeystore(file, {format: 'native'})
     const runs = await Promise.all(Array.from({length: PROCESSES}, (_, p) => runCoreWorker(file, p, undefined)))

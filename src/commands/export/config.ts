@@ -1,12 +1,9 @@
-import {stringify} from 'yaml'
-
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
 import {loadOptionsFrom, serverFlags} from '../../cli/server-flags.js'
-import {ConfigError, loadServerConfig, REDACTED} from '../../server/config.js'
 
 export default class ExportConfig extends BaseCommand<typeof ExportConfig> {
   static summary = 'Print the resolved configuration as YAML, with secrets redacted.'
-  static description = `The settings as configured (apm-server.yml, -E overrides, --path.* flags; defaults are not added), with every \${KEY} reference resolved. Every value that came from the keystore is printed as "${REDACTED}". So is, whatever its source, every setting whose name ends in secret_token, password, passphrase or api_key. Values from the environment are printed as they are.
+  static description = `The settings as configured (apm-server.yml, -E overrides, --path.* flags; defaults are not added), with every \${KEY} reference resolved. Every value that came from the keystore is printed as "[redacted]". So is, whatever its source, every setting whose name ends in secret_token, password, passphrase or api_key. Values from the environment are printed as they are.
 
 With --json the same tree is printed as JSON. If the configuration has problems, they are printed one per line on stderr, as "test config" prints them, and the exit code is 1.`
 
@@ -18,6 +15,9 @@ With --json the same tree is printed as JSON. If the configuration has problems,
   static flags = {...serverFlags}
 
   async run(): Promise<Record<string, unknown>> {
+    // Loaded here, not at the top: keystore commands must not pay for the YAML parser at start-up.
+    const {ConfigError, loadServerConfig} = await import('../../server/config.js')
+    const {default: yaml} = await import('yaml') // CommonJS: the module is its default export
     let redacted: Record<string, unknown>
     try {
       const loaded = await loadServerConfig(loadOptionsFrom(this.flags, this.openOptions()))
@@ -32,7 +32,7 @@ With --json the same tree is printed as JSON. If the configuration has problems,
     }
 
     // lineWidth 0: long values are never folded over lines.
-    if (!this.jsonEnabled()) process.stdout.write(stringify(redacted, {lineWidth: 0}))
+    if (!this.jsonEnabled()) process.stdout.write(yaml.stringify(redacted, {lineWidth: 0}))
     return redacted
   }
 }

@@ -1,6 +1,5 @@
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
 import {loadOptionsFrom, serverFlags} from '../../cli/server-flags.js'
-import {ConfigError, loadServerConfig} from '../../server/config.js'
 
 export interface TestConfigResult {
   ok: boolean
@@ -23,6 +22,8 @@ Prints "Config OK" and exits 0, or prints every problem, one per line on stderr 
   static flags = {...serverFlags}
 
   async run(): Promise<TestConfigResult> {
+    // Loaded here, not at the top: every command's module is loaded at start-up, and keystore commands must not pay for the YAML parser.
+    const {ConfigError, loadServerConfig} = await import('../../server/config.js')
     let result: TestConfigResult
     try {
       const loaded = await loadServerConfig(loadOptionsFrom(this.flags, this.openOptions()))

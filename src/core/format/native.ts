@@ -13,10 +13,11 @@
  *   20+S   24    secretbox nonce
  *   44+S   4     length I of the index box (u32 BE)
  *   48+S   I     index box: secretbox (XSalsa20-Poly1305) of JSON {values: sha256 of the values box,
- *                entries: [[name, value length, created ms, updated ms], ...]}
- *   48+S+I ...   values box: secretbox of the values, concatenated in index order
+ *                entries: [[name, value length], ...]}
+ *   48+S+I ...   values box: secretbox of the values, concatenated in index order, then for each entry
+ *                its created and updated times (ms since the epoch, two float64 BE)
  *
- * Two boxes so that `list` decrypts names only: with thousands of keys, decrypting every value in
+ * Two boxes so that `list` decrypts names only: with thousands of keys, decrypting everything in
  * pure-JS XSalsa20 would dominate its run time. The index carries the values box's digest, so every
  * byte of the file is still checked on every load. Each box has its own key, HMAC(KDF output, purpose,
  * header), so every header byte is authenticated and the shared nonce is never reused under one key.
@@ -36,7 +37,7 @@ import {
   SECRETBOX_OVERHEAD_BYTES,
   sealSecretbox,
 } from '../crypto.js'
-import {Entries, Entry, isValidKeyName} from '../entries.js'
+import {Entries, isValidKeyName} from '../entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../errors.js'
 
 export const NATIVE_MAGIC = Buffer.from('APMKEYS\0', 'latin1')
@@ -46,6 +47,7 @@ const KDF_ARGON2ID = 1
 const FIXED_HEADER_BYTES = 20
 const INDEX_LENGTH_BYTES = 4
 const SALT_BYTES = 32
+const TIME_BYTES = 16
 const MIN_SALT_BYTES = 16
 const MAX_SALT_BYTES = 64
 
@@ -143,9 +145,10 @@ async function deriveMaster(kdf: NativeKdf, salt: Buffer, password: Buffer | und
 
 /** A decrypted index: names and metadata at once, values on demand. */
 export interface NativeContents {
-  entries: Map<string, Omit<Entry, 'value'> & {length: number}>
-  /** decrypts the values box; throws EDECRYPT/EFORMAT like the index */
-  readValues(): Map<string, Buffer>
+  /** names and value lengths, in file order */
+  entries: Map<string, {length: number}>
+  /** decrypts the values box: values and times */
+  readValues(): Entries
 }
 
 function boxKey(master: Buffer, purpose: 'index' | 'values', header: Buffer): Uint8Array {
@@ -171,26 +174,28 @@ export async function openNative(data: Buffer, password: () => Promise<Buffer>):
     entries: index.entries,
     readValues() {
       const plaintext = toBuffer(openSecretbox(header.valuesBox, header.nonce, boxKey(master, 'values', header.bytes)))
-      const values = new Map<string, Buffer>()
+      const entries: Entries = new Map()
       let offset = 0
+      let times = plaintext.length - TIME_BYTES * index.entries.size
+      if (times < 0) throw malformedPayload()
       for (const [name, {length}] of index.entries) {
-        values.set(name, plaintext.subarray(offset, offset + length))
+        const created = plaintext.readDoubleBE(times)
+        const updated = plaintext.readDoubleBE(times + 8)
+        if (!Number.isSafeInteger(created) || !Number.isSafeInteger(updated)) throw malformedPayload()
+        entries.set(name, {created, updated, value: plaintext.subarray(offset, offset + length)})
         offset += length
+        times += TIME_BYTES
       }
 
-      if (offset !== plaintext.length) throw malformedPayload()
-      return values
+      if (offset !== plaintext.length - TIME_BYTES * index.entries.size) throw malformedPayload()
+      return entries
     },
   }
 }
 
 /** Decrypts a whole native keystore, values included. */
 export async function decodeNative(data: Buffer, password: () => Promise<Buffer>): Promise<Entries> {
-  const contents = await openNative(data, password)
-  const values = contents.readValues()
-  const entries: Entries = new Map()
-  for (const [name, {created, updated}] of contents.entries) entries.set(name, {created, updated, value: values.get(name)!})
-  return entries
+  return (await openNative(data, password)).readValues()
 }
 
 export async function encodeNative(entries: Entries, kdf: NativeKdf, password: Buffer | undefined): Promise<Buffer> {
@@ -215,10 +220,7 @@ export async function encodeNative(entries: Entries, kdf: NativeKdf, password: B
   const indexOf = (valuesDigest: string) =>
     Buffer.from(
       JSON.stringify({
-        entries: names.map((name) => {
-          const {created, updated, value} = entries.get(name)!
-          return [name, value.length, created, updated]
-        }),
+        entries: names.map((name) => [name, entries.get(name)!.value.length]),
         values: valuesDigest,
       }),
     )
@@ -226,7 +228,12 @@ export async function encodeNative(entries: Entries, kdf: NativeKdf, password: B
   // of the values box sealed under such a key. A SHA-256 digest in base64 is always 44 characters, so
   // the length is known before the digest is.
   header.writeUInt32BE(indexOf(DIGEST_PLACEHOLDER).length + SECRETBOX_OVERHEAD_BYTES, header.length - INDEX_LENGTH_BYTES)
-  const valuesBox = sealSecretbox(Buffer.concat(names.map((name) => entries.get(name)!.value)), nonce, boxKey(master, 'values', header))
+  const times = Buffer.alloc(TIME_BYTES * names.length)
+  names.forEach((name, i) => {
+    times.writeDoubleBE(entries.get(name)!.created, i * TIME_BYTES)
+    times.writeDoubleBE(entries.get(name)!.updated, i * TIME_BYTES + 8)
+  })
+  const valuesBox = sealSecretbox(Buffer.concat([...names.map((name) => entries.get(name)!.value), times]), nonce, boxKey(master, 'values', header))
   const indexBox = sealSecretbox(indexOf(digest(valuesBox)), nonce, boxKey(master, 'index', header))
   return Buffer.concat([header, indexBox, valuesBox])
 }
@@ -257,14 +264,10 @@ function parseIndex(plaintext: Buffer): Index {
   if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
   const entries: Index['entries'] = new Map()
   for (const row of rows) {
-    const [name, length, created, updated] = Array.isArray(row) ? row : []
-    const valid =
-      typeof name === 'string' &&
-      isValidKeyName(name) &&
-      !entries.has(name) &&
-      [length, created, updated].every((n) => Number.isSafeInteger(n) && n >= 0)
+    const [name, length] = Array.isArray(row) ? row : []
+    const valid = typeof name === 'string' && isValidKeyName(name) && !entries.has(name) && Number.isSafeInteger(length) && length >= 0
     if (!valid) throw malformedPayload()
-    entries.set(name, {created, length, updated})
+    entries.set(name, {length})
   }
 
   return {entries, valuesDigest: values}
