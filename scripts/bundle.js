@@ -2,7 +2,7 @@
 /**
  * Bundles the CLI (src/cli.ts, with @oclif/core and every command) into dist/cli.js. Modules the
  * commands import lazily become separate chunks, loaded only when used. Left out of the bundle:
- * argon2 (a native addon), pino and its ECS formatter (pino resolves worker files by path), the prompt
+ * argon2 (a native addon), pino, its ECS formatter and pino-pretty (pino resolves worker files by path), the prompt
  * library (loaded only when prompting) and the TypeScript tooling oclif loads only in development.
  */
 import {build} from 'esbuild'
@@ -21,7 +21,7 @@ await build({
   bundle: true,
   entryNames: '[name]',
   entryPoints: ['src/cli.ts'],
-  external: ['argon2', 'pino', '@elastic/ecs-pino-format', '@inquirer/prompts', 'typescript', 'ts-node'],
+  external: ['argon2', 'pino', 'pino-pretty', '@elastic/ecs-pino-format', '@inquirer/prompts', 'typescript', 'ts-node'],
   format: 'esm',
   logLevel: 'warning',
   outdir: 'dist',

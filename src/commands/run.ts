@@ -1,9 +1,11 @@
+import {Flags} from '@oclif/core'
+
 import {BaseCommand} from '../cli/base-command.js'
 import {loadOptionsFrom, serverFlags} from '../cli/server-flags.js'
 import {KeystoreError} from '../core/errors.js'
 import {PASSWORD_ENV, PASSWORD_FILE_ENV, passwordFromEnvironment} from '../core/password-env.js'
 import type {ConfigError as ConfigErrorClass, LoadedConfig, ServerConfig} from '../server/config.js'
-import type {Logger} from '../server/logger.js'
+import type {LogFormat, Logger} from '../server/logger.js'
 import type {RunningServer} from '../server/server.js'
 
 /** A server never prompts: the keystore password comes from the environment or a file it names. */
@@ -29,7 +31,7 @@ export default class Run extends BaseCommand<typeof Run> {
 
 The keystore password comes from APM_SERVER_KEYSTORE_PASSWORD or the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE; the server never prompts. Any configuration problem stops the start-up (exit 1): the server never starts unauthenticated by accident.
 
-Logs are ECS JSON lines on stderr. SIGHUP re-reads the configuration and the keystore (a failure is logged and the running configuration kept); SIGTERM or SIGINT stop accepting, finish the requests in flight, flush and fsync the output, and exit 0.`
+Logs go to stderr: ECS JSON lines, or readable text when stderr is a terminal (--log-format). SIGHUP re-reads the configuration and the keystore (a failure is logged and the running configuration kept); SIGTERM or SIGINT stop accepting, finish the requests in flight, flush and fsync the output, and exit 0.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Serve with ./apm-server.yml'},
@@ -39,7 +41,12 @@ Logs are ECS JSON lines on stderr. SIGHUP re-reads the configuration and the key
   ]
 
   static enableJsonFlag = false
-  static flags = {...serverFlags}
+  static flags = {
+    ...serverFlags,
+    e: Flags.boolean({char: 'e', description: 'log to stderr (always the case here; accepted as in Beats)'}),
+    'log-format': Flags.string({description: 'log lines as ECS JSON, or as text for a person [default: text when stderr is a terminal, else json]', options: ['json', 'text']}),
+    'log-level': Flags.string({description: 'log level, overriding logging.level [default: info]', options: ['debug', 'info', 'warning', 'error']}),
+  }
 
   async run(): Promise<void> {
     // SIGHUP's default action kills the process; during start-up the configuration being read is the fresh one.
@@ -64,7 +71,8 @@ Logs are ECS JSON lines on stderr. SIGHUP re-reads the configuration and the key
       throw new KeystoreError(error.keystoreCode ?? 'ECONFIG', `cannot start: ${count}; fix the configuration (check it with "apm-server test config")`)
     }
 
-    const logger = createLogger({level: loaded.config.logLevel})
+    const format = (this.flags['log-format'] ?? (process.stderr.isTTY ? 'text' : 'json')) as LogFormat
+    const logger = createLogger({format, level: this.flags['log-level'] ?? loaded.config.logLevel})
     for (const warning of loaded.warnings) logger.warn(warning)
     warnAboutTransport(loaded.config, logger)
     const server = await startServer(loaded.config, logger)

@@ -385,8 +385,10 @@ function keystoreLookup(keystore: Keystore): Lookup {
   const decoder = new TextDecoder('utf-8', {fatal: true, ignoreBOM: true})
   return (name): LookupResult | undefined => {
     if (!keystore.has(name)) return undefined
+    // Outside the try: a keystore that fails to decrypt its values must be reported as such.
+    const bytes = keystore.get(name)
     try {
-      return {sensitive: true, value: decoder.decode(keystore.get(name))}
+      return {sensitive: true, value: decoder.decode(bytes)}
     } catch {
       return {problem: `the keystore value of ${name} is not UTF-8 text; store the value as text`, value: ''}
     }

@@ -264,7 +264,7 @@ function parseIndex(plaintext: Buffer): Index {
   if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
   const entries: Index['entries'] = new Map()
   for (const row of rows) {
-    const [name, length] = Array.isArray(row) ? row : []
+    const [name, length] = Array.isArray(row) && row.length === 2 ? row : []
     const valid = typeof name === 'string' && isValidKeyName(name) && !entries.has(name) && Number.isSafeInteger(length) && length >= 0
     if (!valid) throw malformedPayload()
     entries.set(name, {length})
