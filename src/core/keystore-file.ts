@@ -4,10 +4,12 @@
 import {constants, promises as fs} from 'node:fs'
 import path from 'node:path'
 
-import lockfile from 'proper-lockfile'
-import writeFileAtomic from 'write-file-atomic'
-
 import {KeystoreError} from './errors.js'
+
+// The lock and atomic-write libraries (and signal-exit under them) are loaded by writers only: reading
+// commands such as `list` start faster without them. Both are CommonJS: the module is the default export.
+const loadLockfile = async () => (await import('proper-lockfile')).default
+const loadWriteFileAtomic = async () => (await import('write-file-atomic')).default
 
 /** Nothing legitimate comes close: 10,000 keys of 1 KiB are ~14 MiB. Larger files are refused unread. */
 export const MAX_KEYSTORE_BYTES = 256 * 1024 * 1024
@@ -89,6 +91,7 @@ export async function writeKeystoreFile(file: string, data: Buffer): Promise<voi
   await ensureKeystoreDir(file)
   await removeStaleTempFiles(file)
   try {
+    const writeFileAtomic = await loadWriteFileAtomic()
     await writeFileAtomic(file, data, {fsync: true, mode: 0o600})
     const dir = await fs.open(path.dirname(file), constants.O_RDONLY)
     try {
@@ -133,6 +136,7 @@ const STALE_LOCK_MS = 4000
 export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
   await ensureKeystoreDir(file)
   const timeoutMs = options.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
+  const lockfile = await loadLockfile()
   let compromised: Error | undefined
   const started = Date.now()
   let release: () => Promise<void>

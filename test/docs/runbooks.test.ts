@@ -19,12 +19,24 @@ export function shellBlocks(markdown: string): string[] {
 function runScript(script: string, cwd: string, binDir: string): Promise<{code: null | number; output: string}> {
   return new Promise((resolve, reject) => {
     const env = cleanEnv({PATH: `${binDir}:${process.env.PATH}`})
-    const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {cwd, env, stdio: ['ignore', 'pipe', 'pipe']})
+    // Its own process group, so that a server a runbook started in the background is stopped with it,
+    // even when a step fails before the runbook's own `kill`.
+    const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {cwd, detached: true, env, stdio: ['ignore', 'pipe', 'pipe']})
+    const killGroup = () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL')
+      } catch {
+        // the group is already gone
+      }
+    }
+
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
+    const timer = setTimeout(killGroup, 120_000)
     child.on('error', reject)
+    // On bash's exit, not on close: a leftover background process would hold the output pipes open.
+    child.on('exit', killGroup)
     child.on('close', (code) => {
       clearTimeout(timer)
       resolve({code, output})

@@ -1,0 +1,176 @@
+/**
+ * CLI cases: each group alternates its commands with `node -e 0` (Node's own start, the floor) in the
+ * same run. Fixtures are built once per run by `prepareCli`.
+ */
+import {mkdirSync} from 'node:fs'
+import path from 'node:path'
+
+import {buildKeystore, BENCH_PASSWORD, cliEnv, keyName, keyNames, keystorePath, restoreKeystore, valueLines} from '../lib/fixtures.js'
+import {cli, NODE, NODE_BASELINE, ROOT, timeSync} from '../lib/proc.js'
+
+export const SIZES = [10, 1000, 10_000]
+
+/** The keystores each group reads. */
+const NEEDS = {
+  add: ['plain10', 'plain10000'],
+  bulk: ['empty'],
+  list: ['plain10', 'plain1000', 'plain10000'],
+  peers: ['plain10', 'plain1000'],
+  pwlist: ['password10', 'password1000', 'password10000'],
+  version: [],
+}
+
+/** Builds the keystores the wanted groups read (all by default); returns every home. */
+export function prepareCli(scratch, log, groupIds = Object.keys(NEEDS)) {
+  const needed = new Set(groupIds.flatMap((id) => NEEDS[id] ?? []))
+  const homes = {}
+  for (const size of SIZES) {
+    homes[`plain${size}`] = path.join(scratch, `plain-${size}`)
+    homes[`password${size}`] = path.join(scratch, `password-${size}`)
+    if (needed.has(`plain${size}`)) {
+      log(`  passwordless keystore of ${size} keys`)
+      buildKeystore(homes[`plain${size}`], size)
+    }
+
+    if (needed.has(`password${size}`)) {
+      log(`  password keystore of ${size} keys (default argon2id)`)
+      buildKeystore(homes[`password${size}`], size, {password: BENCH_PASSWORD})
+    }
+  }
+
+  homes.empty = path.join(scratch, 'empty')
+  if (needed.has('empty')) buildKeystore(homes.empty, 0)
+  for (const name of ['add10', 'add10000', 'bulk', 'peerAdd']) {
+    homes[name] = path.join(scratch, `work-${name}`)
+    mkdirSync(homes[name], {recursive: true})
+  }
+
+  return homes
+}
+
+const node = {id: 'node', label: '`node -e 0`', measure: () => timeSync(NODE_BASELINE).ms, unit: 'ms'}
+
+function expectLines(count) {
+  return (result) => {
+    const lines = result.stdout.toString('utf8').split('\n').filter(Boolean).length
+    if (lines !== count) throw new Error(`expected ${count} lines of output, got ${lines}`)
+  }
+}
+
+function list(home, count, options = {}) {
+  return cli(['keystore', 'list'], {check: expectLines(count), cwd: home, env: cliEnv(options)})
+}
+
+/** Groups of CLI cases; `runs` are rounds of the alternation. */
+export function cliGroups(homes, {scale = 1} = {}) {
+  const runs = (n) => Math.max(3, Math.round(n * scale))
+  const sourceAdd10 = keystorePath(homes.plain10)
+  const sourceAdd10000 = keystorePath(homes.plain10000)
+  const newKey = keyName(99_999)
+  const bulkNames = keyNames(10_000)
+  const bulkInput = valueLines(10_000)
+  const kdfScript = path.join(ROOT, 'bench', 'lib', 'kdf-once.js')
+
+  return [
+    {
+      comparisons: [{base: 'node', case: 'version'}],
+      id: 'version',
+      runs: runs(15),
+      series: [node, {id: 'version', label: '`apm-server --version`', measure: () => timeSync(cli(['--version'])).ms, unit: 'ms'}],
+      title: '`--version`',
+    },
+    {
+      comparisons: [
+        {base: 'node', case: 'list10'},
+        {base: 'node', case: 'list1000', target: {op: '<=', ratio: 1.6}},
+        {base: 'node', case: 'list10000'},
+      ],
+      id: 'list',
+      runs: runs(15),
+      series: [
+        node,
+        ...SIZES.map((size) => ({
+          id: `list${size}`,
+          label: `\`keystore list\`, passwordless, ${size.toLocaleString('en-US')} keys`,
+          measure: () => timeSync(list(homes[`plain${size}`], size)).ms,
+          unit: 'ms',
+        })),
+      ],
+      title: '`keystore list`, passwordless keystore',
+    },
+    {
+      comparisons: [
+        {base: 'node', case: 'kdfProcess'},
+        ...SIZES.map((size) => ({base: 'node', case: `pwlist${size}`})),
+        ...SIZES.map((size) => ({base: 'nodeKdf', case: `pwlist${size}`, target: size === 1000 ? {op: '<=', ratio: 1.6} : undefined})),
+      ],
+      derived: [{from: (round) => round.node + round.kdf, id: 'nodeKdf', label: '`node -e 0` + one KDF (per round: node\'s time plus the in-process KDF time)', unit: 'ms'}],
+      extra: [{id: 'kdf', label: 'one argon2id, 64 MiB, t=3, p=4 (in process)', unit: 'ms'}],
+      id: 'pwlist',
+      runs: runs(9),
+      series: [
+        node,
+        {
+          id: 'kdfProcess',
+          label: '`node kdf-once.js` (whole process: node + argon2 + one KDF)',
+          measure() {
+            const {ms, stdout} = timeSync({args: [kdfScript], cmd: NODE})
+            return {extra: {kdf: Number(stdout.toString('utf8'))}, value: ms}
+          },
+          unit: 'ms',
+        },
+        ...SIZES.map((size) => ({
+          id: `pwlist${size}`,
+          label: `\`keystore list\`, password, ${size.toLocaleString('en-US')} keys`,
+          measure: () => timeSync(list(homes[`password${size}`], size, {password: BENCH_PASSWORD})).ms,
+          unit: 'ms',
+        })),
+      ],
+      title: '`keystore list`, password keystore (default argon2id: 64 MiB, t=3, p=4)',
+    },
+    {
+      comparisons: [
+        {base: 'node', case: 'add10'},
+        {base: 'node', case: 'add10000'},
+        {base: 'add10', case: 'add10000', target: {op: '<=', ratio: 1.5}},
+      ],
+      id: 'add',
+      runs: runs(15),
+      series: [
+        node,
+        {
+          id: 'add10',
+          label: '`keystore add` of one key (`--stdin`) to 10 keys',
+          measure: () => timeSync(cli(['keystore', 'add', newKey, '--stdin'], {cwd: homes.add10, env: cliEnv(), input: 'v'.repeat(32)})).ms,
+          setup: () => restoreKeystore(sourceAdd10, homes.add10),
+          unit: 'ms',
+        },
+        {
+          id: 'add10000',
+          label: '`keystore add` of one key (`--stdin`) to 10,000 keys',
+          measure: () => timeSync(cli(['keystore', 'add', newKey, '--stdin'], {cwd: homes.add10000, env: cliEnv(), input: 'v'.repeat(32)})).ms,
+          setup: () => restoreKeystore(sourceAdd10000, homes.add10000),
+          unit: 'ms',
+        },
+      ],
+      title: '`keystore add` of one key, passwordless keystore (restored before each run, untimed)',
+    },
+    {
+      absolute: [{case: 'bulk', target: {op: '<=', value: 2000}}],
+      comparisons: [{base: 'node', case: 'bulk'}],
+      id: 'bulk',
+      runs: runs(7),
+      series: [
+        node,
+        {
+          id: 'bulk',
+          label: 'one `keystore add` of 10,000 keys through `--stdin` (one line each), to an empty keystore',
+          measure: () => timeSync(cli(['keystore', 'add', ...bulkNames, '--stdin'], {cwd: homes.bulk, env: cliEnv(), input: bulkInput})).ms,
+          setup: () => restoreKeystore(keystorePath(homes.empty), homes.bulk),
+          unit: 'ms',
+        },
+      ],
+      title: 'one `add` of 10,000 keys',
+    },
+  ]
+}

@@ -1,0 +1,259 @@
+/**
+ * Server cases (issue 3's `apm-server run`): start-up with 100 `${KEY}` references, intake throughput
+ * and p99 latency against a raw node:http server, and memory with 1,000 agents connected. Loopback
+ * only, bounded durations. When the server is not there (or does not start), every case is reported
+ * as not measured, with the reason.
+ */
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
+import zlib from 'node:zlib'
+
+import autocannon from 'autocannon'
+
+import {buildKeystore, cliEnv, keyName} from '../lib/fixtures.js'
+import {cli, cliRoot, NODE, NODE_BASELINE, ROOT, runSync, timeAsync} from '../lib/proc.js'
+import {holdAgents, intakeBody, post, rssMiB, startServer} from '../lib/servers.js'
+
+const REFERENCES = 100
+const EVENTS_PER_REQUEST = 100
+const CONNECTIONS = 10
+const AGENTS = 1000
+const AGENTS_TEXT = AGENTS.toLocaleString('en-US')
+const RAW_SERVER = path.join(ROOT, 'bench', 'raw-intake-server.js')
+
+/** Every server case as not measured, with the reason (the server is missing or does not start). */
+export function serverNotMeasured(reason) {
+  return [
+    {id: 'server-start', reason, targets: [{target: 'server start with 100 references vs `keystore list`', targetText: '≤ 1.5x'}], title: 'server start → listening'},
+    {
+      id: 'intake',
+      reason,
+      targets: [
+        {target: 'intake with auth vs raw node:http (events/s)', targetText: '≥ 0.9x'},
+        {target: 'intake auth on vs off (events/s)', targetText: '≥ 0.97x'},
+      ],
+      title: 'intake: events/s and p99 latency',
+    },
+    {id: 'memory', reason, targets: [], title: `memory with ${AGENTS_TEXT} agents connected`},
+  ]
+}
+
+function yamlConfig({auth, output}) {
+  const refs = Array.from({length: REFERENCES - 1}, (_unused, i) => `      - "\${${keyName(i + 2)}}"`)
+  return [
+    '# benchmark: 100 keystore references (the token and 99 services)',
+    'apm-server:',
+    '  host: "127.0.0.1:0"',
+    '  auth:',
+    ...(auth ? [`    secret_token: "\${${keyName(1)}}"`] : []),
+    '    anonymous:',
+    '      allow_service:',
+    ...refs,
+    'output.file:',
+    `  path: "${output}"`,
+    '',
+  ].join('\n')
+}
+
+function runSpec(home, configFile) {
+  return cli(['run', '-c', configFile], {cwd: home, env: cliEnv()})
+}
+
+/** Builds the server fixtures and checks that `apm-server run` starts; returns `{reason}` when it cannot. */
+export async function prepareServer(scratch, log) {
+  const manifest = JSON.parse(readFileSync(path.join(cliRoot(), 'oclif.manifest.json'), 'utf8'))
+  if (!manifest.commands?.run) return {reason: 'server not available (the built CLI has no `run` command: oclif.manifest.json lists none)'}
+  const home = path.join(scratch, 'server')
+  log(`  keystore of ${REFERENCES} keys and server configs`)
+  buildKeystore(home, REFERENCES)
+  const token = runSync(cli(['keystore', 'show', keyName(1)], {cwd: home, env: cliEnv()})).stdout.toString('utf8')
+  const configs = {}
+  for (const [name, auth] of [['start', true], ['auth', true], ['noauth', false], ['memory', true]]) {
+    configs[name] = path.join(home, `${name}.yml`)
+    const output = path.join(home, `out-${name}`)
+    mkdirSync(output, {recursive: true})
+    writeFileSync(configs[name], yamlConfig({auth, output}))
+  }
+
+  try {
+    const server = await startServer(runSpec(home, configs.start))
+    await server.stop()
+  } catch (error) {
+    return {reason: `server not available (\`apm-server run\` did not start: ${error.message.split('\n')[0].slice(0, 300)})`}
+  }
+
+  return {configs, home, token}
+}
+
+/** The server groups, for fixtures from {@link prepareServer}. */
+export function serverGroups(fixture, {scale = 1} = {}) {
+  const rounds = (n) => Math.max(3, Math.round(n * scale))
+  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale), memoryGroup(fixture, rounds(3))]
+}
+
+function startGroup({configs, home}, runs) {
+  return {
+    comparisons: [
+      {base: 'node', case: 'list100'},
+      {base: 'node', case: 'start'},
+      {base: 'list100', case: 'start', target: {op: '<=', ratio: 1.5}},
+    ],
+    id: 'server-start',
+    note: 'Times run from spawn to exit, or for the server from spawn to its "listening" log line on stderr (then it is stopped, untimed).',
+    runs,
+    series: [
+      {id: 'node', label: '`node -e 0`', measure: async () => (await timeAsync(NODE_BASELINE)).ms, unit: 'ms'},
+      {
+        id: 'list100',
+        label: `\`keystore list\`, passwordless, ${REFERENCES} keys`,
+        measure: async () => (await timeAsync(cli(['keystore', 'list'], {cwd: home, env: cliEnv()}))).ms,
+        unit: 'ms',
+      },
+      {
+        id: 'start',
+        label: `\`apm-server run\` → "listening", config with ${REFERENCES} \`\${KEY}\` references`,
+        measure: async () => (await timeAsync(runSpec(home, configs.start), {until: /"message":\s*"listening"|\blistening\b/})).ms,
+        unit: 'ms',
+      },
+    ],
+    title: `server start → listening, ${REFERENCES} references to a passwordless keystore`,
+  }
+}
+
+function intakeGroup({configs, home, token}, runs, scale) {
+  const duration = scale < 1 ? 2 : 5
+  const body = zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST))
+  const headers = {'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
+  const servers = {}
+  const load = async (name, extraHeaders, seconds = duration) => {
+    const result = await autocannon({
+      body,
+      connections: CONNECTIONS,
+      duration: seconds,
+      headers: {...headers, ...extraHeaders},
+      method: 'POST',
+      url: new URL('/intake/v2/events', servers[name].url).href,
+    })
+    if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+      throw new Error(`intake against ${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts`)
+    }
+
+    return {eventsPerSec: (result['2xx'] * EVENTS_PER_REQUEST) / result.duration, p99: result.latency.p99}
+  }
+
+  const bearer = {Authorization: `Bearer ${token}`}
+  const series = (id, label, extraHeaders) => ({
+    id,
+    label,
+    async measure() {
+      const {eventsPerSec, p99} = await load(id, extraHeaders)
+      return {extra: {[`${id}P99`]: p99}, value: eventsPerSec}
+    },
+    unit: 'events/s',
+  })
+  return {
+    async after() {
+      await Promise.all(Object.values(servers).map((server) => server.stop()))
+    },
+    async before() {
+      servers.raw = await startServer({args: [RAW_SERVER], cmd: NODE, env: cliEnv()})
+      servers.auth = await startServer(runSpec(home, configs.auth))
+      servers.noauth = await startServer(runSpec(home, configs.noauth))
+      const plain = intakeBody(EVENTS_PER_REQUEST)
+      const gz = zlib.gzipSync(plain)
+      for (const [name, extraHeaders] of [['raw', {}], ['auth', bearer], ['noauth', {}]]) {
+        // eslint-disable-next-line no-await-in-loop -- a check of each before loading them
+        const answer = await post(new URL('/intake/v2/events?verbose', servers[name].url), gz, {...headers, ...extraHeaders})
+        if (answer.status !== 202 || JSON.parse(answer.body).accepted !== EVENTS_PER_REQUEST) {
+          throw new Error(`intake check against ${name}: expected 202 {"accepted":${EVENTS_PER_REQUEST}}, got ${answer.status} ${answer.body.slice(0, 200)}`)
+        }
+      }
+
+      if (servers.auth && (await post(new URL('/intake/v2/events', servers.auth.url), gz, headers)).status !== 401) {
+        throw new Error('intake check: the auth server accepted a request without a token')
+      }
+
+      // Warm every server's JIT, untimed.
+      for (const [name, extraHeaders] of [['raw', {}], ['auth', bearer], ['noauth', {}]]) {
+        // eslint-disable-next-line no-await-in-loop -- one load at a time
+        await load(name, extraHeaders, 2)
+      }
+    },
+    comparisons: [
+      {base: 'raw', case: 'auth', target: {op: '>=', ratio: 0.9}},
+      {base: 'noauth', case: 'auth', target: {op: '>=', ratio: 0.97}},
+      {base: 'raw', case: 'noauth'},
+      {base: 'rawP99', case: 'authP99'},
+      {base: 'noauthP99', case: 'authP99'},
+    ],
+    extra: [
+      {id: 'rawP99', label: 'p99 latency, raw node:http', unit: 'ms'},
+      {id: 'authP99', label: 'p99 latency, `apm-server run` with Bearer auth', unit: 'ms'},
+      {id: 'noauthP99', label: 'p99 latency, `apm-server run`, auth off', unit: 'ms'},
+    ],
+    id: 'intake',
+    note: `Each measurement is autocannon (in the harness process, same 2 cores) for ${duration} s with ${CONNECTIONS} connections, each POSTing gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (transactions and spans, ${body.length.toLocaleString('en-US')} bytes gzipped) to /intake/v2/events; events/s = 2xx answers x ${EVENTS_PER_REQUEST} / duration. The raw server only gunzips, counts lines and answers 202; \`apm-server run\` also parses, validates, logs every request (stderr, drained) and appends every event to its output file. Every server got a checked request and a 2 s warm-up first.`,
+    runs,
+    series: [
+      series('raw', 'raw node:http (bench/raw-intake-server.js)'),
+      series('auth', '`apm-server run`, Bearer auth', bearer),
+      series('noauth', '`apm-server run`, auth off'),
+    ],
+    title: 'intake: events/s and p99 latency',
+    warmup: 0,
+  }
+}
+
+function memoryGroup({configs, home, token}, runs) {
+  const hold = async (spec, headers) => {
+    const server = await startServer(spec)
+    try {
+      await sleep(500)
+      const idle = rssMiB(server.pid)
+      const agents = await holdAgents(server.url, AGENTS, headers)
+      await sleep(1500)
+      const loaded = rssMiB(server.pid)
+      const closed = agents.closedEarly
+      agents.close()
+      return {closed, idle, loaded}
+    } finally {
+      await server.stop()
+    }
+  }
+
+  const series = (id, label, spec, headers) => ({
+    id,
+    label,
+    async measure() {
+      const {closed, idle, loaded} = await hold(spec, headers)
+      return {extra: {[`${id}Closed`]: closed, [`${id}Idle`]: idle}, value: loaded}
+    },
+    unit: 'MiB',
+  })
+  return {
+    comparisons: [{base: 'raw', case: 'auth'}],
+    derived: [
+      {from: (round) => ((round.auth - round.authIdle) * 1024) / AGENTS, id: 'authPer', label: '`apm-server run`: KiB per connected agent', unit: 'KiB'},
+      {from: (round) => ((round.raw - round.rawIdle) * 1024) / AGENTS, id: 'rawPer', label: 'raw node:http: KiB per connected agent', unit: 'KiB'},
+    ],
+    extra: [
+      {id: 'authIdle', label: '`apm-server run`: RSS idle, before the agents', unit: 'MiB'},
+      {id: 'authClosed', label: '`apm-server run`: requests answered or closed before sampling (expected 0)', unit: 'requests'},
+      {id: 'rawIdle', label: 'raw node:http: RSS idle', unit: 'MiB'},
+      {id: 'rawClosed', label: 'raw node:http: requests answered or closed before sampling (expected 0)', unit: 'requests'},
+    ],
+    id: 'memory',
+    note: `Each measurement starts a fresh server, reads its RSS (/proc/PID/status) idle, opens ${AGENTS_TEXT} streamed intake requests (chunked gzip; the metadata line sent, the body left open, as an agent between flushes), waits 1.5 s and reads the RSS again.`,
+    runs,
+    series: [
+      series('auth', `\`apm-server run\`, Bearer auth: RSS with ${AGENTS_TEXT} agents connected`, runSpec(home, configs.memory), {Authorization: `Bearer ${token}`}),
+      series('raw', `raw node:http: RSS with ${AGENTS_TEXT} agents connected`, {args: [RAW_SERVER], cmd: NODE, env: cliEnv()}, {}),
+    ],
+    title: `memory with ${AGENTS_TEXT} agents connected`,
+    warmup: 0,
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
