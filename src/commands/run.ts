@@ -73,12 +73,14 @@ Logs go to stderr: ECS JSON lines, or readable text when stderr is a terminal (-
 
     const format = (this.flags['log-format'] ?? (process.stderr.isTTY ? 'text' : 'json')) as LogFormat
     const logger = createLogger({format, level: this.flags['log-level'] ?? loaded.config.logLevel})
-    for (const warning of loaded.warnings) logger.warn(warning)
-    warnAboutTransport(loaded.config, logger)
     const server = await startServer(loaded.config, logger)
-    logger.info({url: server.url}, 'listening')
+    // Signal handlers first, then the log lines: whoever acts on a line (a supervisor, a test) may
+    // send SIGTERM at once, and it must find a graceful stop, not the default kill.
     const serving = this.serveUntilSignal(server, logger, load, ConfigError)
     process.off('SIGHUP', ignoreHangup)
+    for (const warning of loaded.warnings) logger.warn(warning)
+    warnAboutTransport(loaded.config, logger)
+    logger.info({url: server.url}, 'listening')
     await serving
   }
 

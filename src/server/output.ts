@@ -29,8 +29,12 @@ interface Waiter {
   reject: (error: Error) => void
 }
 
+const NEWLINE = Buffer.from('\n')
+
 export class FileOutput {
-  private queue: string[] = []
+  /** the bytes of the queued lines, newlines included, and how many bytes each line has */
+  private parts: Buffer[] = []
+  private lineSizes: number[] = []
   private queuedBytes = 0
   /** number of lines handed to write() so far, and how many of them are in the file */
   private enqueued = 0
@@ -70,11 +74,29 @@ export class FileOutput {
     return this.queuedBytes >= HIGH_WATER_BYTES
   }
 
-  /** Queues one line (without its newline). */
-  write(line: string): void {
+  /**
+   * Queues one line, without its newline: a string, or the concatenation of byte parts. Parts are kept
+   * as they are until written (no copy), so the caller must not change them.
+   */
+  write(line: string | readonly Buffer[]): void {
     if (this.closed) throw new Error('the output is closed')
-    this.queue.push(line)
-    this.queuedBytes += line.length + 1
+    let bytes = 0
+    if (typeof line === 'string') {
+      const data = Buffer.from(`${line}\n`, 'utf8')
+      this.parts.push(data)
+      bytes = data.length
+    } else {
+      for (const part of line) {
+        this.parts.push(part)
+        bytes += part.length
+      }
+
+      this.parts.push(NEWLINE)
+      bytes++
+    }
+
+    this.lineSizes.push(bytes)
+    this.queuedBytes += bytes
     this.enqueued++
     this.schedule()
   }
@@ -107,24 +129,25 @@ export class FileOutput {
 
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
-        const lines = this.queue
-        this.queue = []
+      while (this.lineSizes.length > 0) {
+        const {lineSizes, parts, queuedBytes} = this
+        this.parts = []
+        this.lineSizes = []
         this.queuedBytes = 0
         try {
           // eslint-disable-next-line no-await-in-loop -- one writer, batches in order
-          await this.writeLines(lines)
-          this.written += lines.length
+          await this.writeLines(parts, lineSizes, queuedBytes)
+          this.written += lineSizes.length
           this.settle()
         } catch (error) {
           // The batch is lost to the file: the requests waiting for it must not be answered 202.
-          this.written += lines.length
+          this.written += lineSizes.length
           this.settle(error as Error)
         }
       }
     } finally {
       this.running = undefined
-      if (this.queue.length > 0) this.schedule()
+      if (this.lineSizes.length > 0) this.schedule()
     }
   }
 
@@ -137,26 +160,29 @@ export class FileOutput {
     }
   }
 
-  private async writeLines(lines: string[]): Promise<void> {
+  /** One writev for the batch unless it crosses the rotation size; then line by line around the rotations. */
+  private async writeLines(parts: Buffer[], lineSizes: number[], bytes: number): Promise<void> {
     const limit = this.options.rotateEveryKb * 1024
-    let chunk: Buffer[] = []
+    if (this.size + bytes <= limit) return this.append(parts, bytes)
+    let first = 0
     let chunkBytes = 0
-    for (const line of lines) {
-      const data = Buffer.from(`${line}\n`, 'utf8')
-      if (this.size + chunkBytes > 0 && this.size + chunkBytes + data.length > limit) {
+    let part = 0
+    for (const lineSize of lineSizes) {
+      if (this.size + chunkBytes > 0 && this.size + chunkBytes + lineSize > limit) {
         // eslint-disable-next-line no-await-in-loop -- rotation must follow the write
-        await this.append(chunk, chunkBytes)
-        chunk = []
+        await this.append(parts.slice(first, part), chunkBytes)
+        first = part
         chunkBytes = 0
         // eslint-disable-next-line no-await-in-loop -- in order
         await this.rotate()
       }
 
-      chunk.push(data)
-      chunkBytes += data.length
+      // The parts of this line: up to and including its newline.
+      for (let seen = 0; seen < lineSize; part++) seen += parts[part].length
+      chunkBytes += lineSize
     }
 
-    await this.append(chunk, chunkBytes)
+    await this.append(parts.slice(first, part), chunkBytes)
   }
 
   private async append(chunk: Buffer[], bytes: number): Promise<void> {

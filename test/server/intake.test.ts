@@ -3,7 +3,17 @@ import {PassThrough} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {deflateSync, gzipSync} from 'node:zlib'
 
-import {checkIntakeRequest, EVENT_TOO_LARGE, EventSink, ingest, IntakeOptions, intakeResponseBody, IntakeResult} from '../../src/server/intake.js'
+import {
+  checkIntakeRequest,
+  EVENT_TOO_LARGE,
+  eventMembers,
+  EventSink,
+  ingest,
+  IntakeOptions,
+  intakeResponseBody,
+  IntakeResult,
+  scanJsonValue,
+} from '../../src/server/intake.js'
 import {TokenBucket} from '../../src/server/rum.js'
 
 const METADATA_OBJECT = {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'intake-test'}}
@@ -26,8 +36,8 @@ class MemorySink implements EventSink {
   lines: string[] = []
   flushes = 0
   congested = false
-  write(line: string): void {
-    this.lines.push(line)
+  write(line: string | readonly Buffer[]): void {
+    this.lines.push(typeof line === 'string' ? line : Buffer.concat(line).toString('utf8'))
   }
 
   async flush(): Promise<void> {
@@ -332,5 +342,80 @@ describe('server/intake', () => {
     const {result} = await run(ndjson(METADATA, TRANSACTION), {sink})
     assert.equal(result.status, 500)
     assert.deepEqual(result.errors, [{message: 'internal error: cannot write to the output: ENOSPC'}])
+  })
+
+  describe('fast path: lines stored as their own bytes', () => {
+    /** JSON.parse's verdict on a whole text, for comparison with the scanner. */
+    const parses = (text: string) => {
+      try {
+        JSON.parse(text)
+        return true
+      } catch {
+        return false
+      }
+    }
+
+    const scans = (text: string) => {
+      const bytes = Buffer.from(text)
+      const end = scanJsonValue(bytes, 0, bytes.length)
+      return end !== -1 && bytes.subarray(end).every((byte) => byte === 0x20 || byte === 0x09)
+    }
+
+    // Blanks other than spaces and tabs are left to the slow path on purpose, so not in this table.
+    const values = [
+      '{}', '[]', '{"a":1}', '{"a":[1,2,{"b":null}]}', '[true,false,null]', '"x"', '""', '0', '-0', '1.5', '-1.5e10', '1E+2', '1e-2', '123',
+      '"\\u00e9\\n\\t\\"\\\\\\/\\b\\f\\r"', '"é"', '"\\ud800"', '{ "a" : [ 1 , 2 ] }', '\t{"a":1}\t', '[[[[[[[[[[]]]]]]]]]]',
+      '{"a":1,}', '[1,]', '{,}', '[,1]', '{"a"}', '{"a":}', '{a:1}', "{'a':1}", '01', '1.', '.5', '-', '+1', '1e', '1e+', '0x1F', 'NaN',
+      'Infinity', 'tru', 'truex', 'nul', 'True', '"\\x"', '"\\u12"', '"\\u12g4"', '"a\u0001b"', '"\ttab"', '"open', '{"a":1', '[1', '{"a":1}}',
+      '[1]]', '{"a" 1}', '{"a":1 "b":2}', '[1 2]', '', ' ', '{"a":-}', '{"a":1.e5}', '{"a":"\\"}',
+    ]
+    for (const text of values) {
+      it(`agrees with JSON.parse on ${JSON.stringify(text)}`, () => {
+        assert.equal(scans(text), parses(text))
+      })
+    }
+
+    it('agrees with JSON.parse on every one-byte change of an event line', () => {
+      const line = JSON.stringify({span: {a: [1, -2.5e3, true, false, null], s: 'x\\"\\u00e9y', o: {}}})
+      const bytes = ['0', '1', '9', '-', '+', '.', 'e', 'E', '"', '\\', '/', 'u', 'a', 'f', ',', ':', '[', ']', '{', '}', ' ', '\t', '\u0001', 'n', 't']
+      for (let i = 0; i < line.length; i++) {
+        for (const replacement of ['', ...bytes]) {
+          for (const text of [line.slice(0, i) + replacement + line.slice(i + 1), line.slice(0, i) + replacement + line.slice(i)]) {
+            assert.equal(scans(text), parses(text), text)
+          }
+        }
+      }
+    })
+
+    const slowPath: [string, string][] = [
+      ['two members', '{"span":{"id":"a"},"metadata":{}}'],
+      ['a duplicate type key', '{"span":{"id":"a"},"span":1}'],
+      ['an escaped type key', '{"\\u0073pan":{"id":"a"}}'],
+      ['an event that is not an object', '{"span":[1]}'],
+      ['a carriage return', '{"span":{"id":"a"}}\r'],
+      ['an unknown type', '{"spam":{"id":"a"}}'],
+      ['invalid UTF-8', Buffer.from([...Buffer.from('{"span":{"id":"'), 0xff, ...Buffer.from('"}}')]).toString('latin1')],
+    ]
+    for (const [name, text] of slowPath) {
+      it(`leaves ${name} to the slow path`, () => {
+        assert.equal(eventMembers(Buffer.from(text, 'latin1')), undefined)
+      })
+    }
+
+    it('stores a line with blanks as its own bytes after the metadata, as valid JSON', async () => {
+      const line = ' { "span" : {"id": "a", "big": 12345678901234567890} } '
+      const {result, sink} = await run(ndjson(METADATA, line))
+      assert.deepEqual(result, accepted(1))
+      assert.deepEqual(sink.lines, [`{"metadata":${JSON.stringify(METADATA_OBJECT)},"span" : {"id": "a", "big": 12345678901234567890} }`])
+      assert.deepEqual(JSON.parse(sink.lines[0]), JSON.parse(stored(line)))
+    })
+
+    it('stores slow-path lines re-serialised, and invalid UTF-8 as U+FFFD', async () => {
+      const crlf = `${SPAN}\r`
+      const bad = Buffer.concat([Buffer.from('{"log":{"message":"'), Buffer.from([0xff]), Buffer.from('"}}\n')])
+      const {result, sink} = await run([Buffer.from(ndjson(METADATA, crlf)), bad])
+      assert.deepEqual(result, accepted(2))
+      assert.deepEqual(sink.lines, [stored(SPAN), stored('{"log":{"message":"\ufffd"}}')])
+    })
   })
 })

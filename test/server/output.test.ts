@@ -124,4 +124,20 @@ describe('server/output', () => {
       await assert.rejects(FileOutput.open(options(overrides)), message)
     })
   }
+
+  it('writes lines given as byte parts, thousands in one batch, and rotates between them', async () => {
+    const output = await FileOutput.open(options({rotateEveryKb: 64}))
+    const head = Buffer.from('{"n":')
+    const lines: string[] = []
+    for (let i = 0; i < 3000; i++) {
+      output.write([head, Buffer.from(`${i},"pad":"${'x'.repeat(20)}"}`)])
+      lines.push(`{"n":${i},"pad":"${'x'.repeat(20)}"}`)
+    }
+
+    await output.close()
+    const files = [path.join(dir, 'apm-server.1'), path.join(dir, 'apm-server')]
+    const stored = [...(await read(files[0])), ...(await read(files[1]))]
+    assert.deepEqual(stored, lines)
+    for (const file of files) assert.ok((await fs.stat(file)).size <= 64 * 1024)
+  })
 })
