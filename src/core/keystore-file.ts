@@ -31,7 +31,9 @@ export async function readKeystoreFile(file: string, options: ReadOptions = {}):
   let handle: fs.FileHandle
   try {
     // Symbolic links are followed (secret mounts use them); the checks below apply to the target.
-    handle = await fs.open(file, constants.O_RDONLY)
+    // O_NONBLOCK: opening a FIFO would wait for a writer forever; for a regular file it changes nothing,
+    // and anything that is not a regular file is refused below.
+    handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw ioError('open keystore', file, error)
@@ -89,11 +91,13 @@ export async function ensureKeystoreDir(file: string): Promise<void> {
  */
 export async function writeKeystoreFile(file: string, data: Buffer): Promise<void> {
   await ensureKeystoreDir(file)
-  await removeStaleTempFiles(file)
+  // write-file-atomic follows a symbolic link and writes next to its target: clean up and sync there.
+  const target = await fs.realpath(file).catch(() => file)
+  await removeStaleTempFiles(target)
   try {
     const writeFileAtomic = await loadWriteFileAtomic()
     await writeFileAtomic(file, data, {fsync: true, mode: 0o600})
-    const dir = await fs.open(path.dirname(file), constants.O_RDONLY)
+    const dir = await fs.open(path.dirname(target), constants.O_RDONLY)
     try {
       await dir.sync()
     } finally {
@@ -129,6 +133,36 @@ export interface LockOptions {
 export const DEFAULT_LOCK_TIMEOUT_MS = 15_000
 /** A lock whose holder stopped refreshing it for this long is taken over (the holder was killed). */
 const STALE_LOCK_MS = 4000
+/** A takeover marker left by a process killed in the few ms a takeover takes is cleared after this. */
+const STALE_TAKEOVER_MS = 10_000
+/** proper-lockfile's own stale takeover is never used: see removeStaleLock. */
+const NEVER_STALE_MS = 2 ** 31 - 1
+
+/**
+ * Removes `lockDir` when its holder stopped refreshing it. proper-lockfile's own takeover (stat, then
+ * rmdir) lets a process that found the lock stale remove the lock another process took over meanwhile,
+ * and both then write (moxystudio/node-proper-lockfile#121). Here one process at a time takes over
+ * (mkdir of a marker is atomic) and it checks staleness again, under the marker, before removing.
+ */
+async function removeStaleLock(lockDir: string): Promise<void> {
+  const stat = await fs.stat(lockDir).catch(() => undefined)
+  if (!stat || Date.now() - stat.mtimeMs <= STALE_LOCK_MS) return
+  const marker = `${lockDir}.takeover`
+  try {
+    await fs.mkdir(marker)
+  } catch {
+    const left = await fs.stat(marker).catch(() => undefined)
+    if (left && Date.now() - left.mtimeMs > STALE_TAKEOVER_MS) await fs.rmdir(marker).catch(() => {})
+    return
+  }
+
+  try {
+    const again = await fs.stat(lockDir).catch(() => undefined)
+    if (again && Date.now() - again.mtimeMs > STALE_LOCK_MS) await fs.rm(lockDir, {force: true, recursive: true})
+  } finally {
+    await fs.rmdir(marker).catch(() => {})
+  }
+}
 
 /**
  * Runs `fn` holding the cross-process lock `<file>.lock` (a directory, refreshed while held).
@@ -149,12 +183,14 @@ export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, op
           compromised = error
         },
         realpath: false,
-        stale: STALE_LOCK_MS,
+        stale: NEVER_STALE_MS,
         update: STALE_LOCK_MS / 4,
       })
       break
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw ioError('lock keystore', file, error)
+      // eslint-disable-next-line no-await-in-loop -- a dead holder's lock is taken over, one process at a time
+      await removeStaleLock(`${file}.lock`)
       if (Date.now() - started >= timeoutMs) {
         throw new KeystoreError(
           'ELOCKED',
@@ -169,6 +205,9 @@ export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, op
     }
   }
 
+  // A takeover marker left by a process killed mid-takeover: harmless to remove while we hold a fresh lock,
+  // since a takeover only removes a lock it finds stale under the marker.
+  await fs.rmdir(`${file}.lock.takeover`).catch(() => {})
   try {
     const result = await fn()
     if (compromised) throw new KeystoreError('ELOCKED', `lost the lock on ${file} while writing; check the keystore and retry`)

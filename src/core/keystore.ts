@@ -59,7 +59,14 @@ export class Keystore {
 
   private materialize(): void {
     if (!this.pendingValues) return
-    const read = this.pendingValues()
+    let read: Entries
+    try {
+      read = this.pendingValues()
+    } catch (error) {
+      // Values are decrypted on first use, outside decode(): name the file here too.
+      throw namePath(this.path, error)
+    }
+
     this.pendingValues = undefined
     for (const [name, entry] of read) this.entries.set(name, entry)
   }

@@ -10,6 +10,7 @@
 import {BEATS_V1, decryptAesGcm, deriveBeatsKey, encryptAesGcm, randomBytesOf} from '../crypto.js'
 import {Entries, isValidKeyName} from '../entries.js'
 import {KeystoreError} from '../errors.js'
+import {jsonDepthWithin} from './json-guard.js'
 
 export const BEATS_V1_PREFIX = Buffer.from('v1', 'latin1')
 const EMPTY_PASSWORD = Buffer.alloc(0)
@@ -35,7 +36,8 @@ export function decodeBeatsV1(data: Buffer): Entries {
 }
 
 export function encodeBeatsV1(entries: Entries): Buffer {
-  const payload: Record<string, {value: string}> = {}
+  // No prototype: on a plain object, assigning a key named __proto__ sets the prototype and the key vanishes.
+  const payload: Record<string, {value: string}> = Object.create(null)
   for (const [name, entry] of entries) payload[name] = {value: entry.value.toString('base64')}
   const salt = randomBytesOf(BEATS_V1.saltBytes)
   const iv = randomBytesOf(BEATS_V1.ivBytes)
@@ -45,6 +47,8 @@ export function encodeBeatsV1(entries: Entries): Buffer {
 
 function parseBeatsPayload(plaintext: Buffer): Entries {
   const bad = () => new KeystoreError('EFORMAT', 'Beats keystore payload is malformed; restore the file from a backup')
+  // {"KEY": {"value": "..."}}: two levels.
+  if (!jsonDepthWithin(plaintext, 2)) throw bad()
   let parsed: unknown
   try {
     parsed = JSON.parse(plaintext.toString('utf8'))

@@ -39,6 +39,7 @@ import {
 } from '../crypto.js'
 import {Entries, isValidKeyName} from '../entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../errors.js'
+import {jsonDepthWithin} from './json-guard.js'
 
 export const NATIVE_MAGIC = Buffer.from('APMKEYS\0', 'latin1')
 export const NATIVE_VERSION = 1
@@ -170,6 +171,10 @@ export async function openNative(data: Buffer, password: () => Promise<Buffer>):
   const index = parseIndex(toBuffer(openSecretbox(header.indexBox, header.nonce, boxKey(master, 'index', header.bytes))))
   // Checked now, not when values are read, so that a damaged values box fails every command.
   if (digest(header.valuesBox) !== index.valuesDigest) throw new KeystoreError('EDECRYPT', DECRYPT_FAILED_MESSAGE)
+  // The values and their times must fill the values box exactly: checked now, so every command refuses the file.
+  let size = TIME_BYTES * index.entries.size
+  for (const {length} of index.entries.values()) size += length
+  if (size !== header.valuesBox.length - SECRETBOX_OVERHEAD_BYTES) throw malformedPayload()
   return {
     entries: index.entries,
     readValues() {
@@ -252,7 +257,11 @@ interface Index {
   valuesDigest: string
 }
 
+// {"entries": [[name, length], ...], "values": "..."}
+const INDEX_DEPTH = 3
+
 function parseIndex(plaintext: Buffer): Index {
+  if (!jsonDepthWithin(plaintext, INDEX_DEPTH)) throw malformedPayload()
   let parsed: unknown
   try {
     parsed = JSON.parse(plaintext.toString('utf8'))

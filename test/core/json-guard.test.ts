@@ -1,0 +1,26 @@
+import assert from 'node:assert/strict'
+
+import {jsonDepthWithin} from '../../src/core/format/json-guard.js'
+
+describe('core/format/json-guard jsonDepthWithin', () => {
+  const table: Array<[string, number, boolean]> = [
+    ['{}', 1, true],
+    ['{"a":{"value":"x"}}', 2, true],
+    ['{"a":{"value":{}}}', 2, false],
+    ['{"entries":[["A",1],["B",2]],"values":"x"}', 3, true],
+    ['{"entries":[[["A"]]]}', 3, false],
+    ['"[[[[[[[["', 0, true], // brackets inside a string do not count
+    ['["\\"[[[["]', 1, true], // nor after an escaped quote
+    ['[[[[', 3, false], // unclosed, too deep
+    ['', 0, true],
+  ]
+  for (const [json, depth, expected] of table) {
+    it(`${JSON.stringify(json)} within depth ${depth}: ${expected}`, () => {
+      assert.equal(jsonDepthWithin(Buffer.from(json), depth), expected)
+    })
+  }
+
+  it('refuses 40 MiB of "[" at once', () => {
+    assert.equal(jsonDepthWithin(Buffer.alloc(40 * 1024 * 1024, 0x5b), 3), false)
+  })
+})
