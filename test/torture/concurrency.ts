@@ -16,6 +16,7 @@ import {fileURLToPath} from 'node:url'
 
 import {updateKeystore} from '../../src/core/keystore.js'
 
+import type {CliResult} from '../helpers/cli.js'
 import {CheckResult, cli, describeEntries, errorText, fail, keystorePath, leftovers, newResult, pool, prng, ROOT, sameEntries, sleep, snapshot, startCli, tempDir} from './lib.js'
 
 export interface ConcurrencyOptions {
@@ -386,6 +387,8 @@ export async function checkSynchronizedStorm(options: {rounds: number; processes
 
 /** Syscall numbers on x86_64, as /proc/<tid>/syscall reports them. */
 const SYS_RMDIR = 84
+const SYS_OPENAT = 257
+const SYS_GETDENTS64 = 217
 
 /** Whether a thread of `pid` or of its children (strace's tracee) is stopped at the entry of syscall `nr`. */
 async function stoppedIn(pid: number, nr: number): Promise<boolean> {
@@ -422,11 +425,12 @@ async function strace(): Promise<string | undefined> {
 
 /**
  * The stale-lock takeover race, forced instead of hoped for. A dead holder left a lock. Writer A finds
- * it stale and is held (by strace's syscall delay) right before it removes it: the moment a scheduler
- * could pause any process. Writer B then finds the same stale lock, takes it over, and is held right
- * before it renames its new file into place. A resumes and removes B's fresh lock, takes the lock
- * itself, writes and exits; B resumes and renames. With a correct lock, B waits for A (or A for B) and
- * both keys are in the file; a writer that exited 0 must never have its key lost.
+ * it stale and is held by strace right before it removes it: the moment a scheduler could pause any
+ * process. Writer B starts; with the race, B takes the stale lock over, reads the file and is held right
+ * before it writes. Then A is let go (its strace is SIGKILLed, which detaches it): it removes B's fresh
+ * lock, takes the lock itself, writes and exits; then B is let go and writes. With a correct lock B waits
+ * for A instead (or A for B) and both keys are in the file. A writer that reported success (its --json
+ * result; the exit code is strace's) must never have its key lost.
  */
 export async function checkStaleTakeoverRace(): Promise<CheckResult> {
   const result = newResult()
@@ -446,53 +450,82 @@ export async function checkStaleTakeoverRace(): Promise<CheckResult> {
     await fs.mkdir(lock)
     const past = new Date(Date.now() - 60_000)
     await fs.utimes(lock, past, past)
-    // -P limits tracing (and so the injected delay) to syscalls on that path.
-    const traced = (key: string, syscall: string, onPath: string, delayMs: number) =>
-      startCli(['keystore', 'add', key, '--stdin'], {
+    // -P limits tracing (and so the injected delays) to syscalls on those paths; when=1: the first call
+    // of each thread. Delays are long: a writer goes on when its strace is killed, not when they end.
+    const traced = (key: string, paths: string[], injects: string[]) =>
+      startCli(['keystore', 'add', key, '--stdin', '--json'], {
         cwd,
         input: `value-${key}`,
         timeoutMs: 120_000,
-        wrap: ['strace', '-f', '-qq', '-o', '/dev/null', '-P', onPath, '-e', `trace=${syscall}`, '-e', `inject=${syscall}:delay_enter=${delayMs * 1000}:when=1`],
+        wrap: ['strace', '-f', '-qq', '-o', '/dev/null', ...paths.flatMap((p) => ['-P', p]), '-e', `trace=${injects.map((i) => i.split(':')[0]).join(',')}`, ...injects.flatMap((i) => ['-e', `inject=${i}`])],
       })
-    // A: held 3 s as it removes the stale lock (B starts and takes the stale lock over meanwhile).
-    const a = traced('A', 'rmdir', lock, 3000)
-    const deadline = Date.now() + 60_000
-    let aHeld = false
-    while (Date.now() < deadline && a.child.exitCode === null) {
-      // eslint-disable-next-line no-await-in-loop -- polling the tracee
-      if (await stoppedIn(a.child.pid!, SYS_RMDIR).catch(() => false)) {
-        aHeld = true
-        break
+    const until = async (what: () => Promise<boolean>, ms: number) => {
+      const deadline = Date.now() + ms
+      while (Date.now() < deadline) {
+        // eslint-disable-next-line no-await-in-loop -- polling the tracees
+        if (await what().catch(() => false)) return true
+        // eslint-disable-next-line no-await-in-loop -- polling the tracees
+        await sleep(5)
       }
 
-      // eslint-disable-next-line no-await-in-loop -- polling the tracee
-      await sleep(10)
+      return false
     }
 
-    // B: takes the stale lock over meanwhile, reads the file, and is held 6 s as it lists the directory
-    // for leftover temp files, i.e. after reading and before writing.
-    const b = traced('B', 'getdents64', path.dirname(file), 6000)
-    const [doneA, doneB] = await Promise.all([a.done, b.done])
+    // A: held as it removes the stale lock.
+    const a = traced('A', [lock], ['rmdir:delay_enter=60000000:when=1'])
+    const aHeld = await until(() => stoppedIn(a.child.pid!, SYS_RMDIR), 60_000)
+    // B: a short hold on its first open of the keystore (before it locks) tells that it has started;
+    // a long one as it lists the directory for leftover temp files, i.e. after reading, before writing.
+    const b = traced('B', [file, path.dirname(file)], ['openat:delay_enter=100000:when=1', 'getdents64:delay_enter=60000000:when=1'])
+    await until(() => stoppedIn(b.child.pid!, SYS_OPENAT), 60_000)
+    // From there B takes the lock (or fails to) within milliseconds; a second is plenty.
+    const bHeld = await until(() => stoppedIn(b.child.pid!, SYS_GETDENTS64), 1000)
+    a.child.kill('SIGKILL')
+    // If B holds the lock, A finishes first (or fails). If B was waiting, it may now take the lock as A
+    // lets it go and be held before writing while A waits: let B go as soon as either happens.
+    let aDone = false
+    const doneAPromise = a.done.then((done) => {
+      aDone = true
+      return done
+    })
+    if (!bHeld) await until(async () => aDone || stoppedIn(b.child.pid!, SYS_GETDENTS64), 60_000)
+    else await doneAPromise
+    b.child.kill('SIGKILL')
+    const [doneA, doneB] = await Promise.all([doneAPromise, b.done])
     const state = await snapshot(file)
     if ('error' in state) {
       fail(result, `forced takeover race: keystore does not open: ${errorText(state.error)}`)
       return result
     }
 
-    for (const [key, done] of [['A', doneA], ['B', doneB]] as const) {
-      if (done.code === 0 && !state.entries.has(key)) {
-        fail(result, `forced takeover race: "add ${key}" exited 0 but ${key} is not in the file: both writers held the stale lock's replacement at once (writer A ${aHeld ? 'was' : 'was not'} caught removing the stale lock; A exit ${doneA.code}, B exit ${doneB.code}: ${doneB.stderr.trim()})`)
+    const reported = (done: CliResult, key: string) => {
+      const parsed = safeParse(done.stdout) as {added?: string[]; error?: {code: string}} | undefined
+      return parsed?.added?.includes(key) ? 'succeeded' : `failed (${parsed?.error?.code ?? done.stderr.trim().slice(0, 80)})`
+    }
+
+    const outcomes = {A: reported(doneA, 'A'), B: reported(doneB, 'B')}
+    for (const key of ['A', 'B'] as const) {
+      if (outcomes[key] === 'succeeded' && !state.entries.has(key)) {
+        fail(result, `forced takeover race: "add ${key}" succeeded but ${key} is not in the file: both writers held the lock at once (A ${aHeld ? 'was' : 'was not'} caught removing the stale lock, B ${bHeld ? 'took it over and was caught before writing' : 'did not get past the lock'}; A ${outcomes.A}, B ${outcomes.B})`)
       }
     }
 
     result.figures.push({
       check: 'concurrency',
       figure: 'forced stale-lock takeover race (strace holds writer A as it removes the stale lock, B between its read and its write)',
-      value: `A exit ${doneA.code}, B exit ${doneB.code}; keys in the file: ${[...state.entries.keys()].sort().join(', ') || 'none'}${result.failures.length > 0 ? ' — A SUCCESSFUL WRITE WAS LOST' : ''}`,
+      value: `B ${bHeld ? 'took the stale lock over while A was held' : 'waited for A'}; A ${outcomes.A}, B ${outcomes.B}; keys in the file: ${[...state.entries.keys()].sort().join(', ') || 'none'}${result.failures.length > 0 ? ' — A SUCCESSFUL WRITE WAS LOST' : ''}`,
     })
   } finally {
     tmp.cleanup()
   }
 
   return result
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
 }

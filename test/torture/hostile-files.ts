@@ -204,8 +204,9 @@ async function specialFiles(options: HostileFileOptions, result: CheckResult): P
     )
     if ((await forgeCalibrated()) === undefined) {
       cases.push(
-        {expectExit: 1, name: 'a forged 250 MiB no-password keystore whose index is "[[[[..."', setup: (file) => forgedBig(file, false), timeoutMs: 300_000},
-        {expectExit: 0, maxMiB: 1024, name: 'a valid 180 MiB no-password keystore (one 180 MiB value), listed', setup: (file) => forgedBig(file, true), timeoutMs: 300_000},
+        {expectExit: 1, name: 'a forged 250 MiB no-password keystore whose index is "[[[[..."', setup: (file) => forgedBig(file, 'deep'), timeoutMs: 300_000},
+        {expectExit: 1, name: 'a forged 250 MiB no-password keystore whose index is 87 million empty rows', setup: (file) => forgedBig(file, 'wide'), timeoutMs: 300_000},
+        {expectExit: 0, maxMiB: 1024, name: 'a valid 180 MiB no-password keystore (one 180 MiB value), listed', setup: (file) => forgedBig(file, 'valid'), timeoutMs: 300_000},
       )
     }
   }
@@ -269,10 +270,16 @@ async function forgedBeatsBig(file: string, shape: 'deep' | 'wide'): Promise<voi
   await fs.writeFile(file, forgeBeats(payload, Math.random), {mode: 0o600})
 }
 
-/** A no-password native keystore is forgeable by anyone: build a 250 MiB one. */
-async function forgedBig(file: string, valid: boolean): Promise<void> {
-  const value = Buffer.alloc(valid ? 180 * 1024 * 1024 : 1, 0x61)
-  // Invalid: a 250 MiB index of "[[[[...", the most expensive thing to hand JSON.parse.
-  const index = valid ? validIndex([['BIG', value]]) : () => Buffer.concat([Buffer.from('{"entries":'), Buffer.alloc(250 * 1024 * 1024, 0x5b)])
-  await fs.writeFile(file, await forgeNative({index, values: validValues([value])}, Math.random), {mode: 0o600})
+/** A no-password native keystore is forgeable by anyone: build a 250 MiB one (or a valid 180 MiB one). */
+async function forgedBig(file: string, shape: 'deep' | 'valid' | 'wide'): Promise<void> {
+  const value = Buffer.alloc(shape === 'valid' ? 180 * 1024 * 1024 : 1, 0x61)
+  const mib250 = 250 * 1024 * 1024
+  // "[[[[..." is the most expensive thing to hand JSON.parse; "[],[],..." the most expensive at depth 3.
+  const index =
+    shape === 'valid'
+      ? validIndex([['BIG', value]])
+      : shape === 'deep'
+        ? () => Buffer.concat([Buffer.from('{"entries":'), Buffer.alloc(mib250, 0x5b)])
+        : () => Buffer.concat([Buffer.from('{"entries":['), Buffer.from('[],'.repeat(mib250 / 3)), Buffer.from('[]],"values":"x"}')])
+  await fs.writeFile(file, await forgeNative({index, values: validValues(shape === 'valid' ? [value] : [])}, Math.random), {mode: 0o600})
 }

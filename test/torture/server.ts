@@ -35,14 +35,14 @@ export interface ServerTortureOptions {
 function sizes(scale: ServerTortureOptions['scale']) {
   const full = scale === 'full'
   return {
-    authRequests: full ? 20_000 : 1500,
+    authRequests: full ? 20_000 : 600,
     bigLineBytes: full ? 100 * 1024 * 1024 : 8 * 1024 * 1024,
-    bombBytes: full ? 1024 * 1024 * 1024 : 64 * 1024 * 1024,
-    concurrent: full ? 1000 : 200,
+    bombBytes: full ? 1024 * 1024 * 1024 : 32 * 1024 * 1024,
+    concurrent: full ? 1000 : 100,
     slowSockets: full ? 500 : 40,
-    slowSeconds: full ? 20 : 3,
+    slowSeconds: full ? 20 : 2,
     tinyLines: full ? 100_000 : 5000,
-    tlsAbuse: full ? 300 : 30,
+    tlsAbuse: full ? 300 : 15,
   }
 }
 
@@ -528,6 +528,15 @@ function rawRequest(port: number, data: Buffer): Promise<string> {
 
 /** Bad TLS handshakes against a TLS server, while a valid TLS agent keeps sending. */
 async function tlsAbuse(count: number, result: CheckResult): Promise<void> {
+  const openssl = await run('openssl', ['version']).then(
+    () => true,
+    () => false,
+  )
+  if (!openssl) {
+    result.skipped.push('bad TLS handshakes: needs the openssl command to make a certificate')
+    return
+  }
+
   const server = await launch({tls: true})
   const ledger = new Ledger()
   const agent = new ValidAgent(server, ledger)
@@ -704,8 +713,8 @@ function median(values: number[]): number {
  * alike: the right token; a wrong one of the right length differing in its LAST character (the longest
  * matching prefix a naive comparison would reward); one differing in its FIRST character; one of
  * another length (one shorter). In-process through the Authenticator (batches of 20 calls per sample,
- * nanoseconds) and end to end over HTTP (loopback, /config/v1/agents: 403 for the right token, 401 for
- * a wrong one: both trivial answers). No pair may be told apart: the probability that one class's
+ * nanoseconds), and end to end over HTTP for the wrong ones (loopback, /config/v1/agents: a trivial 401;
+ * the right token gets a 403 there, a different answer anyway). No pair may be told apart: the probability that one class's
  * sample is the faster must stay within 0.5 ± 0.05 in-process and ± 0.1 over HTTP, and in-process
  * medians within 50 ns a call.
  */
@@ -801,7 +810,8 @@ export async function checkTiming(options: {samples: number; httpSamples?: numbe
     }
 
     agent.destroy()
-    for (const [a, b] of pairs) {
+    // Over HTTP the right token gets another answer (403, not 401), so only wrong tokens are compared.
+    for (const [a, b] of pairs.filter((pair) => !pair.includes('right token'))) {
       const p = superiority(http_[a], http_[b])
       const ok = Math.abs(p - 0.5) < 0.1
       if (!ok) fail(result, `timing (HTTP): ${a} vs ${b}: P(faster) ${p.toFixed(3)}`)
