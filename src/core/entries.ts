@@ -10,6 +10,12 @@ export interface Entry {
 
 export type Entries = Map<string, Entry>
 
+/**
+ * The most keys one keystore may hold. Far above any real use (a fleet's secrets number in the tens), and
+ * low enough that a forged file of millions of tiny entries is refused before it is parsed into memory.
+ */
+export const MAX_KEYS = 100_000
+
 export const KEY_NAME_RULE = 'key names are 1 to 255 characters from A-Z a-z 0-9 _ . -'
 const KEY_NAME = /^[A-Za-z0-9_.-]{1,255}$/
 

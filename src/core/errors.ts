@@ -12,7 +12,7 @@ export type ErrorCode =
   | 'EBADVALUE' // empty or oversized value
   | 'EFORMAT' // not a keystore: bad magic, truncated, malformed header or payload
   | 'EVERSION' // a keystore of a format version this build does not know
-  | 'ELIMITS' // header asks for KDF cost or sizes beyond the caps
+  | 'ELIMITS' // header asks for KDF cost or sizes beyond the caps, or a keystore would hold more than MAX_KEYS keys
   | 'EDECRYPT' // wrong password or tampered file (one message, no oracle)
   | 'ENOPASSWORD' // keystore is protected and no password source is available
   | 'EPASSWORD' // a password was given where none can be used, or an unusable new one

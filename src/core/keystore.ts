@@ -6,7 +6,7 @@
  * writes only when something changed.
  */
 import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
-import {assertValidKeyName, Entries, Entry} from './entries.js'
+import {assertValidKeyName, Entries, Entry, MAX_KEYS} from './entries.js'
 import {KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
 import {checkArgon2Limits, encodeNative, looksNative, NativeContents, NativeKdf, openNative, readNativeHeader} from './format/native.js'
@@ -114,6 +114,9 @@ export class Keystore {
     this.materialize()
     const existing = this.entries.get(name)
     if (existing && !options.overwrite) throw new KeystoreError('EKEYEXISTS', `key ${name} already exists in ${this.path}; use --force to overwrite it`)
+    if (!existing && this.entries.size >= MAX_KEYS) {
+      throw new KeystoreError('ELIMITS', `keystore ${this.path} already holds ${MAX_KEYS} keys, the most it may hold; remove keys first`)
+    }
     const now = Date.now()
     this.entries.set(name, {created: existing?.created ?? now, updated: now, value: Buffer.from(value)})
     this.dirty = true

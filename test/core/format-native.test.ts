@@ -165,6 +165,18 @@ describe('core/format/native', () => {
     })
   })
 
+  it('an index declared over 32 MiB: ELIMITS from the header, before any decryption', async () => {
+    const headerLength = 20 + plain[19] + 24 + 4
+    const indexLength = 32 * 1024 * 1024 + 16 + 1
+    const crafted = Buffer.concat([plain.subarray(0, headerLength), Buffer.alloc(indexLength + 16)])
+    crafted.writeUInt32BE(indexLength, headerLength - 4)
+    const message = `keystore index is ${indexLength} bytes, over the 33554432-byte limit; the file is damaged or crafted, restore it from a backup`
+    await assertKeystoreError(decodeNative(crafted, noPasswordExpected()), 'ELIMITS', message)
+    // One byte less is within the cap and reaches decryption.
+    crafted.writeUInt32BE(indexLength - 1, headerLength - 4)
+    await assertKeystoreError(decodeNative(crafted, noPasswordExpected()), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+  })
+
   describe('capped KDF parameters (ELIMITS before any work)', () => {
     // Each of these would take minutes or exhaust memory if honoured; refusal must come from the header alone.
     const cases: Array<[string, number, number, number]> = [

@@ -20,6 +20,18 @@ describe('core/format/json-guard jsonDepthWithin', () => {
     })
   }
 
+  const counted: Array<[string, number, number, boolean]> = [
+    ['{"A":{"value":"x"},"B":{"value":"y"}}', 2, 3, true],
+    ['{"A":{"value":"x"},"B":{"value":"y"},"C":{"value":"z"}}', 2, 3, false],
+    ['{"entries":[[],[],[]],"values":"{}{}{}"}', 3, 5, true], // braces inside a string are not counted
+    ['{"entries":[[],[],[],[]],"values":""}', 3, 5, false],
+  ]
+  for (const [json, depth, containers, expected] of counted) {
+    it(`${JSON.stringify(json)} within depth ${depth} and ${containers} containers: ${expected}`, () => {
+      assert.equal(jsonDepthWithin(Buffer.from(json), depth, containers), expected)
+    })
+  }
+
   it('refuses 40 MiB of "[" at once', () => {
     assert.equal(jsonDepthWithin(Buffer.alloc(40 * 1024 * 1024, 0x5b), 3), false)
   })

@@ -244,6 +244,26 @@ describe('core/keystore', () => {
       assert.equal(keystore.describe('A').created, created)
     })
 
+    for (const format of ['native', 'beats-v1'] as const) {
+      it(`${format}: holds 100,000 keys, refuses the 100,001st (ELIMITS) but still overwrites one; the file loads`, async () => {
+        await createKeystore(file, {format, overwrite: true})
+        await updateKeystore(file, {}, (ks) => {
+          for (let i = 0; i < 100_000; i++) ks.set(`K${i}`, Buffer.from('v'))
+        })
+        const before = readFileSync(file)
+        await assertKeystoreError(
+          updateKeystore(file, {}, (ks) => ks.set('ONE_MORE', Buffer.from('v'))),
+          'ELIMITS',
+          `keystore ${file} already holds 100000 keys, the most it may hold; remove keys first`,
+        )
+        assert.deepEqual(readFileSync(file), before)
+        await updateKeystore(file, {}, (ks) => ks.set('K7', Buffer.from('new'), {overwrite: true}))
+        const keystore = await openKeystore(file)
+        assert.equal(keystore.keys().length, 100_000)
+        assert.deepEqual(keystore.get('K7'), Buffer.from('new'))
+      })
+    }
+
     it('get of a missing key: ENOKEY naming key, path and the fix', async () => {
       const keystore = await openKeystore(file)
       assert.throws(() => keystore.get('NOPE'), {code: 'ENOKEY', message: `key NOPE not found in ${file}; "apm-server keystore list" shows the keys`})

@@ -51,7 +51,7 @@ describe('torture (fast versions; `npm run torture` runs them at full size)', fu
     assertPassed(await checkPermissions({full: false}))
   })
 
-  it('server abuse: bad gzip, a big line, tiny lines, slowloris, 200 connections, injection, bad auth, bad TLS; agents still served, nothing lost', async () => {
+  it('server abuse: bad gzip, a big line, tiny lines, slowloris, 100 connections, injection, bad auth, bad TLS; agents still served, nothing lost', async () => {
     assertPassed(await checkServer({scale: 'fast', seed: SEED}))
   })
 
@@ -156,6 +156,35 @@ describe('defects found by the torture suite (regression tests)', function () {
     assert.equal(run.code, 1, run.stderr)
     assert.ok(oneErrorLine(run.stderr), run.stderr)
     // 820 MiB before the fix; decoding the file costs a few copies of its 22 MiB.
+    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+  })
+
+  // Defect 8 in docs/reliability.md: a shallow payload costs as much, millions of tiny rows or objects
+  // (found after the depth check went in). Both fail until MAX_KEYS and the index size cap are in.
+  it('refuses a forged native keystore whose index is 10 million empty rows without a memory blow-up', async function () {
+    if (await forgeCalibrated()) this.skip()
+    const cwd = tmp.dir
+    const file = keystorePath(cwd)
+    await fs.mkdir(path.dirname(file), {mode: 0o700})
+    const index = () => Buffer.concat([Buffer.from('{"entries":['), Buffer.from('[],'.repeat(10 * 1024 * 1024)), Buffer.from('[]],"values":"x"}')])
+    await fs.writeFile(file, await forgeNative({index, values: validValues([])}, Math.random), {mode: 0o600})
+    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
+    assert.equal(run.code, 1, run.stderr)
+    assert.ok(oneErrorLine(run.stderr), run.stderr)
+    // 812 MiB before the fix (the index is 30 MiB and only 3 levels deep).
+    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+  })
+
+  it('refuses a forged Beats keystore of 1.5 million tiny keys without a memory blow-up', async () => {
+    const cwd = tmp.dir
+    const file = keystorePath(cwd)
+    await fs.mkdir(path.dirname(file), {mode: 0o700})
+    const entries = Array.from({length: 1_500_000}, (_, i) => `"K${i.toString(36).padStart(5, '0')}":{"value":""}`)
+    await fs.writeFile(file, forgeBeats(Buffer.from(`{${entries.join(',')}}`), Math.random), {mode: 0o600})
+    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
+    // 1,285 MiB and 16 s to list 1.5 million keys before the fix; more keys than any keystore may hold.
+    assert.equal(run.code, 1, `listed ${run.stdout.split('\n').length - 1} keys`)
+    assert.ok(oneErrorLine(run.stderr), run.stderr)
     assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
   })
 

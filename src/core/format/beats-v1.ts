@@ -8,7 +8,7 @@
  * The password is always empty in the Go server, so this format is obfuscation only.
  */
 import {BEATS_V1, decryptAesGcm, deriveBeatsKey, encryptAesGcm, randomBytesOf} from '../crypto.js'
-import {Entries, isValidKeyName} from '../entries.js'
+import {Entries, isValidKeyName, MAX_KEYS} from '../entries.js'
 import {KeystoreError} from '../errors.js'
 import {jsonDepthWithin} from './json-guard.js'
 
@@ -47,8 +47,8 @@ export function encodeBeatsV1(entries: Entries): Buffer {
 
 function parseBeatsPayload(plaintext: Buffer): Entries {
   const bad = () => new KeystoreError('EFORMAT', 'Beats keystore payload is malformed; restore the file from a backup')
-  // {"KEY": {"value": "..."}}: two levels.
-  if (!jsonDepthWithin(plaintext, 2)) throw bad()
+  // {"KEY": {"value": "..."}}: two levels, one object per key plus one.
+  if (!jsonDepthWithin(plaintext, 2, MAX_KEYS + 1)) throw bad()
   let parsed: unknown
   try {
     parsed = JSON.parse(plaintext.toString('utf8'))

@@ -9,9 +9,14 @@ const BACKSLASH = 0x5c
 const OPENERS = new Set([0x5b, 0x7b])
 const CLOSERS = new Set([0x5d, 0x7d])
 
-/** True when no array or object in `json` is nested deeper than `maxDepth` (strings are skipped). */
-export function jsonDepthWithin(json: Uint8Array, maxDepth: number): boolean {
+/**
+ * True when no array or object in `json` is nested deeper than `maxDepth` and there are at most
+ * `maxContainers` arrays and objects in all (strings are skipped). The count matters as much as the depth:
+ * a flat list of ten million `[]` is three levels deep and costs as much as deep nesting.
+ */
+export function jsonDepthWithin(json: Uint8Array, maxDepth: number, maxContainers = Number.POSITIVE_INFINITY): boolean {
   let depth = 0
+  let containers = 0
   let inString = false
   for (let i = 0; i < json.length; i++) {
     const c = json[i]
@@ -21,7 +26,7 @@ export function jsonDepthWithin(json: Uint8Array, maxDepth: number): boolean {
     } else if (c === QUOTE) {
       inString = true
     } else if (OPENERS.has(c)) {
-      if (++depth > maxDepth) return false
+      if (++depth > maxDepth || ++containers > maxContainers) return false
     } else if (CLOSERS.has(c)) {
       depth--
     }

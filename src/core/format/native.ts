@@ -37,7 +37,7 @@ import {
   SECRETBOX_OVERHEAD_BYTES,
   sealSecretbox,
 } from '../crypto.js'
-import {Entries, isValidKeyName} from '../entries.js'
+import {Entries, isValidKeyName, MAX_KEYS} from '../entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../errors.js'
 import {jsonDepthWithin} from './json-guard.js'
 
@@ -51,6 +51,11 @@ const SALT_BYTES = 32
 const TIME_BYTES = 16
 const MIN_SALT_BYTES = 16
 const MAX_SALT_BYTES = 64
+/**
+ * The index of the most keys a keystore may hold (MAX_KEYS names of up to 255 characters) is under 28 MiB.
+ * A larger declared index is refused before it is decrypted or parsed.
+ */
+const MAX_INDEX_BYTES = 32 * 1024 * 1024
 
 export type NativeKdf = {type: 'argon2id'; params: Argon2Params} | {type: 'none'}
 
@@ -103,6 +108,13 @@ export function readNativeHeader(data: Buffer): NativeHeader {
   const indexLength = data.readUInt32BE(headerLength - INDEX_LENGTH_BYTES)
   if (indexLength < SECRETBOX_OVERHEAD_BYTES || indexLength > data.length - headerLength - SECRETBOX_OVERHEAD_BYTES) {
     throw formatError(`keystore file is truncated or malformed (index length ${indexLength})`)
+  }
+
+  if (indexLength > MAX_INDEX_BYTES + SECRETBOX_OVERHEAD_BYTES) {
+    throw new KeystoreError(
+      'ELIMITS',
+      `keystore index is ${indexLength} bytes, over the ${MAX_INDEX_BYTES}-byte limit; the file is damaged or crafted, restore it from a backup`,
+    )
   }
 
   return {
@@ -257,11 +269,12 @@ interface Index {
   valuesDigest: string
 }
 
-// {"entries": [[name, length], ...], "values": "..."}
+// {"entries": [[name, length], ...], "values": "..."}: three levels, one array per key plus two.
 const INDEX_DEPTH = 3
+const INDEX_CONTAINERS = MAX_KEYS + 2
 
 function parseIndex(plaintext: Buffer): Index {
-  if (!jsonDepthWithin(plaintext, INDEX_DEPTH)) throw malformedPayload()
+  if (!jsonDepthWithin(plaintext, INDEX_DEPTH, INDEX_CONTAINERS)) throw malformedPayload()
   let parsed: unknown
   try {
     parsed = JSON.parse(plaintext.toString('utf8'))
