@@ -9,7 +9,17 @@ import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
 import {assertValidKeyName, Entries, Entry, MAX_KEYS} from './entries.js'
 import {KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
-import {checkArgon2Limits, encodeNative, looksNative, NativeContents, NativeKdf, openNative, readNativeHeader} from './format/native.js'
+import {
+  checkArgon2Limits,
+  encodeNative,
+  EntryOrStored,
+  looksNative,
+  NativeContents,
+  NativeKdf,
+  openNative,
+  readNativeHeader,
+  StoredValues,
+} from './format/native.js'
 import {readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
 
 export type KeystoreFormat = 'beats-v1' | 'native'
@@ -34,15 +44,18 @@ export interface NewKeystoreSpec {
 
 export class Keystore {
   private dirty = false
+  /** the values box of the file read, once decrypted */
+  private storedValues?: StoredValues
 
   private constructor(
     readonly path: string,
     private currentFormat: KeystoreFormat,
-    private readonly entries: Entries,
+    /** an entry, or (native files) its position in the file read, for entries not read or changed since */
+    private readonly entries: Map<string, EntryOrStored>,
     private kdf: NativeKdf,
     private password: Buffer | undefined,
-    /** values and times not decrypted yet (native files decrypt names first: `list` never needs values) */
-    private pendingValues?: () => Entries,
+    /** decrypts the values box of the file read (native files decrypt names first: `list` never needs values) */
+    private readonly readStoredValues?: () => StoredValues,
   ) {}
 
   /** @internal */
@@ -51,24 +64,28 @@ export class Keystore {
   }
 
   /** @internal */
-  static fromNative(file: string, contents: NativeContents, kdf: NativeKdf, password?: Buffer): Keystore {
-    const entries: Entries = new Map()
-    for (const name of contents.entries.keys()) entries.set(name, {created: 0, updated: 0, value: NOT_READ})
-    return new Keystore(file, 'native', entries, kdf, password, () => contents.readValues())
+  static fromNative(file: string, contents: NativeContents, password?: Buffer): Keystore {
+    return new Keystore(file, 'native', contents.positions, contents.kdf, password, () => contents.readValues())
   }
 
-  private materialize(): void {
-    if (!this.pendingValues) return
-    let read: Entries
-    try {
-      read = this.pendingValues()
-    } catch (error) {
-      // Values are decrypted on first use, outside decode(): name the file here too.
-      throw namePath(this.path, error)
+  /** The values box of the file read, decrypted on first use. */
+  private stored(): StoredValues {
+    if (!this.storedValues) {
+      try {
+        this.storedValues = this.readStoredValues!()
+      } catch (error) {
+        // Values are decrypted on first use, outside decode(): name the file here too.
+        throw namePath(this.path, error)
+      }
     }
 
-    this.pendingValues = undefined
-    for (const [name, entry] of read) this.entries.set(name, entry)
+    return this.storedValues
+  }
+
+  /** The entry of a name that exists. */
+  private entry(name: string): Entry {
+    const entry = this.entries.get(name)!
+    return typeof entry === 'number' ? this.stored().entry(entry) : entry
   }
 
   get format(): KeystoreFormat {
@@ -95,15 +112,13 @@ export class Keystore {
   /** The stored bytes of `name`. */
   get(name: string): Buffer {
     if (!this.entries.has(name)) throw missingKey(name, this.path)
-    this.materialize()
-    return this.entries.get(name)!.value
+    return this.entry(name).value
   }
 
   /** Metadata of an entry, without its value. */
   describe(name: string): Omit<Entry, 'value'> {
     if (!this.entries.has(name)) throw missingKey(name, this.path)
-    this.materialize()
-    const {created, updated} = this.entries.get(name)!
+    const {created, updated} = this.entry(name)
     return {created, updated}
   }
 
@@ -111,8 +126,7 @@ export class Keystore {
   set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
     if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${name}; give a non-empty value`)
-    this.materialize()
-    const existing = this.entries.get(name)
+    const existing = this.entries.has(name) ? this.entry(name) : undefined
     if (existing && !options.overwrite) throw new KeystoreError('EKEYEXISTS', `key ${name} already exists in ${this.path}; use --force to overwrite it`)
     if (!existing && this.entries.size >= MAX_KEYS) {
       throw new KeystoreError('ELIMITS', `keystore ${this.path} already holds ${MAX_KEYS} keys, the most it may hold; remove keys first`)
@@ -131,7 +145,6 @@ export class Keystore {
       throw new KeystoreError('ENOKEY', `key${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found in ${this.path}; nothing was removed`)
     }
 
-    this.materialize()
     for (const name of names) this.entries.delete(name)
     if (names.length > 0) this.dirty = true
   }
@@ -172,12 +185,14 @@ export class Keystore {
 
   /** @internal */
   async encode(): Promise<Buffer> {
-    this.materialize()
-    return this.currentFormat === 'beats-v1' ? encodeBeatsV1(this.entries) : encodeNative(this.entries, this.kdf, this.password)
+    // The values of the file read are decrypted and checked before any rewrite, even when none is kept.
+    const stored = this.readStoredValues ? this.stored() : undefined
+    if (this.currentFormat === 'native') return encodeNative(this.entries, this.kdf, this.password, stored)
+    const entries: Entries = new Map()
+    for (const name of this.entries.keys()) entries.set(name, this.entry(name))
+    return encodeBeatsV1(entries)
   }
 }
-
-const NOT_READ = Buffer.alloc(0)
 
 function missingKey(name: string, file: string): KeystoreError {
   return new KeystoreError('ENOKEY', `key ${name} not found in ${file}; "apm-server keystore list" shows the keys`)
@@ -208,14 +223,13 @@ export async function inspectKeystore(file: string, options: ReadOptions = {}): 
 async function decode(file: string, data: Buffer, options: OpenOptions): Promise<Keystore> {
   return withPathAsync(file, async () => {
     if (looksBeatsV1(data)) return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
-    const header = readNativeHeader(data)
     let password: Buffer | undefined
     const contents = await openNative(data, async () => {
       if (!options.password) throw new KeystoreError('ENOPASSWORD', `keystore ${file} is password protected; set APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE`)
       password = await options.password()
       return password
     })
-    return Keystore.fromNative(file, contents, header.kdf, password)
+    return Keystore.fromNative(file, contents, password)
   })
 }
 

@@ -3,7 +3,7 @@ import {chmodSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
-import {readNativeHeader} from '../../src/core/format/native.js'
+import {decodeNative, readNativeHeader} from '../../src/core/format/native.js'
 import {
   createKeystore,
   inspectKeystore,
@@ -242,6 +242,31 @@ describe('core/keystore', () => {
       const keystore = await openKeystore(file)
       assert.deepEqual(keystore.get('A'), Buffer.from('new'))
       assert.equal(keystore.describe('A').created, created)
+    })
+
+    it('a rewrite keeps untouched entries byte for byte and in file order, around removed, replaced and added ones', async () => {
+      const names = ['K0', 'K1', 'K2', 'K3', 'K4', 'K5', 'K6', 'K7']
+      await updateKeystore(file, {}, (ks) => {
+        ks.remove(['A', 'B'])
+        for (const [i, name] of names.entries()) ks.set(name, ALL_BYTES.subarray(i, 3 * i + 1))
+      })
+      const before = await openKeystore(file)
+      const described = new Map(names.map((name) => [name, before.describe(name)]))
+      await updateKeystore(file, {}, (ks) => {
+        ks.remove(['K1', 'K5'])
+        ks.set('K3', Buffer.from('replaced'), {overwrite: true})
+        ks.set('NEW', Buffer.from('new'))
+      })
+      const entries = await decodeNative(readFileSync(file), noPasswordExpected())
+      assert.deepEqual([...entries.keys()], ['K0', 'K2', 'K3', 'K4', 'K6', 'K7', 'NEW'])
+      for (const name of ['K0', 'K2', 'K4', 'K6', 'K7']) {
+        const i = names.indexOf(name)
+        assert.deepEqual(entries.get(name), {...described.get(name), value: ALL_BYTES.subarray(i, 3 * i + 1)}, name)
+      }
+
+      assert.deepEqual(entries.get('K3')?.value, Buffer.from('replaced'))
+      assert.equal(entries.get('K3')?.created, described.get('K3')?.created)
+      assert.deepEqual(entries.get('NEW')?.value, Buffer.from('new'))
     })
 
     for (const format of ['native', 'beats-v1'] as const) {

@@ -29,6 +29,7 @@ import {
   ARGON2_LIMITS,
   Argon2Params,
   bindKeyToHeader,
+  decryptAuthenticatedSecretbox,
   deriveArgon2id,
   deriveObfuscationKey,
   openSecretbox,
@@ -37,7 +38,7 @@ import {
   SECRETBOX_OVERHEAD_BYTES,
   sealSecretbox,
 } from '../crypto.js'
-import {Entries, isValidKeyName, MAX_KEYS} from '../entries.js'
+import {Entries, Entry, isValidKeyName, MAX_KEYS} from '../entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../errors.js'
 import {jsonDepthWithin} from './json-guard.js'
 
@@ -156,12 +157,52 @@ async function deriveMaster(kdf: NativeKdf, salt: Buffer, password: Buffer | und
   return deriveArgon2id(password, salt, kdf.params)
 }
 
-/** A decrypted index: names and metadata at once, values on demand. */
+/** A decrypted index: names at once, values on demand. */
 export interface NativeContents {
-  /** names and value lengths, in file order */
-  entries: Map<string, {length: number}>
-  /** decrypts the values box: values and times */
-  readValues(): Entries
+  kdf: NativeKdf
+  /** each name to its position in the file (file order); a new map for each open, the caller's to keep */
+  positions: Map<string, number>
+  /** decrypts and checks the values box: values and times */
+  readValues(): StoredValues
+}
+
+/**
+ * The decrypted values box of an opened file, read in place: an entry is split out only when asked for,
+ * and a rewrite copies unchanged entries in runs (see {@link encodeNative}) rather than one by one.
+ */
+export class StoredValues {
+  /** @param starts where each position's value begins; starts[count] is where the times begin */
+  constructor(
+    private readonly plaintext: Buffer,
+    private readonly starts: Float64Array,
+  ) {}
+
+  /** The entry at `position`; its value is a view into the decrypted box. */
+  entry(position: number): Entry {
+    const time = this.timeOffset(position)
+    return {
+      created: this.plaintext.readDoubleBE(time),
+      updated: this.plaintext.readDoubleBE(time + 8),
+      value: this.plaintext.subarray(this.starts[position], this.starts[position + 1]),
+    }
+  }
+
+  valueLength(position: number): number {
+    return this.starts[position + 1] - this.starts[position]
+  }
+
+  /**
+   * Copies the values of positions [from, to) to `target` at `valueAt`, and their times at `timeAt`;
+   * returns the number of value bytes copied.
+   */
+  copyRun(from: number, to: number, target: Buffer, valueAt: number, timeAt: number): number {
+    this.plaintext.copy(target, timeAt, this.timeOffset(from), this.timeOffset(to))
+    return this.plaintext.copy(target, valueAt, this.starts[from], this.starts[to])
+  }
+
+  private timeOffset(position: number): number {
+    return this.starts[this.starts.length - 1] + TIME_BYTES * position
+  }
 }
 
 function boxKey(master: Buffer, purpose: 'index' | 'values', header: Buffer): Uint8Array {
@@ -184,38 +225,52 @@ export async function openNative(data: Buffer, password: () => Promise<Buffer>):
   // Checked now, not when values are read, so that a damaged values box fails every command.
   if (digest(header.valuesBox) !== index.valuesDigest) throw new KeystoreError('EDECRYPT', DECRYPT_FAILED_MESSAGE)
   // The values and their times must fill the values box exactly: checked now, so every command refuses the file.
-  let size = TIME_BYTES * index.entries.size
-  for (const {length} of index.entries.values()) size += length
-  if (size !== header.valuesBox.length - SECRETBOX_OVERHEAD_BYTES) throw malformedPayload()
+  const count = index.lengths.length
+  const starts = new Float64Array(count + 1)
+  for (let i = 0; i < count; i++) starts[i + 1] = starts[i] + index.lengths[i]
+  if (starts[count] + TIME_BYTES * count !== header.valuesBox.length - SECRETBOX_OVERHEAD_BYTES) throw malformedPayload()
   return {
-    entries: index.entries,
+    kdf: header.kdf,
+    positions: index.positions,
     readValues() {
-      const plaintext = toBuffer(openSecretbox(header.valuesBox, header.nonce, boxKey(master, 'values', header.bytes)))
-      const entries: Entries = new Map()
-      let offset = 0
-      let times = plaintext.length - TIME_BYTES * index.entries.size
-      if (times < 0) throw malformedPayload()
-      for (const [name, {length}] of index.entries) {
-        const created = plaintext.readDoubleBE(times)
-        const updated = plaintext.readDoubleBE(times + 8)
-        if (!Number.isSafeInteger(created) || !Number.isSafeInteger(updated)) throw malformedPayload()
-        entries.set(name, {created, updated, value: plaintext.subarray(offset, offset + length)})
-        offset += length
-        times += TIME_BYTES
+      // Its digest was compared above, inside the authenticated index: every byte of it is already checked.
+      const plaintext = toBuffer(decryptAuthenticatedSecretbox(header.valuesBox, header.nonce, boxKey(master, 'values', header.bytes)))
+      // Every time is checked here, so a file with one bad time fails as a whole, whichever entries are used.
+      const view = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength)
+      for (let at = starts[count]; at < plaintext.length; at += 8) {
+        if (!Number.isSafeInteger(view.getFloat64(at))) throw malformedPayload()
       }
 
-      if (offset !== plaintext.length - TIME_BYTES * index.entries.size) throw malformedPayload()
-      return entries
+      return new StoredValues(plaintext, starts)
     },
   }
 }
 
 /** Decrypts a whole native keystore, values included. */
 export async function decodeNative(data: Buffer, password: () => Promise<Buffer>): Promise<Entries> {
-  return (await openNative(data, password)).readValues()
+  const contents = await openNative(data, password)
+  const values = contents.readValues()
+  const entries: Entries = new Map()
+  for (const [name, position] of contents.positions) entries.set(name, values.entry(position))
+  return entries
 }
 
-export async function encodeNative(entries: Entries, kdf: NativeKdf, password: Buffer | undefined): Promise<Buffer> {
+/**
+ * What {@link encodeNative} writes for one name: an entry, or the position of an unchanged entry in
+ * `stored`, whose bytes are copied as they are.
+ */
+export type EntryOrStored = Entry | number
+
+/**
+ * Encodes `entries`, in their order, with a fresh salt and nonce (so every box is sealed anew). Entries
+ * given as positions are copied from `stored`; consecutive ones in one piece.
+ */
+export async function encodeNative(
+  entries: ReadonlyMap<string, EntryOrStored>,
+  kdf: NativeKdf,
+  password: Buffer | undefined,
+  stored?: StoredValues,
+): Promise<Buffer> {
   const salt = randomBytesOf(SALT_BYTES)
   const nonce = randomBytesOf(SECRETBOX_NONCE_BYTES)
   const header = Buffer.alloc(FIXED_HEADER_BYTES + SALT_BYTES + SECRETBOX_NONCE_BYTES + INDEX_LENGTH_BYTES)
@@ -233,25 +288,59 @@ export async function encodeNative(entries: Entries, kdf: NativeKdf, password: B
   salt.copy(header, FIXED_HEADER_BYTES)
   nonce.copy(header, FIXED_HEADER_BYTES + SALT_BYTES)
   const master = await deriveMaster(kdf, salt, password)
-  const names = [...entries.keys()]
-  const indexOf = (valuesDigest: string) =>
-    Buffer.from(
-      JSON.stringify({
-        entries: names.map((name) => [name, entries.get(name)!.value.length]),
-        values: valuesDigest,
-      }),
-    )
+  const rows: Array<[string, number]> = []
+  let valuesLength = 0
+  for (const [name, entry] of entries) {
+    let length: number
+    if (typeof entry !== 'number') length = entry.value.length
+    else if (stored) length = stored.valueLength(entry)
+    else throw new TypeError('encodeNative: an entry refers to stored values, and none were given')
+    rows.push([name, length])
+    valuesLength += length
+  }
+
+  const plaintext = Buffer.alloc(valuesLength + TIME_BYTES * rows.length)
+  let valueAt = 0
+  let timeAt = valuesLength
+  // A run of stored entries, [runFrom, runTo) in the old file, not copied yet.
+  let runFrom = 0
+  let runTo = 0
+  const copyRun = () => {
+    if (runTo === runFrom) return
+    valueAt += stored!.copyRun(runFrom, runTo, plaintext, valueAt, timeAt)
+    timeAt += TIME_BYTES * (runTo - runFrom)
+    runFrom = runTo
+  }
+
+  for (const entry of entries.values()) {
+    if (typeof entry === 'number') {
+      if (entry !== runTo) {
+        copyRun()
+        runFrom = entry
+      }
+
+      runTo = entry + 1
+      continue
+    }
+
+    copyRun()
+    entry.value.copy(plaintext, valueAt)
+    valueAt += entry.value.length
+    plaintext.writeDoubleBE(entry.created, timeAt)
+    plaintext.writeDoubleBE(entry.updated, timeAt + 8)
+    timeAt += TIME_BYTES
+  }
+
+  copyRun()
   // The index length is part of the header that both keys are bound to, and the index holds the digest
   // of the values box sealed under such a key. A SHA-256 digest in base64 is always 44 characters, so
-  // the length is known before the digest is.
-  header.writeUInt32BE(indexOf(DIGEST_PLACEHOLDER).length + SECRETBOX_OVERHEAD_BYTES, header.length - INDEX_LENGTH_BYTES)
-  const times = Buffer.alloc(TIME_BYTES * names.length)
-  names.forEach((name, i) => {
-    times.writeDoubleBE(entries.get(name)!.created, i * TIME_BYTES)
-    times.writeDoubleBE(entries.get(name)!.updated, i * TIME_BYTES + 8)
-  })
-  const valuesBox = sealSecretbox(Buffer.concat([...names.map((name) => entries.get(name)!.value), times]), nonce, boxKey(master, 'values', header))
-  const indexBox = sealSecretbox(indexOf(digest(valuesBox)), nonce, boxKey(master, 'index', header))
+  // the index is built once with a placeholder, and the digest written over it.
+  const index = Buffer.from(JSON.stringify({entries: rows, values: DIGEST_PLACEHOLDER}))
+  const digestAt = index.length - DIGEST_PLACEHOLDER.length - 2
+  header.writeUInt32BE(index.length + SECRETBOX_OVERHEAD_BYTES, header.length - INDEX_LENGTH_BYTES)
+  const valuesBox = sealSecretbox(plaintext, nonce, boxKey(master, 'values', header))
+  index.write(digest(valuesBox), digestAt, 'latin1')
+  const indexBox = sealSecretbox(index, nonce, boxKey(master, 'index', header))
   return Buffer.concat([header, indexBox, valuesBox])
 }
 
@@ -265,7 +354,9 @@ function malformedPayload(): KeystoreError {
 }
 
 interface Index {
-  entries: NativeContents['entries']
+  positions: NativeContents['positions']
+  /** value lengths by position */
+  lengths: number[]
   valuesDigest: string
 }
 
@@ -284,13 +375,15 @@ function parseIndex(plaintext: Buffer): Index {
 
   const {entries: rows, values} = (parsed ?? {}) as {entries?: unknown; values?: unknown}
   if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
-  const entries: Index['entries'] = new Map()
+  const positions: Index['positions'] = new Map()
+  const lengths: number[] = []
   for (const row of rows) {
     const [name, length] = Array.isArray(row) && row.length === 2 ? row : []
-    const valid = typeof name === 'string' && isValidKeyName(name) && !entries.has(name) && Number.isSafeInteger(length) && length >= 0
+    const valid = typeof name === 'string' && isValidKeyName(name) && !positions.has(name) && Number.isSafeInteger(length) && length >= 0
     if (!valid) throw malformedPayload()
-    entries.set(name, {length})
+    positions.set(name, lengths.length)
+    lengths.push(length)
   }
 
-  return {entries, valuesDigest: values}
+  return {lengths, positions, valuesDigest: values}
 }
