@@ -5,7 +5,8 @@
  *   node bench/run.js [--scale=F] [--only=id,id] [--no-server] [--no-hyperfine] [--no-snapshot] [--out=FILE]
  *
  * --scale multiplies the rounds (0.3 for a quick look); --only runs some groups (version, list, pwlist,
- * add, bulk, peers, server-start, intake, memory). A partial run (--scale or --only) writes
+ * add, bulk, peers, server-start, intake, memory; intake-stages, the intake decomposition, runs only
+ * when named). A partial run (--scale or --only) writes
  * bench/tmp/RESULTS.partial.md unless --out says otherwise, so RESULTS.md always holds a full run.
  * The CLI measured is a snapshot of the build taken at the start (lib/snapshot.js), as `npm test`
  * rebuilds dist/; --no-snapshot runs the working tree's build in place.
@@ -25,7 +26,7 @@ import {snapshotBuild} from './lib/snapshot.js'
 import {evaluate, notMeasuredGroup, renderResults} from './lib/report.js'
 
 const CLI_GROUPS = ['version', 'list', 'pwlist', 'add', 'bulk', 'peers']
-const SERVER_GROUPS = ['server-start', 'intake', 'memory']
+const SERVER_GROUPS = ['server-start', 'intake', 'intake-stages', 'memory']
 
 const METHOD = [
   '## Method',
@@ -152,7 +153,8 @@ async function main() {
         notMeasured.push(...serverNotMeasured(server.reason).filter((row) => wanted(row.id)))
       } else {
         // eslint-disable-next-line no-await-in-loop -- groups run one after another
-        for (const group of serverGroups(server, {scale: options.scale}).filter((candidate) => wanted(candidate.id))) await measure(group)
+        // An optional group (the intake decomposition) runs only when --only names it.
+        for (const group of serverGroups(server, {scale: options.scale}).filter((candidate) => (candidate.optional ? options.only?.has(candidate.id) : wanted(candidate.id)))) await measure(group)
       }
     }
   } finally {

@@ -20,6 +20,16 @@ const CONNECTIONS = 10
 const AGENTS = 1000
 const AGENTS_TEXT = AGENTS.toLocaleString('en-US')
 const RAW_SERVER = path.join(ROOT, 'bench', 'raw-intake-server.js')
+const STAGES_SERVER = path.join(ROOT, 'bench', 'intake-stages-server.js')
+/** The decomposition's stages (bench/intake-stages-server.js), each adding one cost to the one before. */
+const STAGES = [
+  ['split', "raw + intake's line splitting"],
+  ['scan', '+ validation (byte scan of each event, metadata parsed)'],
+  ['ingest', "intake's ingest(): whole-body read and decode, split, validate; output discarded"],
+  ['output', '+ file output'],
+  ['server', '+ HTTP server: routing, Bearer auth, response (request log off)'],
+  ['log', '+ per-request log line at info'],
+]
 
 /** Every server case as not measured, with the reason (the server is missing or does not start). */
 export function serverNotMeasured(reason) {
@@ -88,7 +98,7 @@ export async function prepareServer(scratch, log) {
 /** The server groups, for fixtures from {@link prepareServer}. */
 export function serverGroups(fixture, {scale = 1} = {}) {
   const rounds = (n) => Math.max(3, Math.round(n * scale))
-  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale), memoryGroup(fixture, rounds(3))]
+  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3))]
 }
 
 function startGroup({configs, home}, runs) {
@@ -203,6 +213,73 @@ function intakeGroup({configs, home, token}, runs, scale) {
     warmup: 0,
   }
 }
+
+/**
+ * Where the intake time goes: the raw server, then servers that each add one piece of `apm-server run`
+ * (bench/intake-stages-server.js, run from the TypeScript sources), then `apm-server run` itself. Each
+ * stage's ratio to raw, next to its neighbour's, is that piece's cost. Also the server's CPU time per
+ * request (all its threads, from /proc), which load from other processes disturbs less than throughput.
+ */
+function stagesGroup({configs, home, token}, runs, scale) {
+  const duration = scale < 1 ? 2 : 4
+  const body = zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST))
+  const headers = {'Authorization': `Bearer ${token}`, 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
+  const servers = {}
+  const ids = ['raw', ...STAGES.map(([id]) => id), 'ours']
+  const load = async (id, seconds = duration) => {
+    const cpuBefore = cpuMs(servers[id].pid)
+    const result = await autocannon({body, connections: CONNECTIONS, duration: seconds, headers, method: 'POST', url: new URL('/intake/v2/events', servers[id].url).href})
+    if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+      throw new Error(`intake against ${id}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts`)
+    }
+
+    return {cpuPerRequest: ((cpuMs(servers[id].pid) - cpuBefore) * 1000) / result['2xx'], eventsPerSec: (result['2xx'] * EVENTS_PER_REQUEST) / result.duration}
+  }
+
+  const series = (id, label) => ({
+    id,
+    label,
+    async measure() {
+      const {cpuPerRequest, eventsPerSec} = await load(id)
+      return {extra: {[`${id}Cpu`]: cpuPerRequest}, value: eventsPerSec}
+    },
+    unit: 'events/s',
+  })
+  return {
+    async after() {
+      await Promise.all(Object.values(servers).map((server) => server.stop()))
+    },
+    async before() {
+      servers.raw = await startServer({args: [RAW_SERVER], cmd: NODE, env: cliEnv()})
+      for (const [id] of STAGES) {
+        // eslint-disable-next-line no-await-in-loop -- one start at a time
+        servers[id] = await startServer({args: ['--import', 'tsx', STAGES_SERVER, id], cmd: NODE, cwd: ROOT, env: {...cliEnv(), BENCH_INTAKE_TOKEN: token}})
+      }
+
+      servers.ours = await startServer(runSpec(home, configs.auth))
+      // eslint-disable-next-line no-await-in-loop -- warm every server's JIT, untimed, one load at a time
+      for (const id of ids) await load(id, 1)
+    },
+    comparisons: [...ids.slice(1).map((id) => ({base: 'raw', case: id})), ...ids.slice(1).map((id) => ({base: 'rawCpu', case: `${id}Cpu`}))],
+    extra: ids.map((id) => ({id: `${id}Cpu`, label: `server CPU time per request: ${id}`, unit: 'µs'})),
+    id: 'intake-stages',
+    optional: true,
+    note: `The intake decomposition. Same load as the intake group (${CONNECTIONS} connections, gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events, Bearer token), ${duration} s per measurement. Stages: ${STAGES.map(([id, label]) => `**${id}**: ${label}`).join('; ')}. Stages run the working tree's TypeScript (node --import tsx); \`ours\` is \`apm-server run\` (the built CLI). CPU time per request is user + system time of the server process (all threads: zlib's thread pool included) over the 2xx answers.`,
+    runs,
+    series: [series('raw', 'raw node:http (bench/raw-intake-server.js)'), ...STAGES.map(([id, label]) => series(id, `${id}: ${label}`)), series('ours', '`apm-server run`, Bearer auth')],
+    title: 'intake decomposition: what each piece of the server costs',
+    warmup: 0,
+  }
+}
+
+/** User + system CPU time of a process (all its threads) so far, in ms. */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS
+}
+
+/** USER_HZ: 100 on every Linux that Node supports. */
+const CLOCK_TICKS = 100
 
 function memoryGroup({configs, home, token}, runs) {
   const hold = async (spec, headers) => {

@@ -15,7 +15,7 @@
  */
 import {isUtf8} from 'node:buffer'
 import type {Readable, Transform} from 'node:stream'
-import {createGunzip, createInflate} from 'node:zlib'
+import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
 import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED, TokenBucket} from './rum.js'
 
@@ -49,13 +49,23 @@ export interface IntakeResult {
 export interface EventSink {
   /** Queues one line, without its newline: a string, or the concatenation of byte parts (kept, not copied). */
   write(line: string | readonly Buffer[]): void
+  /** Resolves once every line queued so far is written; rejects when that write fails. */
   flush(): Promise<void>
   readonly congested: boolean
+  /**
+   * Writes that failed so far. Lines of several requests share a write, so a request whose lines were
+   * queued while this changed may have lost some even though its own flush succeeds.
+   */
+  readonly failures: number
+  /** the error of the latest failed write */
+  readonly lastFailure?: Error
 }
 
 export interface IntakeOptions {
   maxEventSize: number
   output: EventSink
+  /** the body's declared length (Content-Length), when it has one: see {@link WHOLE_BODY_MAX_BYTES} */
+  contentLength?: number
   /** set for anonymous clients: who they may send data for, and their rate limiter */
   anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket}
 }
@@ -99,6 +109,10 @@ class EventReader {
 
   get done(): boolean {
     return this.stopped
+  }
+
+  get acceptedCount(): number {
+    return this.accepted
   }
 
   /** One line without its newline; `oversized` when it was cut at max_event_size; `atEnd` when no newline followed. */
@@ -429,7 +443,7 @@ function effectiveNames(metadata: Record<string, unknown>, event: Record<string,
  * Splits a byte stream into lines of at most `max` bytes. A longer line is handed over once, cut at
  * `max` bytes and flagged, and the rest of it is dropped as it arrives, so memory stays bounded.
  */
-class LineSplitter {
+export class LineSplitter {
   private pieces: Buffer[] = []
   private length = 0
   private skipping = false
@@ -445,6 +459,13 @@ class LineSplitter {
     while (start < chunk.length) {
       const newline = chunk.indexOf(0x0a, start)
       const end = newline === -1 ? chunk.length : newline
+      // The common case, a whole line inside the chunk and nothing pending: handed over as a view.
+      if (newline !== -1 && this.length === 0 && !this.skipping && end - start <= this.max) {
+        if (!this.onLine(chunk.subarray(start, end), false, false)) return false
+        start = newline + 1
+        continue
+      }
+
       if (!this.skipping && end > start) {
         const piece = chunk.subarray(start, end)
         if (this.length + piece.length > this.max) {
@@ -484,12 +505,33 @@ class LineSplitter {
   }
 
   private reset(): void {
-    this.pieces = []
+    if (this.pieces.length > 0) this.pieces = []
     this.length = 0
   }
 }
 
 type Codec = 'gzip' | 'plain' | 'zlib'
+
+/**
+ * A body declared at most this long is read whole, then decompressed in one synchronous call of at
+ * most {@link WHOLE_BODY_DECODED_MAX_BYTES} output: a stream decompresses on the thread pool, and its
+ * hand-offs (several per request) cost more than decompressing a small body on the spot. A body that
+ * does not decompress that way (corrupt, truncated, larger) is read as a stream after all, which
+ * decides what is accepted and what is reported, so both ways give the same result.
+ */
+export const WHOLE_BODY_MAX_BYTES = 64 * 1024
+/** Bounds the time (a few ms) and memory one whole-body decompression may take; 64 times the body. */
+export const WHOLE_BODY_DECODED_MAX_BYTES = 64 * WHOLE_BODY_MAX_BYTES
+
+/** The body decompressed, or undefined when it does not decompress whole within the bound. */
+function decodeWhole(codec: Exclude<Codec, 'plain'>, data: Buffer): Buffer | undefined {
+  const options = {chunkSize: WHOLE_BODY_MAX_BYTES, maxOutputLength: WHOLE_BODY_DECODED_MAX_BYTES}
+  try {
+    return codec === 'gzip' ? gunzipSync(data, options) : inflateSync(data, options)
+  } catch {
+    return undefined
+  }
+}
 
 class DecodeError extends Error {}
 class ClientGone extends Error {}
@@ -502,9 +544,12 @@ class ClientGone extends Error {}
  * line splitter. The request is paused while the decompressor or the output is behind.
  */
 export async function ingest(request: Readable, contentEncoding: string | undefined, options: IntakeOptions): Promise<IntakeResult> {
+  const failuresBefore = options.output.failures
   const reader = new EventReader(options)
   const splitter = new LineSplitter(Math.max(1, options.maxEventSize), (line, oversized, atEnd) => reader.line(line, oversized, atEnd))
   let codec: Codec | undefined = contentEncoding === 'gzip' ? 'gzip' : contentEncoding === 'deflate' ? 'zlib' : undefined
+  // Node's HTTP parser delivers exactly Content-Length bytes, so holding the body is bounded.
+  const whole = options.contentLength !== undefined && options.contentLength <= WHOLE_BODY_MAX_BYTES
   let head: Buffer[] = []
   let headLength = 0
   let started = false
@@ -530,7 +575,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
 
       if (error instanceof DecodeError) reader.stopQuietly(400, `data decoding error: ${error.message}`)
       else if (error instanceof ClientGone) reader.stopQuietly(400, 'the client closed the request before its end')
-      else if (error) reader.stopQuietly(500, `internal error: cannot write to the output: ${(error as NodeJS.ErrnoException).code ?? error.message}`)
+      else if (error) reader.stopQuietly(500, outputError(error))
       resolve()
     }
 
@@ -580,7 +625,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
       if (started) return decoder ? feed(chunk) : consume(chunk)
       head.push(chunk)
       headLength += chunk.length
-      if (codec === undefined && headLength < 2) return
+      if (whole || (codec === undefined && headLength < 2)) return
       const data = head.length === 1 ? head[0] : Buffer.concat(head, headLength)
       head = []
       codec ??= sniff(data)
@@ -590,9 +635,17 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     const onEnd = () => {
       requestEnded = true
       if (!started && headLength > 0) {
+        const data = head.length === 1 ? head[0] : Buffer.concat(head, headLength)
+        head = []
         // A byte: no compressed stream is that short, and nothing to sniff.
-        codec = 'plain'
-        start(Buffer.concat(head, headLength))
+        codec = headLength < 2 ? 'plain' : (codec ?? sniff(data))
+        const decoded = codec === 'plain' ? data : decodeWhole(codec, data)
+        if (decoded) {
+          started = true
+          consume(decoded)
+        } else {
+          start(data)
+        }
       }
 
       if (decoder) decoder.end()
@@ -612,11 +665,16 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
 
   try {
     await options.output.flush()
+    if (options.output.failures !== failuresBefore && reader.acceptedCount > 0) throw options.output.lastFailure ?? new Error('a write failed')
   } catch (error) {
-    reader.stopQuietly(500, `internal error: cannot write to the output: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    reader.stopQuietly(500, outputError(error as Error))
   }
 
   return reader.result()
+}
+
+function outputError(error: Error): string {
+  return `internal error: cannot write to the output: ${(error as NodeJS.ErrnoException).code ?? error.message}`
 }
 
 /** gzip's magic, else zlib's compression-method nibble, else plain (Go's sniffing, quirks included). */

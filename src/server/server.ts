@@ -204,7 +204,9 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         outcome.method === 'anonymous'
           ? {allowAgent: current.anonymous.allowAgent, allowService: current.anonymous.allowService, limiter: rateLimits.forIP(clientIp(req))}
           : undefined
-      result = await ingest(req, req.headers['content-encoding'], {anonymous, maxEventSize: current.maxEventSize, output})
+      const declared = req.headers['content-length']
+      const contentLength = declared === undefined ? undefined : Number(declared)
+      result = await ingest(req, req.headers['content-encoding'], {anonymous, contentLength, maxEventSize: current.maxEventSize, output})
       stats.events.accepted += result.accepted
       stats.events.invalid += result.invalid
       stats.events.tooLarge += result.tooLarge

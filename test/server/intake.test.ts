@@ -13,6 +13,8 @@ import {
   intakeResponseBody,
   IntakeResult,
   scanJsonValue,
+  WHOLE_BODY_DECODED_MAX_BYTES,
+  WHOLE_BODY_MAX_BYTES,
 } from '../../src/server/intake.js'
 import {TokenBucket} from '../../src/server/rum.js'
 
@@ -36,6 +38,8 @@ class MemorySink implements EventSink {
   lines: string[] = []
   flushes = 0
   congested = false
+  failures = 0
+  lastFailure?: Error
   write(line: string | readonly Buffer[]): void {
     this.lines.push(typeof line === 'string' ? line : Buffer.concat(line).toString('utf8'))
   }
@@ -46,12 +50,32 @@ class MemorySink implements EventSink {
   }
 }
 
+/** How run() declares the body: `streamed` as chunked requests (no length), `whole` with its Content-Length. */
+type ReadMode = 'streamed' | 'whole'
+let readMode: ReadMode = 'streamed'
+
+/** Runs the tests `define` makes in both read modes: the results must not depend on how the body is read. */
+function inBothReadModes(define: () => void): void {
+  for (const mode of ['streamed', 'whole'] as const) {
+    describe(`read ${mode}`, () => {
+      before(() => {
+        readMode = mode
+      })
+      after(() => {
+        readMode = 'streamed'
+      })
+      define()
+    })
+  }
+}
+
 /** Feeds `pieces` to ingest() through a stream, optionally waiting between pieces, as a network would. */
 async function run(pieces: Buffer[] | Buffer | string, options: {encoding?: string; delayMs?: number; sink?: EventSink} & Partial<IntakeOptions> = {}) {
   const sink = options.sink ?? new MemorySink()
   const body = new PassThrough()
   const list = Array.isArray(pieces) ? pieces : [Buffer.from(pieces)]
-  const result = ingest(body, options.encoding, {anonymous: options.anonymous, maxEventSize: options.maxEventSize ?? 307_200, output: sink})
+  const contentLength = options.contentLength ?? (readMode === 'whole' ? list.reduce((sum, piece) => sum + piece.length, 0) : undefined)
+  const result = ingest(body, options.encoding, {anonymous: options.anonymous, contentLength, maxEventSize: options.maxEventSize ?? 307_200, output: sink})
   for (const piece of list) {
     if (options.delayMs) await sleep(options.delayMs) // eslint-disable-line no-await-in-loop -- a slow network
     body.write(piece)
@@ -76,196 +100,234 @@ function accepted(count: number): Omit<IntakeResult, 'stopped'> & {stopped: bool
 }
 
 describe('server/intake', () => {
-  describe('bodies', () => {
-    const body = ndjson(METADATA, ...GOOD)
-    const cases: [string, Buffer | Buffer[], string | undefined][] = [
-      ['plain', Buffer.from(body), undefined],
-      ['plain with a Content-Encoding it does not name', Buffer.from(body), 'identity'],
-      ['gzip, named', gzipSync(body), 'gzip'],
-      ['gzip, sniffed', gzipSync(body), undefined],
-      ['deflate, named', deflateSync(body), 'deflate'],
-      ['deflate, sniffed', deflateSync(body), undefined],
-      ['plain in 1-byte pieces', pieces(Buffer.from(body), 1), undefined],
-      ['gzip in 3-byte pieces', pieces(gzipSync(body), 3), undefined],
-      ['deflate in 5-byte pieces', pieces(deflateSync(body), 5), 'deflate'],
-    ]
-    for (const [name, data, encoding] of cases) {
-      it(`reads ${name}: every event lands, with its metadata, in order`, async () => {
-        const {result, sink} = await run(Array.isArray(data) ? data : [data], {encoding})
-        assert.deepEqual(result, accepted(5))
-        assert.deepEqual(sink.lines, GOOD.map((line) => stored(line)))
+  inBothReadModes(() => {
+    describe('bodies', () => {
+      const body = ndjson(METADATA, ...GOOD)
+      const cases: [string, Buffer | Buffer[], string | undefined][] = [
+        ['plain', Buffer.from(body), undefined],
+        ['plain with a Content-Encoding it does not name', Buffer.from(body), 'identity'],
+        ['gzip, named', gzipSync(body), 'gzip'],
+        ['gzip, sniffed', gzipSync(body), undefined],
+        ['deflate, named', deflateSync(body), 'deflate'],
+        ['deflate, sniffed', deflateSync(body), undefined],
+        ['plain in 1-byte pieces', pieces(Buffer.from(body), 1), undefined],
+        ['gzip in 3-byte pieces', pieces(gzipSync(body), 3), undefined],
+        ['deflate in 5-byte pieces', pieces(deflateSync(body), 5), 'deflate'],
+      ]
+      for (const [name, data, encoding] of cases) {
+        it(`reads ${name}: every event lands, with its metadata, in order`, async () => {
+          const {result, sink} = await run(Array.isArray(data) ? data : [data], {encoding})
+          assert.deepEqual(result, accepted(5))
+          assert.deepEqual(sink.lines, GOOD.map((line) => stored(line)))
+        })
+      }
+
+      it('reads a body streamed in pieces with pauses between them (an agent holding its request open)', async () => {
+        const data = gzipSync(ndjson(METADATA, TRANSACTION, SPAN, ERROR))
+        const {result, sink} = await run(pieces(data, Math.ceil(data.length / 6)), {delayMs: 30})
+        assert.deepEqual(result, accepted(3))
+        assert.equal(sink.lines.length, 3)
       })
-    }
 
-    it('reads a body streamed in pieces with pauses between them (an agent holding its request open)', async () => {
-      const data = gzipSync(ndjson(METADATA, TRANSACTION, SPAN, ERROR))
-      const {result, sink} = await run(pieces(data, Math.ceil(data.length / 6)), {delayMs: 30})
-      assert.deepEqual(result, accepted(3))
-      assert.equal(sink.lines.length, 3)
-    })
-
-    it('accepts CRLF line ends, empty lines between events, and a last line without a newline', async () => {
-      const {result, sink} = await run(`${METADATA}\r\n\n${TRANSACTION}\r\n\n\n${SPAN}`)
-      assert.deepEqual(result, accepted(2))
-      assert.deepEqual(sink.lines, [stored(TRANSACTION), stored(SPAN)])
-    })
-
-    it('answers an empty body with 202 and nothing accepted, as the Go server does', async () => {
-      assert.deepEqual((await run([])).result, accepted(0))
-      assert.deepEqual((await run(ndjson(METADATA))).result, accepted(0))
-    })
-
-    it('keeps a value exactly as sent (no coercion, unicode intact)', async () => {
-      const line = JSON.stringify({transaction: {id: '0x1F', labels: {on: 'on', n: '007'}, name: 'naïve ✓'}})
-      const {sink} = await run(ndjson(METADATA, line))
-      assert.deepEqual(sink.lines, [stored(line)])
-    })
-  })
-
-  describe('bad input', () => {
-    const table: [string, string, Partial<IntakeResult>][] = [
-      [
-        'invalid JSON',
-        ndjson(METADATA, '{"transaction": {bad', TRANSACTION),
-        {accepted: 1, errors: [{document: '{"transaction": {bad', message: "data read error: Expected property name or '}' in JSON at position 17"}], invalid: 1, status: 400},
-      ],
-      [
-        'an unknown type',
-        ndjson(METADATA, '{"tennis-court": {"name": "Centre Court, Wimbledon"}}'),
-        {accepted: 0, errors: [{document: '{"tennis-court": {"name": "Centre Court, Wimbledon"}}', message: 'did not recognize object type: "tennis-court"'}], invalid: 1, status: 400},
-      ],
-      [
-        'a line without a quoted key',
-        ndjson(METADATA, '{ 42 }', TRANSACTION),
-        {accepted: 1, errors: [{document: '{ 42 }', message: 'did not recognize object type: ""'}], invalid: 1, status: 400},
-      ],
-      [
-        'an event that is not an object',
-        ndjson(METADATA, '{"span": null}', '{"error": [1]}'),
-        {
-          accepted: 0,
-          errors: [
-            {document: '{"span": null}', message: "validation error: 'span' required"},
-            {document: '{"error": [1]}', message: "validation error: 'error' required"},
-          ],
-          invalid: 2,
-          status: 400,
-        },
-      ],
-      [
-        'a JSON array line',
-        ndjson(METADATA, '["transaction"]'),
-        {accepted: 0, errors: [{document: '["transaction"]', message: 'data read error: expected a JSON object, got an array'}], invalid: 1, status: 400},
-      ],
-    ]
-    for (const [name, body, expected] of table) {
-      it(`${name}: reported, and the rest of the body still read`, async () => {
-        const {result} = await run(body)
-        assert.deepEqual(result, {...accepted(0), tooLarge: 0, ...expected})
+      it('accepts CRLF line ends, empty lines between events, and a last line without a newline', async () => {
+        const {result, sink} = await run(`${METADATA}\r\n\n${TRANSACTION}\r\n\n\n${SPAN}`)
+        assert.deepEqual(result, accepted(2))
+        assert.deepEqual(sink.lines, [stored(TRANSACTION), stored(SPAN)])
       })
-    }
 
-    const metadataTable: [string, string, string][] = [
-      ['no metadata line', ndjson(TRANSACTION), '"metadata" or "m" required'],
-      ['an empty first line', ndjson('', METADATA, TRANSACTION), '"metadata" or "m" required'],
-      ['metadata that is not JSON', ndjson('{"metadata": {', TRANSACTION), "data read error: Expected property name or '}' in JSON at position 14"],
-      ['a null metadata', ndjson('{"metadata": null}'), "validation error: 'metadata' required"],
-      ['a metadata of nulls', ndjson('{"metadata": {"user": null}}'), "validation error: 'metadata' required"],
-      ['no service', ndjson('{"metadata": {"user": {"id": "1"}}}'), "validation error: metadata: 'service' required"],
-      ['no agent', ndjson('{"metadata": {"service": {"name": "a"}}}'), "validation error: metadata: service: 'agent' required"],
-      ['no agent name', ndjson('{"metadata": {"service": {"name": "a", "agent": {"version": "1"}}}}'), "validation error: metadata: service: agent: 'name' required"],
-      [
-        'an empty agent name',
-        ndjson('{"metadata": {"service": {"name": "a", "agent": {"name": "", "version": "1"}}}}'),
-        "validation error: metadata: service: agent: 'name': validation rule 'minLength(1)' violated",
-      ],
-      ['no agent version', ndjson('{"metadata": {"service": {"name": "a", "agent": {"name": "go"}}}}'), "validation error: metadata: service: agent: 'version' required"],
-      ['no service name', ndjson('{"metadata": {"service": {"agent": {"name": "go", "version": "1"}}}}'), "validation error: metadata: service: 'name' required"],
-      [
-        'a service name with a slash',
-        ndjson('{"metadata": {"service": {"name": "a/b", "agent": {"name": "go", "version": "1"}}}}'),
-        "validation error: metadata: service: 'name': validation rule 'pattern(patternAlphaNumericExt)' violated",
-      ],
-      ['a metadata line with no newline at the end of the body', METADATA, 'EOF while reading metadata'],
-    ]
-    for (const [name, body, message] of metadataTable) {
-      it(`${name}: 400 "${message}", nothing read after it`, async () => {
-        const {result, sink} = await run(body)
-        const document = body.split('\n')[0]
-        assert.deepEqual(result, {accepted: 0, errors: [{document, message}], invalid: 0, status: 400, stopped: true, tooLarge: 0})
-        assert.deepEqual(sink.lines, [])
+      it('answers an empty body with 202 and nothing accepted, as the Go server does', async () => {
+        assert.deepEqual((await run([])).result, accepted(0))
+        assert.deepEqual((await run(ndjson(METADATA))).result, accepted(0))
       })
-    }
 
-    it('lists at most 5 line errors but counts them all', async () => {
-      const bad = Array.from({length: 8}, (_, i) => `{"bad${i}": {}}`)
-      const {result} = await run(ndjson(METADATA, TRANSACTION, ...bad, SPAN))
-      assert.equal(result.status, 400)
-      assert.equal(result.accepted, 2)
-      assert.equal(result.invalid, 8)
-      assert.deepEqual(
-        result.errors.map((error) => error.message),
-        [0, 1, 2, 3, 4].map((i) => `did not recognize object type: "bad${i}"`),
-      )
-      assert.deepEqual(intakeResponseBody(result, false), {accepted: 2, errors: result.errors})
-    })
-  })
-
-  describe('max_event_size', () => {
-    const max = 200
-    const long = JSON.stringify({transaction: {id: 'x'.repeat(500)}})
-
-    it('skips a longer line whole, reports its first max_event_size bytes, and reads on', async () => {
-      const {result, sink} = await run(ndjson(METADATA, TRANSACTION, long, SPAN), {maxEventSize: max})
-      assert.deepEqual(result, {accepted: 2, errors: [{document: long.slice(0, max), message: EVENT_TOO_LARGE}], invalid: 0, status: 400, stopped: false, tooLarge: 1})
-      assert.deepEqual(sink.lines, [stored(TRANSACTION), stored(SPAN)])
+      it('keeps a value exactly as sent (no coercion, unicode intact)', async () => {
+        const line = JSON.stringify({transaction: {id: '0x1F', labels: {on: 'on', n: '007'}, name: 'naïve ✓'}})
+        const {sink} = await run(ndjson(METADATA, line))
+        assert.deepEqual(sink.lines, [stored(line)])
+      })
     })
 
-    it('does the same when the long line arrives in many small pieces', async () => {
-      const data = Buffer.from(ndjson(METADATA, long, long, TRANSACTION))
-      const {result} = await run(pieces(data, 7), {maxEventSize: max})
-      assert.equal(result.accepted, 1)
-      assert.equal(result.tooLarge, 2)
-      assert.deepEqual(
-        result.errors.map((error) => [error.message, error.document]),
+    describe('bad input', () => {
+      const table: [string, string, Partial<IntakeResult>][] = [
         [
-          [EVENT_TOO_LARGE, long.slice(0, max)],
-          [EVENT_TOO_LARGE, long.slice(0, max)],
+          'invalid JSON',
+          ndjson(METADATA, '{"transaction": {bad', TRANSACTION),
+          {accepted: 1, errors: [{document: '{"transaction": {bad', message: "data read error: Expected property name or '}' in JSON at position 17"}], invalid: 1, status: 400},
         ],
-      )
+        [
+          'an unknown type',
+          ndjson(METADATA, '{"tennis-court": {"name": "Centre Court, Wimbledon"}}'),
+          {accepted: 0, errors: [{document: '{"tennis-court": {"name": "Centre Court, Wimbledon"}}', message: 'did not recognize object type: "tennis-court"'}], invalid: 1, status: 400},
+        ],
+        [
+          'a line without a quoted key',
+          ndjson(METADATA, '{ 42 }', TRANSACTION),
+          {accepted: 1, errors: [{document: '{ 42 }', message: 'did not recognize object type: ""'}], invalid: 1, status: 400},
+        ],
+        [
+          'an event that is not an object',
+          ndjson(METADATA, '{"span": null}', '{"error": [1]}'),
+          {
+            accepted: 0,
+            errors: [
+              {document: '{"span": null}', message: "validation error: 'span' required"},
+              {document: '{"error": [1]}', message: "validation error: 'error' required"},
+            ],
+            invalid: 2,
+            status: 400,
+          },
+        ],
+        [
+          'a JSON array line',
+          ndjson(METADATA, '["transaction"]'),
+          {accepted: 0, errors: [{document: '["transaction"]', message: 'data read error: expected a JSON object, got an array'}], invalid: 1, status: 400},
+        ],
+      ]
+      for (const [name, body, expected] of table) {
+        it(`${name}: reported, and the rest of the body still read`, async () => {
+          const {result} = await run(body)
+          assert.deepEqual(result, {...accepted(0), tooLarge: 0, ...expected})
+        })
+      }
+
+      const metadataTable: [string, string, string][] = [
+        ['no metadata line', ndjson(TRANSACTION), '"metadata" or "m" required'],
+        ['an empty first line', ndjson('', METADATA, TRANSACTION), '"metadata" or "m" required'],
+        ['metadata that is not JSON', ndjson('{"metadata": {', TRANSACTION), "data read error: Expected property name or '}' in JSON at position 14"],
+        ['a null metadata', ndjson('{"metadata": null}'), "validation error: 'metadata' required"],
+        ['a metadata of nulls', ndjson('{"metadata": {"user": null}}'), "validation error: 'metadata' required"],
+        ['no service', ndjson('{"metadata": {"user": {"id": "1"}}}'), "validation error: metadata: 'service' required"],
+        ['no agent', ndjson('{"metadata": {"service": {"name": "a"}}}'), "validation error: metadata: service: 'agent' required"],
+        ['no agent name', ndjson('{"metadata": {"service": {"name": "a", "agent": {"version": "1"}}}}'), "validation error: metadata: service: agent: 'name' required"],
+        [
+          'an empty agent name',
+          ndjson('{"metadata": {"service": {"name": "a", "agent": {"name": "", "version": "1"}}}}'),
+          "validation error: metadata: service: agent: 'name': validation rule 'minLength(1)' violated",
+        ],
+        ['no agent version', ndjson('{"metadata": {"service": {"name": "a", "agent": {"name": "go"}}}}'), "validation error: metadata: service: agent: 'version' required"],
+        ['no service name', ndjson('{"metadata": {"service": {"agent": {"name": "go", "version": "1"}}}}'), "validation error: metadata: service: 'name' required"],
+        [
+          'a service name with a slash',
+          ndjson('{"metadata": {"service": {"name": "a/b", "agent": {"name": "go", "version": "1"}}}}'),
+          "validation error: metadata: service: 'name': validation rule 'pattern(patternAlphaNumericExt)' violated",
+        ],
+        ['a metadata line with no newline at the end of the body', METADATA, 'EOF while reading metadata'],
+      ]
+      for (const [name, body, message] of metadataTable) {
+        it(`${name}: 400 "${message}", nothing read after it`, async () => {
+          const {result, sink} = await run(body)
+          const document = body.split('\n')[0]
+          assert.deepEqual(result, {accepted: 0, errors: [{document, message}], invalid: 0, status: 400, stopped: true, tooLarge: 0})
+          assert.deepEqual(sink.lines, [])
+        })
+      }
+
+      it('lists at most 5 line errors but counts them all', async () => {
+        const bad = Array.from({length: 8}, (_, i) => `{"bad${i}": {}}`)
+        const {result} = await run(ndjson(METADATA, TRANSACTION, ...bad, SPAN))
+        assert.equal(result.status, 400)
+        assert.equal(result.accepted, 2)
+        assert.equal(result.invalid, 8)
+        assert.deepEqual(
+          result.errors.map((error) => error.message),
+          [0, 1, 2, 3, 4].map((i) => `did not recognize object type: "bad${i}"`),
+        )
+        assert.deepEqual(intakeResponseBody(result, false), {accepted: 2, errors: result.errors})
+      })
     })
 
-    it('takes a line of exactly max_event_size bytes', async () => {
-      const exact = JSON.stringify({span: {id: 'y'.repeat(max - 18)}})
-      assert.equal(exact.length, max)
-      const {result} = await run(ndjson(METADATA, exact), {maxEventSize: max})
-      assert.deepEqual(result, accepted(1))
+    describe('max_event_size', () => {
+      const max = 200
+      const long = JSON.stringify({transaction: {id: 'x'.repeat(500)}})
+
+      it('skips a longer line whole, reports its first max_event_size bytes, and reads on', async () => {
+        const {result, sink} = await run(ndjson(METADATA, TRANSACTION, long, SPAN), {maxEventSize: max})
+        assert.deepEqual(result, {accepted: 2, errors: [{document: long.slice(0, max), message: EVENT_TOO_LARGE}], invalid: 0, status: 400, stopped: false, tooLarge: 1})
+        assert.deepEqual(sink.lines, [stored(TRANSACTION), stored(SPAN)])
+      })
+
+      it('does the same when the long line arrives in many small pieces', async () => {
+        const data = Buffer.from(ndjson(METADATA, long, long, TRANSACTION))
+        const {result} = await run(pieces(data, 7), {maxEventSize: max})
+        assert.equal(result.accepted, 1)
+        assert.equal(result.tooLarge, 2)
+        assert.deepEqual(
+          result.errors.map((error) => [error.message, error.document]),
+          [
+            [EVENT_TOO_LARGE, long.slice(0, max)],
+            [EVENT_TOO_LARGE, long.slice(0, max)],
+          ],
+        )
+      })
+
+      it('takes a line of exactly max_event_size bytes', async () => {
+        const exact = JSON.stringify({span: {id: 'y'.repeat(max - 18)}})
+        assert.equal(exact.length, max)
+        const {result} = await run(ndjson(METADATA, exact), {maxEventSize: max})
+        assert.deepEqual(result, accepted(1))
+      })
+
+      it('ends the request when the metadata line is too long', async () => {
+        const {result} = await run(ndjson(METADATA, TRANSACTION), {maxEventSize: 20})
+        assert.deepEqual(result, {accepted: 0, errors: [{document: METADATA.slice(0, 20), message: EVENT_TOO_LARGE}], invalid: 0, status: 400, stopped: true, tooLarge: 0})
+      })
     })
 
-    it('ends the request when the metadata line is too long', async () => {
-      const {result} = await run(ndjson(METADATA, TRANSACTION), {maxEventSize: 20})
-      assert.deepEqual(result, {accepted: 0, errors: [{document: METADATA.slice(0, 20), message: EVENT_TOO_LARGE}], invalid: 0, status: 400, stopped: true, tooLarge: 0})
+    describe('compressed streams that break', () => {
+      it('a gzip header on a body that is not gzip: 400 "gzip: invalid header"', async () => {
+        const {result} = await run(Buffer.from(ndjson(METADATA)), {encoding: 'gzip'})
+        assert.deepEqual(result, {accepted: 0, errors: [{message: 'data decoding error: gzip: invalid header'}], invalid: 0, status: 400, stopped: true, tooLarge: 0})
+      })
+
+      it('a deflate header on a body that is not deflate: 400 "zlib: invalid header"', async () => {
+        const {result} = await run(Buffer.from(ndjson(METADATA)), {encoding: 'deflate'})
+        assert.deepEqual(result.errors, [{message: 'data decoding error: zlib: invalid header'}])
+        assert.equal(result.status, 400)
+      })
+
+      it('a truncated gzip stream: the events before the cut are accepted, then 400', async () => {
+        const data = gzipSync(ndjson(METADATA, TRANSACTION, SPAN))
+        const {result, sink} = await run(data.subarray(0, data.length - 12))
+        assert.equal(result.status, 400)
+        assert.deepEqual(result.errors, [{message: 'data decoding error: unexpected end of file'}])
+        assert.equal(result.accepted, sink.lines.length)
+      })
     })
   })
 
-  describe('compressed streams that break', () => {
-    it('a gzip header on a body that is not gzip: 400 "gzip: invalid header"', async () => {
-      const {result} = await run(Buffer.from(ndjson(METADATA)), {encoding: 'gzip'})
-      assert.deepEqual(result, {accepted: 0, errors: [{message: 'data decoding error: gzip: invalid header'}], invalid: 0, status: 400, stopped: true, tooLarge: 0})
-    })
-
-    it('a deflate header on a body that is not deflate: 400 "zlib: invalid header"', async () => {
-      const {result} = await run(Buffer.from(ndjson(METADATA)), {encoding: 'deflate'})
-      assert.deepEqual(result.errors, [{message: 'data decoding error: zlib: invalid header'}])
-      assert.equal(result.status, 400)
-    })
-
-    it('a truncated gzip stream: the events before the cut are accepted, then 400', async () => {
+  describe('bodies declared with a length', () => {
+    it(`reads one of at most ${WHOLE_BODY_MAX_BYTES} bytes whole, before any line is handled`, async () => {
+      const sink = new MemorySink()
+      const body = new PassThrough()
       const data = gzipSync(ndjson(METADATA, TRANSACTION, SPAN))
-      const {result, sink} = await run(data.subarray(0, data.length - 12))
-      assert.equal(result.status, 400)
-      assert.deepEqual(result.errors, [{message: 'data decoding error: unexpected end of file'}])
-      assert.equal(result.accepted, sink.lines.length)
+      const result = ingest(body, 'gzip', {contentLength: data.length, maxEventSize: 307_200, output: sink})
+      body.write(data.subarray(0, 10))
+      await sleep(20)
+      assert.deepEqual(sink.lines, [], 'nothing decoded before the end of the body')
+      body.end(data.subarray(10))
+      assert.deepEqual(await result, accepted(2))
+      assert.deepEqual(sink.lines, [stored(TRANSACTION), stored(SPAN)])
+    })
+
+    it('streams one that decompresses past the bound (a zip bomb, or just many events), with the same result', async () => {
+      const padded = JSON.stringify({span: {duration: 0.2, id: 'sp1', name: 'x'.repeat(8000), type: 'db'}})
+      const lines = Array.from({length: Math.ceil(WHOLE_BODY_DECODED_MAX_BYTES / padded.length) + 10}, () => padded)
+      const data = gzipSync(ndjson(METADATA, ...lines))
+      assert.ok(data.length <= WHOLE_BODY_MAX_BYTES, `the test body is ${data.length} bytes`)
+      const {result, sink} = await run(data, {contentLength: data.length})
+      assert.deepEqual(result, accepted(lines.length))
+      assert.equal(sink.lines.length, lines.length)
+    })
+
+    it('streams one declared longer than the bound as it arrives', async () => {
+      const sink = new MemorySink()
+      const body = new PassThrough()
+      const result = ingest(body, undefined, {contentLength: WHOLE_BODY_MAX_BYTES + 1, maxEventSize: 307_200, output: sink})
+      body.write(ndjson(METADATA, TRANSACTION))
+      await sleep(20)
+      assert.deepEqual(sink.lines, [stored(TRANSACTION)])
+      body.end()
+      assert.deepEqual(await result, accepted(1))
     })
   })
 
@@ -334,6 +396,25 @@ describe('server/intake', () => {
     const {result} = await run(pieces(Buffer.from(ndjson(METADATA, TRANSACTION, SPAN)), 40), {sink})
     assert.deepEqual(result, accepted(2))
     assert.ok(sink.flushes >= 2, `flushed ${sink.flushes} times`)
+  })
+
+  it('answers 500 when a write failed while its lines were queued, even if its own flush succeeds', async () => {
+    // Lines of concurrent requests share writes: another request's flush may have lost this one's lines.
+    const sink = new MemorySink()
+    const body = new PassThrough()
+    const result = ingest(body, undefined, {maxEventSize: 307_200, output: sink})
+    body.write(ndjson(METADATA, TRANSACTION))
+    await sleep(10)
+    sink.failures++
+    sink.lastFailure = Object.assign(new Error('no space'), {code: 'ENOSPC'})
+    body.end(ndjson(SPAN))
+    assert.deepEqual(await result, {accepted: 2, errors: [{message: 'internal error: cannot write to the output: ENOSPC'}], invalid: 0, status: 500, stopped: true, tooLarge: 0})
+  })
+
+  it('is not blamed for a write that failed before it began', async () => {
+    const sink = new MemorySink()
+    sink.failures = 3
+    assert.deepEqual((await run(ndjson(METADATA, TRANSACTION), {sink})).result, accepted(1))
   })
 
   it('reports an output that cannot write as 500, so the client does not believe it was stored', async () => {

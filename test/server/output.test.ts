@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import {promises as fs} from 'node:fs'
+import {existsSync, promises as fs, readFileSync, statSync} from 'node:fs'
 import path from 'node:path'
 
-import {FileOutput, FileOutputOptions} from '../../src/server/output.js'
+import {FileOutput, FileOutputOptions, HIGH_WATER_BYTES} from '../../src/server/output.js'
 import {makeTempDir} from '../helpers/cli.js'
 
 /** A line of exactly `bytes` bytes with its newline, numbered. */
@@ -60,6 +60,48 @@ describe('server/output', () => {
     await Promise.all(flushes)
     assert.equal((await read(path.join(dir, 'apm-server'))).length, 50)
     await output.close()
+  })
+
+  it('flush() writes what is queued before it returns; lines nobody flushes are written by the end of the tick', async () => {
+    const output = await FileOutput.open(options())
+    output.write(line(1))
+    const flushed = output.flush()
+    assert.deepEqual(readFileSync(path.join(dir, 'apm-server'), 'utf8'), `${line(1)}\n`)
+    await flushed
+    output.write(line(2))
+    assert.deepEqual(readFileSync(path.join(dir, 'apm-server'), 'utf8'), `${line(1)}\n`)
+    await new Promise((resolve) => {
+      setImmediate(resolve)
+    })
+    assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(1), line(2)])
+    await output.close()
+  })
+
+  it(`writes at once when ${HIGH_WATER_BYTES} bytes are queued, so memory stays bounded`, async () => {
+    const output = await FileOutput.open(options({rotateEveryKb: 1024 * 1024}))
+    const big = line(1, 64 * 1024)
+    const count = HIGH_WATER_BYTES / (64 * 1024)
+    for (let i = 0; i < count; i++) output.write(big)
+    assert.equal(statSync(path.join(dir, 'apm-server')).size, HIGH_WATER_BYTES)
+    assert.equal(output.congested, false)
+    await output.close()
+  })
+
+  it('counts a failed write and rejects the flush that made it; the next write is tried afresh', async function () {
+    if (!existsSync('/dev/full')) this.skip()
+    // /dev/full takes opens and refuses every write with ENOSPC.
+    const output = await FileOutput.open({filename: 'full', numberOfFiles: 2, path: '/dev', rotateEveryKb: 1024})
+    assert.equal(output.failures, 0)
+    output.write(line(1))
+    await assert.rejects(output.flush(), {code: 'ENOSPC'})
+    assert.equal(output.failures, 1)
+    output.write(line(2))
+    await new Promise((resolve) => {
+      setImmediate(resolve)
+    })
+    assert.equal(output.failures, 2, 'a write at the end of the tick that fails is counted too')
+    assert.equal((output.lastFailure as NodeJS.ErrnoException).code, 'ENOSPC')
+    await assert.rejects(output.close(), {code: 'EINVAL'}) // fsync of /dev/full
   })
 
   it('rotates by size as Beats does: filename, filename.1 ... and keeps number_of_files', async () => {
