@@ -1,10 +1,12 @@
 /**
- * The CLI's entry point, bundled into dist/cli.js with @oclif/core by scripts/bundle.js: one file to
- * load instead of hundreds is most of the start-up cost saved (see bench/RESULTS.md). oclif finds the
- * commands through this map (package.json `oclif.commands`, strategy "explicit"); a test checks that it
- * lists every file in src/commands. Heavy modules (server, YAML, prompts, argon2) are imported by the
- * commands that need them, when they run.
+ * The CLI's entry point: the command map and `execute`, bundled with @oclif/core into dist/cli.cjs by
+ * scripts/bundle.js and loaded through a V8 code cache by dist/cli.js (src/cli/bundle-entry.ts). One
+ * file to load, compiled ahead, is most of the start-up cost saved (see bench/RESULTS.md). oclif finds
+ * the commands through this map (package.json `oclif.commands`, strategy "explicit"); a test checks that
+ * it lists every file in src/commands. Heavy modules (server, YAML, prompts, argon2) are imported by
+ * the commands that need them, when they run.
  */
+import {executeCli, type ExecuteOptions} from './cli/execute.js'
 import AgentConfig from './commands/agent-config.js'
 import ExportConfig from './commands/export/config.js'
 import KeystoreAdd from './commands/keystore/add.js'
@@ -17,8 +19,6 @@ import KeystoreShow from './commands/keystore/show.js'
 import KeystoreUpgrade from './commands/keystore/upgrade.js'
 import Run from './commands/run.js'
 import TestConfig from './commands/test/config.js'
-
-export {execute} from '@oclif/core'
 
 export const COMMANDS = {
   'agent-config': AgentConfig,
@@ -33,4 +33,11 @@ export const COMMANDS = {
   'keystore:upgrade': KeystoreUpgrade,
   run: Run,
   'test:config': TestConfig,
+}
+
+const COMMAND_IDS: ReadonlySet<string> = new Set(Object.keys(COMMANDS))
+
+/** Runs the CLI (bin/run.js): oclif's `execute`, see src/cli/execute.ts. */
+export function execute(options: ExecuteOptions): Promise<unknown> {
+  return executeCli(COMMAND_IDS, options)
 }

@@ -42,7 +42,7 @@ function originalFile(file, line, column) {
 function moduleOf({columnNumber, functionName, lineNumber, url}) {
   if (!url) return functionName.startsWith('(') ? functionName : '(native / V8 builtins)'
   let file = url.startsWith('file://') ? decodeURIComponent(new URL(url).pathname) : url
-  if (file.startsWith(ROOT) && file.endsWith('.js')) file = originalFile(file, lineNumber, columnNumber) ?? file
+  if (file.startsWith(ROOT) && /\.c?js$/.test(file)) file = originalFile(file, lineNumber, columnNumber) ?? file
   const nm = file.lastIndexOf('/node_modules/')
   if (nm !== -1) {
     const rest = file.slice(nm + 14).split('/')

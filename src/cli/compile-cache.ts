@@ -1,0 +1,157 @@
+/**
+ * Loads the CommonJS bundle of the CLI (dist/cli.cjs) through a V8 code cache, so that start-up
+ * deserialises bytecode instead of parsing and compiling about a megabyte of JavaScript. Node 20 has no
+ * compile cache for ES modules (module.enableCompileCache came in Node 22), hence a CommonJS bundle
+ * compiled here with vm.Script, as Node's own loader would (same wrapper, require, module, __filename).
+ *
+ * Caches, each used only if made for these exact bundle bytes and this Node version:
+ * 1. the shipped one: `dist/cli.cjs.cache`, made by the build (scripts/train-code-cache.js);
+ * 2. failing that (another Node than the build's, or no cache shipped), the user's:
+ *    `${XDG_CACHE_HOME:-~/.cache}/apm-server/v8-<node version>-<arch>-<install id>.cache`, written
+ *    at exit by a run that had no usable cache.
+ * A code cache is executable code, and V8 does not verify it, so a cache is trusted only if the files
+ * and the directory holding it are owned by this user (or root, or the bundle's owner, for the shipped
+ * one) and writable by nobody else. Every failure falls back to plain compilation: a cache can make
+ * the CLI slower, never fail it. NODE_DISABLE_COMPILE_CACHE (Node 22's name) turns caching off.
+ */
+import {isAscii} from 'node:buffer'
+import {createHash} from 'node:crypto'
+import {closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, Stats, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import os from 'node:os'
+import path from 'node:path'
+import vm from 'node:vm'
+
+/** Cache file: KEY_BYTES of key (SHA-256 of the bundle bytes, the Node version and the arch), then V8's data. */
+const KEY_BYTES = 32
+
+/**
+ * The bundle's `import()` calls are rewritten by scripts/bundle.js into calls of this parameter:
+ * a script compiled from a code cache loses its dynamic import callback in Node 20.
+ */
+export const IMPORT_PARAMETER = '__import'
+
+const WRAPPER_PARAMETERS = ['exports', 'require', 'module', '__filename', '__dirname', IMPORT_PARAMETER]
+
+interface Cache {
+  file: string
+  /** the bundle's owner, also trusted for the shipped cache (a global install is root's or an admin's) */
+  trustedUid?: number
+}
+
+export interface LoadedBundle<T> {
+  exports: T
+  /** writes the code cache of everything compiled so far (the build uses it for the shipped cache) */
+  saveCodeCache(file: string): void
+}
+
+function cacheKey(bundle: Buffer): Buffer {
+  return createHash('sha256').update(bundle).update(`\0${process.version}\0${process.arch}`).digest()
+}
+
+function writableByOthers(stats: Stats): boolean {
+  return (stats.mode & 0o022) !== 0
+}
+
+function ownedByUs(stats: Stats, trustedUid?: number): boolean {
+  const euid = process.geteuid?.()
+  // Without uids (Windows) there is nothing to check against: only the shipped cache is used there.
+  if (euid === undefined) return trustedUid !== undefined
+  return stats.uid === euid || stats.uid === 0 || stats.uid === trustedUid
+}
+
+/** A cache file's V8 data, or undefined unless it is trustworthy and made for `key`. */
+function readCache({file, trustedUid}: Cache, key: Buffer): Buffer | undefined {
+  let fd: number | undefined
+  try {
+    const dir = lstatSync(path.dirname(file))
+    if (!dir.isDirectory() || writableByOthers(dir) || !ownedByUs(dir, trustedUid)) return undefined
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW)
+    const stats = fstatSync(fd)
+    if (!stats.isFile() || writableByOthers(stats) || !ownedByUs(stats, trustedUid) || stats.size <= KEY_BYTES) return undefined
+    const data = readFileSync(fd)
+    return data.subarray(0, KEY_BYTES).equals(key) ? data.subarray(KEY_BYTES) : undefined
+  } catch {
+    return undefined
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+}
+
+/** Writes a cache atomically: a temp file of `mode` in the same directory, then a rename. */
+function writeCache(file: string, key: Buffer, data: Buffer, mode: number): void {
+  const temp = `${file}.${process.pid}.tmp`
+  try {
+    writeFileSync(temp, Buffer.concat([key, data]), {flag: 'wx', mode})
+    renameSync(temp, file)
+  } catch (error) {
+    rmSync(temp, {force: true})
+    throw error
+  }
+}
+
+/** The user's cache file for this bundle and Node, if the user has a cache directory we may use. */
+function userCacheFile(bundleFile: string): string | undefined {
+  const xdg = process.env.XDG_CACHE_HOME
+  const home = xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache')
+  // One file per installation (and Node): reinstalls overwrite it rather than pile up.
+  const install = createHash('sha256').update(bundleFile).digest('hex').slice(0, 16)
+  return path.join(home, 'apm-server', `v8-${process.version}-${process.arch}-${install}.cache`)
+}
+
+/** Creates the user's cache directory (0700) if its parent is ours; false when it may not be used. */
+function prepareUserCacheDir(dir: string): boolean {
+  try {
+    if (!ownedByUs(lstatSync(path.dirname(dir)))) return false
+    mkdirSync(dir, {mode: 0o700})
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return false
+  }
+
+  try {
+    const stats = lstatSync(dir)
+    return stats.isDirectory() && !writableByOthers(stats) && stats.uid === process.geteuid?.()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Loads a CommonJS bundle like `require` would, through a code cache when one is usable.
+ * `importModule` serves the bundle's dynamic `import()` calls (see IMPORT_PARAMETER).
+ */
+export function loadBundle<T>(bundleFile: string, importModule: (specifier: string) => Promise<unknown>): LoadedBundle<T> {
+  const bytes = readFileSync(bundleFile)
+  // scripts/bundle.js writes ASCII only: then latin1 decoding is exact, and cheaper than UTF-8.
+  const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8')
+  const enabled = !process.env.NODE_DISABLE_COMPILE_CACHE
+  const key = cacheKey(bytes)
+  const shipped = enabled ? readCache({file: `${bundleFile}.cache`, trustedUid: lstatSync(bundleFile).uid}, key) : undefined
+  // The user's cache only stands in for a shipped one that is missing or made for another Node.
+  const userFile = enabled && !shipped ? userCacheFile(bundleFile) : undefined
+  const cachedData = shipped ?? (userFile ? readCache({file: userFile}, key) : undefined)
+
+  // One line, so that line numbers in stack traces are the bundle's own.
+  const wrapped = `(function (${WRAPPER_PARAMETERS.join(', ')}) {${source}\n})`
+  const script = new vm.Script(wrapped, {cachedData, filename: bundleFile})
+  const module = {exports: {} as T}
+  const wrapper = script.runInThisContext() as (...args: unknown[]) => void
+  wrapper.call(module.exports, module.exports, createRequire(bundleFile), module, bundleFile, path.dirname(bundleFile), importModule)
+  // A shipped cache V8 rejects (Node run with other V8 flags) is not replaced: runs with and without
+  // those flags would rewrite the user's cache in turn.
+  if (userFile && (!cachedData || script.cachedDataRejected)) {
+    // At exit, so that the cache holds the functions this run compiled, not only the top level.
+    process.once('exit', () => {
+      try {
+        if (prepareUserCacheDir(path.dirname(userFile))) writeCache(userFile, key, script.createCachedData(), 0o600)
+      } catch {
+        // A read-only or full disk: the next run compiles again.
+      }
+    })
+  }
+
+  return {
+    exports: module.exports,
+    saveCodeCache: (file) => writeCache(file, key, script.createCachedData(), 0o644),
+  }
+}

@@ -1,0 +1,42 @@
+import {fileURLToPath} from 'node:url'
+
+import {execute as oclifExecute, Plugin} from '@oclif/core'
+
+export interface ExecuteOptions {
+  /** import.meta.url of bin/run.js (or its path): oclif finds package.json above it */
+  dir: string
+  /** the arguments, process.argv.slice(2) by default */
+  args?: string[]
+}
+
+/** The command id `args` start with, if it is one of `ids` ("keystore list" and "keystore:list" alike). */
+export function ownCommandId(args: string[], ids: ReadonlySet<string>): string | undefined {
+  const words: string[] = []
+  for (const arg of args) {
+    if (arg.startsWith('-')) break
+    words.push(arg)
+  }
+
+  for (let n = words.length; n > 0; n--) {
+    const id = words.slice(0, n).join(':')
+    if (ids.has(id)) return id
+  }
+
+  return undefined
+}
+
+/**
+ * oclif's `execute`, loading only what the command needs. A command of this CLI, without --help or
+ * --version, is run by a configuration holding the CLI's own plugin alone: loading plugin-help and
+ * plugin-autocomplete (their package.json and manifest) is start-up time spent on commands and hooks
+ * that are not run. Anything else (help, autocomplete, an unknown command) loads every plugin, as
+ * before. User-installed plugins are never looked up: this CLI cannot install any.
+ */
+export async function executeCli(commandIds: ReadonlySet<string>, {args = process.argv.slice(2), dir}: ExecuteOptions): Promise<unknown> {
+  const root = dir.startsWith('file:') ? fileURLToPath(dir) : dir
+  const helpOrVersion = args.includes('--help') || args[0] === '--version'
+  if (helpOrVersion || !ownCommandId(args, commandIds)) return oclifExecute({args, loadOptions: {root, userPlugins: false}})
+  const plugin = new Plugin({isRoot: true, root})
+  await plugin.load()
+  return oclifExecute({args, loadOptions: {plugins: new Map([[plugin.name, plugin]]), root}})
+}
