@@ -22,8 +22,14 @@ import os from 'node:os'
 import path from 'node:path'
 import vm from 'node:vm'
 
-/** Cache file: KEY_BYTES of key (SHA-256 of the bundle bytes, the Node version and the arch), then V8's data. */
+/**
+ * Cache file: KEY_BYTES of key (SHA-256 of the bundle bytes, the Node version and the arch), DIGEST_BYTES
+ * of SHA-256 of V8's data, then the data. Release builds of V8 do not checksum a code cache, and damaged
+ * data crashes the process (a V8 fatal error or SIGSEGV) on every run: the digest refuses it first.
+ */
 const KEY_BYTES = 32
+const DIGEST_BYTES = 32
+const PREFIX_BYTES = KEY_BYTES + DIGEST_BYTES
 
 /**
  * The bundle's `import()` calls are rewritten by scripts/bundle.js into calls of this parameter:
@@ -68,9 +74,11 @@ function readCache({file, trustedUid}: Cache, key: Buffer): Buffer | undefined {
     if (!dir.isDirectory() || writableByOthers(dir) || !ownedByUs(dir, trustedUid)) return undefined
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW)
     const stats = fstatSync(fd)
-    if (!stats.isFile() || writableByOthers(stats) || !ownedByUs(stats, trustedUid) || stats.size <= KEY_BYTES) return undefined
-    const data = readFileSync(fd)
-    return data.subarray(0, KEY_BYTES).equals(key) ? data.subarray(KEY_BYTES) : undefined
+    if (!stats.isFile() || writableByOthers(stats) || !ownedByUs(stats, trustedUid) || stats.size <= PREFIX_BYTES) return undefined
+    const contents = readFileSync(fd)
+    if (!contents.subarray(0, KEY_BYTES).equals(key)) return undefined
+    const data = contents.subarray(PREFIX_BYTES)
+    return createHash('sha256').update(data).digest().equals(contents.subarray(KEY_BYTES, PREFIX_BYTES)) ? data : undefined
   } catch {
     return undefined
   } finally {
@@ -82,7 +90,7 @@ function readCache({file, trustedUid}: Cache, key: Buffer): Buffer | undefined {
 function writeCache(file: string, key: Buffer, data: Buffer, mode: number): void {
   const temp = `${file}.${process.pid}.tmp`
   try {
-    writeFileSync(temp, Buffer.concat([key, data]), {flag: 'wx', mode})
+    writeFileSync(temp, Buffer.concat([key, createHash('sha256').update(data).digest(), data]), {flag: 'wx', mode})
     renameSync(temp, file)
   } catch (error) {
     rmSync(temp, {force: true})
