@@ -15,8 +15,8 @@ import {spawnSync} from 'node:child_process'
 import {mkdirSync, readdirSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import vm from 'node:vm'
 
+import {parse} from 'acorn'
 import {build} from 'esbuild'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -55,13 +55,36 @@ const esm = await build({...common, entryPoints: {cli: path.join(ROOT, 'src', 'c
  */
 function prepareCommonJs(text) {
   if (new RegExp(`\\b${IMPORT_PARAMETER}\\b`).test(text)) throw new Error(`dist/cli.cjs already uses the name ${IMPORT_PARAMETER}; rename IMPORT_PARAMETER`)
-  const prepared = text
-    .replaceAll(/(?<![\w$.])import\((?!\))/g, `${IMPORT_PARAMETER}(`)
-    .replaceAll(/[^\u0000-\u007F]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
-  // Fails the build, not a user's run, if a rewrite broke the syntax (import() must be gone, too).
-  new vm.Script(`(function (exports, require, module, __filename, __dirname, ${IMPORT_PARAMETER}) {${prepared}\n})`)
-  if (/(?<![\w$.])import\((?!\))/.test(prepared)) throw new Error('dist/cli.cjs still calls import()')
+  // The import() expressions of the parsed program, not a text search: `import(` in a string, a comment
+  // or a method named import stays as it is.
+  const calls = importExpressions(parse(text, {allowReturnOutsideFunction: true, ecmaVersion: 'latest', sourceType: 'script'}))
+  let rewritten = ''
+  let at = 0
+  for (const call of calls.sort((a, b) => a.start - b.start)) {
+    if (call.options) throw new Error('dist/cli.cjs calls import() with options, which the loader does not pass on')
+    rewritten += `${text.slice(at, call.start)}${IMPORT_PARAMETER}`
+    at = call.start + 'import'.length
+  }
+
+  const prepared = (rewritten + text.slice(at)).replaceAll(/[^\u0000-\u007F]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  // Fails the build, not a user's run, if a rewrite broke the syntax.
+  const check = parse(`(function (exports, require, module, __filename, __dirname, ${IMPORT_PARAMETER}) {${prepared}\n})`, {ecmaVersion: 'latest'})
+  if (importExpressions(check).length > 0) throw new Error('dist/cli.cjs still calls import()')
   return prepared
+}
+
+/** Every ImportExpression node under `node`. */
+function importExpressions(node, found = []) {
+  if (node.type === 'ImportExpression') found.push(node)
+  for (const value of Object.values(node)) {
+    if (Array.isArray(value)) {
+      for (const item of value) if (item && typeof item.type === 'string') importExpressions(item, found)
+    } else if (value && typeof value.type === 'string') {
+      importExpressions(value, found)
+    }
+  }
+
+  return found
 }
 
 /** Writes a file through a temp file and a rename, so that a CLI running meanwhile sees old or new. */
