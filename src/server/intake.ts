@@ -15,6 +15,7 @@
  */
 import {isUtf8} from 'node:buffer'
 import type {Readable, Transform} from 'node:stream'
+import {setImmediate as nextTurn} from 'node:timers/promises'
 import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
 import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED, TokenBucket} from './rum.js'
@@ -51,6 +52,10 @@ export interface EventSink {
   write(line: string | readonly Buffer[]): void
   /** Resolves once every line queued so far is written; rejects when that write fails. */
   flush(): Promise<void>
+  /**
+   * True when the output took enough for now: the reader then stops after the current line, calls
+   * flush() and waits for the next turn of the event loop (setImmediate) before reading on.
+   */
   readonly congested: boolean
   /**
    * Writes that failed so far. Lines of several requests share a write, so a request whose lines were
@@ -99,6 +104,8 @@ class EventReader {
   /** `{"metadata":{...},` as bytes: the head of every output line of this request */
   private metadataHead: Buffer | undefined
   private accepted = 0
+  /** bytes given to the output so far (a slow-path line counted in UTF-16 units) */
+  private written = 0
   private invalid = 0
   private tooLarge = 0
   private status = 202
@@ -113,6 +120,10 @@ class EventReader {
 
   get acceptedCount(): number {
     return this.accepted
+  }
+
+  get writtenBytes(): number {
+    return this.written
   }
 
   /** One line without its newline; `oversized` when it was cut at max_event_size; `atEnd` when no newline followed. */
@@ -169,6 +180,7 @@ class EventReader {
       const members = eventMembers(bytes)
       if (members !== undefined) {
         this.options.output.write([this.metadataHead!, members])
+        this.written += this.metadataHead!.length + members.length + 1
         this.accepted++
         return
       }
@@ -190,7 +202,9 @@ class EventReader {
       if (!anonymous.limiter.allow(1)) this.stop(429, RATE_LIMIT_EXCEEDED)
     }
 
-    this.options.output.write(`{"metadata":${this.metadataText},${JSON.stringify(type)}:${JSON.stringify(event)}}`)
+    const stored = `{"metadata":${this.metadataText},${JSON.stringify(type)}:${JSON.stringify(event)}}`
+    this.options.output.write(stored)
+    this.written += stored.length + 1
     this.accepted++
   }
 
@@ -202,6 +216,7 @@ class EventReader {
   }
 }
 
+const EMPTY = Buffer.alloc(0)
 const SPACE = 0x20
 const TAB = 0x09
 const QUOTE = 0x22
@@ -444,6 +459,8 @@ function effectiveNames(metadata: Record<string, unknown>, event: Record<string,
  * `max` bytes and flagged, and the rest of it is dropped as it arrives, so memory stays bounded.
  */
 export class LineSplitter {
+  /** After push() returned false: the part of its chunk not read yet (to push later to read on). */
+  rest: Buffer = EMPTY
   private pieces: Buffer[] = []
   private length = 0
   private skipping = false
@@ -461,7 +478,7 @@ export class LineSplitter {
       const end = newline === -1 ? chunk.length : newline
       // The common case, a whole line inside the chunk and nothing pending: handed over as a view.
       if (newline !== -1 && this.length === 0 && !this.skipping && end - start <= this.max) {
-        if (!this.onLine(chunk.subarray(start, end), false, false)) return false
+        if (!this.onLine(chunk.subarray(start, end), false, false)) return this.stop(chunk, newline + 1)
         start = newline + 1
         continue
       }
@@ -472,7 +489,7 @@ export class LineSplitter {
           const cut = Buffer.concat([...this.pieces, piece.subarray(0, this.max - this.length)])
           this.reset()
           this.skipping = true
-          if (!this.onLine(cut, true, false)) return false
+          if (!this.onLine(cut, true, false)) return this.stop(chunk, end)
         } else {
           this.pieces.push(piece)
           this.length += piece.length
@@ -484,7 +501,7 @@ export class LineSplitter {
         this.skipping = false
       } else {
         const line = this.take()
-        if (!this.onLine(line, false, false)) return false
+        if (!this.onLine(line, false, false)) return this.stop(chunk, newline + 1)
       }
 
       start = newline + 1
@@ -496,6 +513,11 @@ export class LineSplitter {
   /** The last line when the body did not end with a newline. */
   end(): void {
     if (!this.skipping && this.length > 0) this.onLine(this.take(), false, true)
+  }
+
+  private stop(chunk: Buffer, next: number): false {
+    this.rest = chunk.subarray(next)
+    return false
   }
 
   private take(): Buffer {
@@ -522,6 +544,14 @@ type Codec = 'gzip' | 'plain' | 'zlib'
 export const WHOLE_BODY_MAX_BYTES = 64 * 1024
 /** Bounds the time (a few ms) and memory one whole-body decompression may take; 64 times the body. */
 export const WHOLE_BODY_DECODED_MAX_BYTES = 64 * WHOLE_BODY_MAX_BYTES
+/** A body read whole is split into lines this many decoded bytes at a time, one turn of the event loop each. */
+export const WHOLE_BODY_SLICE_BYTES = 64 * 1024
+/**
+ * What a request may write in a turn of the event loop even when the output is congested: the first
+ * request of a turn may use all of the output's budget, and without this share the others would wait
+ * turn after turn behind one that keeps using it. An agent's usual request (tens of KiB) takes one turn.
+ */
+export const FAIR_SHARE_BYTES = 256 * 1024
 
 /** The body decompressed, or undefined when it does not decompress whole within the bound. */
 function decodeWhole(codec: Exclude<Codec, 'plain'>, data: Buffer): Buffer | undefined {
@@ -542,11 +572,21 @@ class ClientGone extends Error {}
  * One 'data' listener on the request for the whole body: the first two bytes pick the codec (unless
  * Content-Encoding named it), compressed bytes go through a zlib stream, and decoded bytes go to the
  * line splitter. The request is paused while the decompressor or the output is behind.
+ *
+ * No request holds the event loop for long, however much output its lines make (each repeats the
+ * metadata): the splitter stops after the line that made the output `congested`, and reading goes on
+ * (the rest of that chunk first) after a flush() and a turn of the event loop, its source paused meanwhile.
  */
 export async function ingest(request: Readable, contentEncoding: string | undefined, options: IntakeOptions): Promise<IntakeResult> {
   const failuresBefore = options.output.failures
   const reader = new EventReader(options)
-  const splitter = new LineSplitter(Math.max(1, options.maxEventSize), (line, oversized, atEnd) => reader.line(line, oversized, atEnd))
+  const {output} = options
+  /** reader.writtenBytes at the start of this turn's reading */
+  let turnStart = 0
+  const splitter = new LineSplitter(
+    Math.max(1, options.maxEventSize),
+    (line, oversized, atEnd) => reader.line(line, oversized, atEnd) && !(output.congested && reader.writtenBytes - turnStart >= FAIR_SHARE_BYTES),
+  )
   let codec: Codec | undefined = contentEncoding === 'gzip' ? 'gzip' : contentEncoding === 'deflate' ? 'zlib' : undefined
   // Node's HTTP parser delivers exactly Content-Length bytes, so holding the body is bounded.
   const whole = options.contentLength !== undefined && options.contentLength <= WHOLE_BODY_MAX_BYTES
@@ -556,7 +596,10 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
   let decoder: Transform | undefined
   let produced = false
   let requestEnded = false
-  let waitingForOutput = false
+  /** chunks that arrived while waiting for the output, to split in order; undefined when not waiting */
+  let waiting: Buffer[] | undefined
+  /** set when the decoded bytes ended while waiting: a paused stream with nothing buffered still ends */
+  let endAfterWaiting = false
   let finished = false
 
   await new Promise<void>((resolve) => {
@@ -580,24 +623,69 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     }
 
     const endOfLines = () => {
+      if (waiting) {
+        endAfterWaiting = true
+        return
+      }
+
       if (!reader.done) splitter.end()
       finish()
     }
 
-    /** Decoded bytes into lines; waits for a congested output by pausing whoever feeds us. */
+    /**
+     * Decoded bytes into lines: undefined when all are read and the output can take more; else what is
+     * left of the chunk (maybe nothing), to split once the output caught up. Ends the request when the
+     * reader stopped it.
+     */
+    const split = (chunk: Buffer): Buffer | undefined => {
+      if (splitter.push(chunk)) return output.congested && reader.writtenBytes - turnStart >= FAIR_SHARE_BYTES ? EMPTY : undefined
+      if (!reader.done) return splitter.rest
+      finish()
+      return undefined
+    }
+
+    /** Splits `chunks` in order, starting with a rest; each time the output is congested, flushes it and waits for the next turn. */
+    const catchUp = async (chunks: Buffer[]): Promise<void> => {
+      let rest = chunks.shift()
+      while (rest !== undefined) {
+        await output.flush() // eslint-disable-line no-await-in-loop -- one wait after another
+        await nextTurn() // eslint-disable-line no-await-in-loop
+        if (finished) return
+        turnStart = reader.writtenBytes
+        rest = split(rest)
+        while (rest === undefined && !finished && chunks.length > 0) rest = split(chunks.shift()!)
+        if (finished) return
+      }
+    }
+
+    /** Decoded bytes into lines; while the output is congested, whoever feeds us is paused. */
     const consume = (chunk: Buffer) => {
-      if (!splitter.push(chunk)) return finish()
-      if (!options.output.congested || waitingForOutput) return
-      waitingForOutput = true
+      if (waiting) return void waiting.push(chunk)
+      const rest = split(chunk)
+      if (rest === undefined || finished) return
       const source = decoder ?? request
       source.pause()
-      options.output.flush().then(
-        () => {
-          waitingForOutput = false
-          if (!finished) source.resume()
-        },
-        (error: Error) => finish(error),
-      )
+      waiting = [rest]
+      catchUp(waiting).then(() => {
+        waiting = undefined
+        if (finished) return
+        if (endAfterWaiting) endOfLines()
+        else source.resume()
+      }, finish)
+    }
+
+    /** A body read whole and decoded: split a slice a turn, then its end. */
+    const consumeWhole = async (data: Buffer): Promise<void> => {
+      for (let at = 0; at < data.length; at += WHOLE_BODY_SLICE_BYTES) {
+        if (at > 0) await nextTurn() // eslint-disable-line no-await-in-loop -- one slice a turn
+        if (finished) return
+        turnStart = reader.writtenBytes
+        const rest = split(data.subarray(at, at + WHOLE_BODY_SLICE_BYTES))
+        if (rest !== undefined) await catchUp([rest]) // eslint-disable-line no-await-in-loop
+        if (finished) return
+      }
+
+      endOfLines()
     }
 
     const start = (data: Buffer) => {
@@ -642,10 +730,11 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
         const decoded = codec === 'plain' ? data : decodeWhole(codec, data)
         if (decoded) {
           started = true
-          consume(decoded)
-        } else {
-          start(data)
+          consumeWhole(decoded).then(undefined, finish)
+          return
         }
+
+        start(data)
       }
 
       if (decoder) decoder.end()
@@ -664,7 +753,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
   })
 
   try {
-    await options.output.flush()
+    await output.flush()
     if (options.output.failures !== failuresBefore && reader.acceptedCount > 0) throw options.output.lastFailure ?? new Error('a write failed')
   } catch (error) {
     reader.stopQuietly(500, outputError(error as Error))

@@ -10,8 +10,13 @@
  * batch kept every waiting request (and so the agents' connections) idle for far longer; the intake
  * benchmark measured the asynchronous writer at about half the throughput. `close()` writes what is
  * queued, fsyncs and closes, so a clean shutdown loses nothing.
+ *
+ * Synchronous writes must not hold the event loop: one small request can make hundreds of MiB of
+ * output (every line repeats its metadata). So the output is `congested` once more than
+ * {@link TICK_BUDGET_BYTES} were written or queued in the current turn of the event loop, and writers
+ * are expected to wait for the next turn (a setImmediate) before writing more.
  */
-import {close, closeSync, fstatSync, fsync, fsyncSync, openSync, promises as fs, renameSync, rmSync, writevSync} from 'node:fs'
+import {close, closeSync, existsSync, fstatSync, fsync, fsyncSync, openSync, promises as fs, renameSync, rmSync, writevSync} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
@@ -27,22 +32,31 @@ export interface FileOutputOptions {
 
 /** Queued bytes that are written at once rather than at the end of the tick: bounds memory. */
 export const HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** Bytes written or queued in one turn of the event loop past which the output reports itself `congested`. */
+export const TICK_BUDGET_BYTES = 4 * 1024 * 1024
 
 const NEWLINE = Buffer.from('\n')
 
 export class FileOutput {
-  /** Never: a full queue is written at once. */
-  readonly congested = false
   /** the bytes of the queued lines, newlines included, and how many bytes each line has */
   private parts: Buffer[] = []
   private lineSizes: number[] = []
   private queuedBytes = 0
   private scheduled: NodeJS.Immediate | undefined
+  /** bytes written in this turn of the event loop, and the immediate that sets it back to 0 */
+  private tickBytes = 0
+  private tickReset: NodeJS.Immediate | undefined
+  private readonly resetTick = () => {
+    this.tickBytes = 0
+    this.tickReset = undefined
+  }
   private failureCount = 0
   private latestFailure: Error | undefined
   /** fsyncs of rotated files, running in the background; close() waits for them */
   private readonly syncs = new Set<Promise<void>>()
   private closed = false
+  /** set when a failed rotation left the current file without its name: every later write fails with it */
+  private broken: Error | undefined
 
   private constructor(
     private fd: number,
@@ -62,6 +76,15 @@ export class FileOutput {
     // A plain descriptor: every write is synchronous (see above).
     const fd = openSync(path.join(full.path, full.filename), 'a', full.permissions)
     return new FileOutput(fd, fstatSync(fd).size, full)
+  }
+
+  /**
+   * True once more than {@link TICK_BUDGET_BYTES} were written or queued in this turn of the event loop:
+   * a writer should then flush() and wait for the next turn (setImmediate) before writing more, so that
+   * one request's output cannot hold the event loop. Writes are still taken.
+   */
+  get congested(): boolean {
+    return this.tickBytes + this.queuedBytes > TICK_BUDGET_BYTES
   }
 
   /** The file being written now. */
@@ -123,6 +146,9 @@ export class FileOutput {
     try {
       this.writeQueued()
     } finally {
+      if (this.tickReset) clearImmediate(this.tickReset)
+      this.tickReset = undefined
+      this.tickBytes = 0
       await Promise.all(this.syncs)
       try {
         fsyncSync(this.fd)
@@ -144,6 +170,8 @@ export class FileOutput {
     this.parts = []
     this.lineSizes = []
     this.queuedBytes = 0
+    this.tickBytes += queuedBytes
+    this.tickReset ??= setImmediate(this.resetTick)
     try {
       this.writeLines(parts, lineSizes, queuedBytes)
     } catch (error) {
@@ -155,6 +183,7 @@ export class FileOutput {
 
   /** One writev for the batch unless it crosses the rotation size; then line by line around the rotations. */
   private writeLines(parts: Buffer[], lineSizes: number[], bytes: number): void {
+    if (this.broken) throw this.broken
     const limit = this.options.rotateEveryKb * 1024
     if (this.size + bytes <= limit) return this.append(parts, bytes)
     let first = 0
@@ -197,28 +226,59 @@ export class FileOutput {
    * in the background (its descriptor kept open until then), then the directory; the removed file is
    * held open across its unlink, so that freeing its blocks (milliseconds for a large file) happens at
    * its last close, in the background too. Requests do not wait for the disk; close() waits for both.
+   *
+   * Only the files below the first free slot shift, and the oldest is removed only when there is none,
+   * so a rotation that failed halfway (its renames leave a free slot) and is tried again by every later
+   * batch removes no more history. A failure leaves `this.fd` on the file named `filename`, or, when
+   * that cannot be restored, fails every later write with its error rather than write to a history file.
    */
   private rotate(): void {
     const base = this.currentFile
     const name = (index: number) => (index === 0 ? base : `${base}.${index}`)
-    const oldest = name(this.options.numberOfFiles - 1)
+    const last = this.options.numberOfFiles - 1
+    let free = 1
+    while (free < last && existsSync(name(free))) free++
     let removed: number | undefined
     try {
-      removed = openSync(oldest, 'r')
-    } catch {}
+      if (free === last) {
+        try {
+          removed = openSync(name(last), 'r')
+        } catch {}
 
-    rmSync(oldest, {force: true})
-    for (let index = this.options.numberOfFiles - 2; index >= 0; index--) {
-      try {
-        renameSync(name(index), name(index + 1))
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+        rmSync(name(last), {force: true})
       }
+
+      for (let index = free - 1; index >= 0; index--) {
+        try {
+          renameSync(name(index), name(index + 1))
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+        }
+      }
+    } catch (error) {
+      // filename itself moves last: it is still where this.fd writes.
+      if (removed !== undefined) closeSync(removed)
+      throw error
+    }
+
+    let fd: number
+    try {
+      fd = openSync(base, 'a', this.options.permissions)
+    } catch (error) {
+      if (removed !== undefined) closeSync(removed)
+      // Put the current file back under its name; filename.1 is then a free slot for the next try.
+      try {
+        renameSync(name(1), base)
+      } catch {
+        this.broken = error as Error
+      }
+
+      throw error
     }
 
     const rotated = this.fd
-    this.fd = openSync(base, 'a', this.options.permissions)
-    this.size = fstatSync(this.fd).size
+    this.fd = fd
+    this.size = fstatSync(fd).size
     const sync = syncRotated(rotated, removed, this.options.path).finally(() => this.syncs.delete(sync))
     this.syncs.add(sync)
   }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import {promises as fs} from 'node:fs'
+import path from 'node:path'
 import {PassThrough} from 'node:stream'
-import {setTimeout as sleep} from 'node:timers/promises'
+import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
 import {deflateSync, gzipSync} from 'node:zlib'
 
 import {
@@ -8,6 +10,7 @@ import {
   EVENT_TOO_LARGE,
   eventMembers,
   EventSink,
+  FAIR_SHARE_BYTES,
   ingest,
   IntakeOptions,
   intakeResponseBody,
@@ -16,7 +19,9 @@ import {
   WHOLE_BODY_DECODED_MAX_BYTES,
   WHOLE_BODY_MAX_BYTES,
 } from '../../src/server/intake.js'
+import {FileOutput, TICK_BUDGET_BYTES} from '../../src/server/output.js'
 import {TokenBucket} from '../../src/server/rum.js'
+import {makeTempDir} from '../helpers/cli.js'
 
 const METADATA_OBJECT = {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'intake-test'}}
 const METADATA = JSON.stringify({metadata: METADATA_OBJECT})
@@ -273,6 +278,28 @@ describe('server/intake', () => {
       })
     })
 
+    it('reads on after waiting for a congested output, to the last line, also when the body ended meanwhile', async () => {
+      // Congested after every line: the reader waits each time it wrote its share, FAIR_SHARE_BYTES, that
+      // is every 16 lines, while the decompressor goes on (and ends) without it.
+      const metadata = {...METADATA_OBJECT, labels: {pad: 'x'.repeat(FAIR_SHARE_BYTES / 16)}}
+      const head = `{"metadata":${JSON.stringify(metadata)},`
+      const sink = new MemorySink()
+      const events: string[] = []
+      sink.write = function (line) {
+        // The lines are long: keep what follows the metadata.
+        const text = typeof line === 'string' ? line : Buffer.concat(line).toString('utf8')
+        assert.ok(text.startsWith(head))
+        this.lines.push(text.slice(head.length))
+        this.congested = true
+      }
+
+      for (let i = 0; i < 2000; i++) events.push(JSON.stringify({span: {id: `s${i}`}}))
+      const {result} = await run(gzipSync(ndjson(JSON.stringify({metadata}), ...events)), {sink})
+      assert.deepEqual(result, accepted(events.length))
+      assert.deepEqual(sink.lines, events.map((line) => stored(line, metadata).slice(head.length)))
+      assert.ok(sink.flushes >= 100, `flushed ${sink.flushes} times`)
+    })
+
     describe('compressed streams that break', () => {
       it('a gzip header on a body that is not gzip: 400 "gzip: invalid header"', async () => {
         const {result} = await run(Buffer.from(ndjson(METADATA)), {encoding: 'gzip'})
@@ -390,12 +417,126 @@ describe('server/intake', () => {
     })
   })
 
-  it('waits for a congested output before reading on', async () => {
+  it('waits for a congested output before reading on, once it wrote its share of the turn', async () => {
+    const sink = new MemorySink()
+    sink.congested = true
+    const metadata = {...METADATA_OBJECT, labels: {pad: 'x'.repeat(FAIR_SHARE_BYTES / 2)}}
+    const {result} = await run(pieces(Buffer.from(ndjson(JSON.stringify({metadata}), TRANSACTION, SPAN, ERROR)), 4096), {sink})
+    assert.deepEqual(result, accepted(3))
+    assert.ok(sink.flushes >= 2, `flushed ${sink.flushes} times`)
+  })
+
+  it("is not held back by a congested output while under its share: an agent's usual request is read in its turn", async () => {
     const sink = new MemorySink()
     sink.congested = true
     const {result} = await run(pieces(Buffer.from(ndjson(METADATA, TRANSACTION, SPAN)), 40), {sink})
     assert.deepEqual(result, accepted(2))
-    assert.ok(sink.flushes >= 2, `flushed ${sink.flushes} times`)
+    assert.equal(sink.flushes, 1, 'only the final flush')
+  })
+
+  describe('a tiny body whose output is huge (every line repeats its metadata)', () => {
+    // 80 KiB of metadata and 1,000 empty spans: a gzip body of about 200 bytes, 80 MiB of output.
+    const metadata = {...METADATA_OBJECT, labels: {pad: 'x'.repeat(80 * 1024)}}
+    const lineBytes = JSON.stringify({metadata, span: {}}).length + 1
+    const count = 1000
+    const data = gzipSync(ndjson(JSON.stringify({metadata}), ...Array.from({length: count}, () => '{"span":{}}')))
+
+    /** A FileOutput that also keeps the most bytes written to it in one turn of the event loop. */
+    class TurnMeter implements EventSink {
+      most = 0
+      total = 0
+      private turn = 0
+      private timer: NodeJS.Immediate | undefined
+      constructor(readonly output: FileOutput) {
+        this.sample()
+      }
+
+      get congested() {
+        return this.output.congested
+      }
+
+      get failures() {
+        return this.output.failures
+      }
+
+      /** bytes written so far */
+      get written() {
+        return this.total + this.turn
+      }
+
+      write(line: string | readonly Buffer[]): void {
+        for (const part of line) this.turn += part.length
+        this.turn++
+        this.output.write(line)
+      }
+
+      flush() {
+        return this.output.flush()
+      }
+
+      stop() {
+        clearImmediate(this.timer)
+        this.sample()
+        clearImmediate(this.timer)
+      }
+
+      private sample = () => {
+        this.most = Math.max(this.most, this.turn)
+        this.total += this.turn
+        this.turn = 0
+        this.timer = setImmediate(this.sample)
+      }
+    }
+
+    let tmp: ReturnType<typeof makeTempDir>
+    beforeEach(() => {
+      tmp = makeTempDir('apm-intake-test-')
+    })
+    afterEach(() => tmp.cleanup())
+
+    for (const whole of [true, false]) {
+      it(`does not hold the event loop, read ${whole ? 'whole' : 'streamed'}: a few MiB a turn, and a request started later is answered first`, async () => {
+        assert.ok(data.length < 1024 && count * lineBytes > 5 * 2 * (TICK_BUDGET_BYTES + lineBytes), 'the body makes 5 times more output than 2 turns may write')
+        const output = await FileOutput.open({filename: 'apm-server', numberOfFiles: 2, path: tmp.dir, rotateEveryKb: 1024 * 1024})
+        const meter = new TurnMeter(output)
+        const done: string[] = []
+        try {
+          const bigBody = new PassThrough()
+          const big = ingest(bigBody, 'gzip', {contentLength: whole ? data.length : undefined, maxEventSize: 307_200, output: meter}).then((result) => {
+            done.push('big')
+            return result
+          })
+          bigBody.end(data)
+          while (meter.written === 0) await nextTurn() // eslint-disable-line no-await-in-loop -- until the big request writes
+          const tinyBody = new PassThrough()
+          const tinyData = gzipSync(ndjson(METADATA, SPAN))
+          const tiny = ingest(tinyBody, 'gzip', {contentLength: whole ? tinyData.length : undefined, maxEventSize: 307_200, output: meter}).then((result) => {
+            done.push('tiny')
+            return result
+          })
+          tinyBody.end(tinyData)
+          assert.deepEqual(await big, accepted(count))
+          assert.deepEqual(await tiny, accepted(1))
+        } finally {
+          meter.stop()
+          await output.close()
+        }
+
+        assert.deepEqual(done, ['tiny', 'big'])
+        assert.equal(meter.total, count * lineBytes + stored(SPAN).length + 1)
+        // A turn may hold the end of one wait and the start of the next: two budgets, each passed by at most a line.
+        assert.ok(meter.most <= 2 * (TICK_BUDGET_BYTES + lineBytes), `${meter.most} bytes written in one turn`)
+        // Every event stored, the tiny request's among the big one's.
+        const lines = (await fs.readFile(path.join(tmp.dir, 'apm-server'), 'utf8')).split('\n')
+        assert.equal(lines.pop(), '')
+        const bigLine = JSON.stringify({metadata, span: {}})
+        const tinyAt = lines.indexOf(stored(SPAN))
+        assert.ok(tinyAt > 0 && tinyAt < count, `the tiny request's event is line ${tinyAt}`)
+        lines.splice(tinyAt, 1)
+        assert.equal(lines.length, count)
+        assert.ok(lines.every((line) => line === bigLine), 'the big request\'s events as sent')
+      })
+    }
   })
 
   it('answers 500 when a write failed while its lines were queued, even if its own flush succeeds', async () => {

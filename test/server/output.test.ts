@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
-import {existsSync, promises as fs, readFileSync, statSync} from 'node:fs'
+import fsModule, {existsSync, promises as fs, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {syncBuiltinESMExports} from 'node:module'
 import path from 'node:path'
+import {setImmediate as nextTurn} from 'node:timers/promises'
 
-import {FileOutput, FileOutputOptions, HIGH_WATER_BYTES} from '../../src/server/output.js'
+import {FileOutput, FileOutputOptions, HIGH_WATER_BYTES, TICK_BUDGET_BYTES} from '../../src/server/output.js'
 import {makeTempDir} from '../helpers/cli.js'
 
 /** A line of exactly `bytes` bytes with its newline, numbered. */
@@ -83,8 +85,28 @@ describe('server/output', () => {
     const count = HIGH_WATER_BYTES / (64 * 1024)
     for (let i = 0; i < count; i++) output.write(big)
     assert.equal(statSync(path.join(dir, 'apm-server')).size, HIGH_WATER_BYTES)
+    await output.close()
+  })
+
+  it(`is congested once more than ${TICK_BUDGET_BYTES} bytes were written or queued in one turn of the event loop, until the next turn`, async () => {
+    const output = await FileOutput.open(options({rotateEveryKb: 1024 * 1024}))
+    const big = line(1, 64 * 1024)
+    for (let written = 0; written < TICK_BUDGET_BYTES; written += big.length + 1) {
+      assert.equal(output.congested, false, `after ${written} bytes`)
+      output.write(big)
+    }
+
+    assert.equal(output.congested, false, 'the budget reached, not passed')
+    output.write(line(2))
+    assert.equal(output.congested, true)
+    await output.flush()
+    assert.equal(output.congested, true, 'written, but in this turn')
+    await nextTurn()
+    assert.equal(output.congested, false)
+    output.write(line(3))
     assert.equal(output.congested, false)
     await output.close()
+    assert.equal(statSync(path.join(dir, 'apm-server')).size, TICK_BUDGET_BYTES + 200)
   })
 
   it('counts a failed write and rejects the flush that made it; the next write is tried afresh', async function () {
@@ -146,6 +168,87 @@ describe('server/output', () => {
     assert.deepEqual(await read(path.join(dir, 'apm-server.2')), [line(1)])
     assert.deepEqual(await read(path.join(dir, 'apm-server.1')), [line(2, 3000)])
     assert.deepEqual(await read(path.join(dir, 'apm-server')), [line(3)])
+  })
+
+  describe('a rotation that fails', () => {
+    const openDescriptors = () => readdirSync('/proc/self/fd').length
+    /** The `n` of each line of a file. */
+    const numbers = async (name: string) => (await read(path.join(dir, name))).map((text) => (JSON.parse(text) as {n: number}).n)
+    /** Fills the output past its 1 KiB and flushes: a rotation is due. */
+    const batch = (output: FileOutput, first: number) => {
+      for (let i = first; i < first + 11; i++) output.write(line(i))
+      return output.flush()
+    }
+
+    beforeEach(function () {
+      if (!existsSync('/proc/self/fd')) this.skip()
+    })
+
+    it('when the oldest file cannot be removed: fails each batch cleanly, closes what it opened, keeps the history', async () => {
+      // A full current file, a history file, and a non-empty directory where the oldest file goes: even
+      // root cannot remove it as a file.
+      mkdirSync(path.join(dir, 'apm-server.2', 'sub'), {recursive: true})
+      const filled = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+      writeFileSync(path.join(dir, 'apm-server'), filled.map((n) => `${line(n)}\n`).join(''))
+      writeFileSync(path.join(dir, 'apm-server.1'), `${line(1000)}\n`)
+      const output = await FileOutput.open(options({numberOfFiles: 3, rotateEveryKb: 1}))
+      const before = openDescriptors()
+      for (let round = 0; round < 20; round++) {
+        await assert.rejects(batch(output, 100 + round * 11), {code: 'ERR_FS_EISDIR'}) // eslint-disable-line no-await-in-loop -- one batch after another
+      }
+
+      assert.equal(openDescriptors(), before, 'no descriptor left open')
+      assert.deepEqual(await numbers('apm-server.1'), [1000])
+      // The lines were refused; the file named apm-server is still the current one.
+      assert.deepEqual(await numbers('apm-server'), filled)
+      // Once the directory is gone, the next line rotates as usual.
+      await fs.rm(path.join(dir, 'apm-server.2'), {recursive: true})
+      output.write(line(500))
+      await output.flush()
+      await output.close()
+      assert.deepEqual(await numbers('apm-server'), [500])
+      assert.deepEqual(await numbers('apm-server.1'), filled)
+      assert.deepEqual(await numbers('apm-server.2'), [1000])
+    })
+
+    it('when the new file cannot be opened: the current file keeps its name, and later tries remove no history', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 4, rotateEveryKb: 1}))
+      for (const [index, n] of [[1, 1001], [2, 1002], [3, 1003]]) writeFileSync(path.join(dir, `apm-server.${index}`), `${line(n)}\n`)
+      const current = path.join(dir, 'apm-server')
+      const realOpen = fsModule.openSync
+      // Out of descriptors, say: opening the new current file fails; everything else works.
+      const failingOpen = (...args: Parameters<typeof fsModule.openSync>) => {
+        if (args[0] === current && args[1] === 'a') throw Object.assign(new Error(`EMFILE: too many open files, open '${current}'`), {code: 'EMFILE'})
+        return realOpen(...args)
+      }
+
+      const before = openDescriptors()
+      fsModule.openSync = failingOpen as typeof fsModule.openSync
+      syncBuiltinESMExports()
+      try {
+        for (let round = 0; round < 5; round++) {
+          await assert.rejects(batch(output, round * 11), {code: 'EMFILE'}) // eslint-disable-line no-await-in-loop -- one batch after another
+        }
+      } finally {
+        fsModule.openSync = realOpen
+        syncBuiltinESMExports()
+      }
+
+      assert.equal(openDescriptors(), before, 'no descriptor left open')
+      // The first try shifted the history and removed the oldest, as a rotation does; no later try removed more.
+      assert.deepEqual((await fs.readdir(dir)).sort(), ['apm-server', 'apm-server.2', 'apm-server.3'])
+      assert.deepEqual(await numbers('apm-server.2'), [1001])
+      assert.deepEqual(await numbers('apm-server.3'), [1002])
+      // The lines before each failed rotation went to the current file, under its name.
+      assert.deepEqual(await numbers('apm-server'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      output.write(line(100))
+      await output.flush()
+      await output.close()
+      assert.deepEqual(await numbers('apm-server'), [100])
+      assert.deepEqual(await numbers('apm-server.1'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      assert.deepEqual(await numbers('apm-server.2'), [1001])
+      assert.deepEqual(await numbers('apm-server.3'), [1002])
+    })
   })
 
   it('close() is idempotent and later writes are refused', async () => {
