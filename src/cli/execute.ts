@@ -11,9 +11,12 @@ export interface ExecuteOptions {
 
 /** The command id `args` start with, if it is one of `ids` ("keystore list" and "keystore:list" alike). */
 export function ownCommandId(args: string[], ids: ReadonlySet<string>): string | undefined {
+  // Only as many words as the longest id has: `keystore add` may be given 10,000 key names.
+  let depth = 0
+  for (const id of ids) depth = Math.max(depth, id.split(':').length)
   const words: string[] = []
   for (const arg of args) {
-    if (arg.startsWith('-')) break
+    if (arg.startsWith('-') || words.length === depth) break
     words.push(arg)
   }
 
