@@ -136,6 +136,7 @@ function intakeGroup({configs, home, token}, runs, scale) {
   const headers = {'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
   const servers = {}
   const load = async (name, extraHeaders, seconds = duration) => {
+    const cpuBefore = cpuMs(servers[name].pid)
     const result = await autocannon({
       body,
       connections: CONNECTIONS,
@@ -148,7 +149,11 @@ function intakeGroup({configs, home, token}, runs, scale) {
       throw new Error(`intake against ${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts`)
     }
 
-    return {eventsPerSec: (result['2xx'] * EVENTS_PER_REQUEST) / result.duration, p99: result.latency.p99}
+    return {
+      cpuPerRequest: ((cpuMs(servers[name].pid) - cpuBefore) * 1000) / result['2xx'],
+      eventsPerSec: (result['2xx'] * EVENTS_PER_REQUEST) / result.duration,
+      p99: result.latency.p99,
+    }
   }
 
   const bearer = {Authorization: `Bearer ${token}`}
@@ -156,8 +161,8 @@ function intakeGroup({configs, home, token}, runs, scale) {
     id,
     label,
     async measure() {
-      const {eventsPerSec, p99} = await load(id, extraHeaders)
-      return {extra: {[`${id}P99`]: p99}, value: eventsPerSec}
+      const {cpuPerRequest, eventsPerSec, p99} = await load(id, extraHeaders)
+      return {extra: {[`${id}Cpu`]: cpuPerRequest, [`${id}P99`]: p99}, value: eventsPerSec}
     },
     unit: 'events/s',
   })
@@ -195,14 +200,21 @@ function intakeGroup({configs, home, token}, runs, scale) {
       {base: 'raw', case: 'noauth'},
       {base: 'rawP99', case: 'authP99'},
       {base: 'noauthP99', case: 'authP99'},
+      {base: 'rawCpu', case: 'authCpu'},
+      {base: 'noauthCpu', case: 'authCpu'},
     ],
     extra: [
       {id: 'rawP99', label: 'p99 latency, raw node:http', unit: 'ms'},
       {id: 'authP99', label: 'p99 latency, `apm-server run` with Bearer auth', unit: 'ms'},
       {id: 'noauthP99', label: 'p99 latency, `apm-server run`, auth off', unit: 'ms'},
+      // Server CPU per answered request (/proc utime + stime): what each server itself spends, apart from
+      // autocannon, which shares the 2 cores and so also sets the events/s.
+      {id: 'rawCpu', label: 'server CPU per request, raw node:http', unit: 'µs'},
+      {id: 'authCpu', label: 'server CPU per request, `apm-server run` with Bearer auth', unit: 'µs'},
+      {id: 'noauthCpu', label: 'server CPU per request, `apm-server run`, auth off', unit: 'µs'},
     ],
     id: 'intake',
-    note: `Each measurement is autocannon (in the harness process, same 2 cores) for ${duration} s with ${CONNECTIONS} connections, each POSTing gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (transactions and spans, ${body.length.toLocaleString('en-US')} bytes gzipped) to /intake/v2/events; events/s = 2xx answers x ${EVENTS_PER_REQUEST} / duration. The raw server only gunzips, counts lines and answers 202; \`apm-server run\` also parses, validates, logs every request (stderr, drained) and appends every event to its output file. Every server got a checked request and a 2 s warm-up first.`,
+    note: `Each measurement is autocannon (in the harness process, same 2 cores) for ${duration} s with ${CONNECTIONS} connections, each POSTing gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (transactions and spans, ${body.length.toLocaleString('en-US')} bytes gzipped) to /intake/v2/events; events/s = 2xx answers x ${EVENTS_PER_REQUEST} / duration. The raw server only gunzips, counts lines and answers 202; \`apm-server run\` also parses, validates, logs every request (stderr, drained) and appends every event to its output file. Every server got a checked request and a 2 s warm-up first. Server CPU per request: the server process's own user + system time (/proc) over the run, divided by its 2xx answers; autocannon shares the 2 cores, so events/s also moves with its load, CPU per request does not.`,
     runs,
     series: [
       series('raw', 'raw node:http (bench/raw-intake-server.js)'),
