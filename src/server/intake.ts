@@ -601,6 +601,8 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
   /** set when the decoded bytes ended while waiting: a paused stream with nothing buffered still ends */
   let endAfterWaiting = false
   let finished = false
+  /** set once a failed flush ended the request: its error is listed, and not again for the same failure */
+  let outputFailed = false
 
   await new Promise<void>((resolve) => {
     const finish = (error?: Error) => {
@@ -618,7 +620,11 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
 
       if (error instanceof DecodeError) reader.stopQuietly(400, `data decoding error: ${error.message}`)
       else if (error instanceof ClientGone) reader.stopQuietly(400, 'the client closed the request before its end')
-      else if (error) reader.stopQuietly(500, outputError(error))
+      else if (error) {
+        outputFailed = true
+        reader.stopQuietly(500, outputError(error))
+      }
+
       resolve()
     }
 
@@ -756,7 +762,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     await output.flush()
     if (options.output.failures !== failuresBefore && reader.acceptedCount > 0) throw options.output.lastFailure ?? new Error('a write failed')
   } catch (error) {
-    reader.stopQuietly(500, outputError(error as Error))
+    if (!outputFailed) reader.stopQuietly(500, outputError(error as Error))
   }
 
   return reader.result()

@@ -55,8 +55,11 @@ export class FileOutput {
   /** fsyncs of rotated files, running in the background; close() waits for them */
   private readonly syncs = new Set<Promise<void>>()
   private closed = false
-  /** set when a failed rotation left the current file without its name: every later write fails with it */
-  private broken: Error | undefined
+  /**
+   * set when a failed rotation left the current file without its name: each later batch first tries to
+   * open a new file under the name, and fails with that error rather than write to a history file
+   */
+  private broken = false
 
   private constructor(
     private fd: number,
@@ -183,7 +186,7 @@ export class FileOutput {
 
   /** One writev for the batch unless it crosses the rotation size; then line by line around the rotations. */
   private writeLines(parts: Buffer[], lineSizes: number[], bytes: number): void {
-    if (this.broken) throw this.broken
+    if (this.broken) this.reopen()
     const limit = this.options.rotateEveryKb * 1024
     if (this.size + bytes <= limit) return this.append(parts, bytes)
     let first = 0
@@ -222,63 +225,95 @@ export class FileOutput {
   }
 
   /**
-   * filename -> filename.1 -> ... -> filename.(n-1); the oldest is removed. The moved file is fsynced
-   * in the background (its descriptor kept open until then), then the directory; the removed file is
-   * held open across its unlink, so that freeing its blocks (milliseconds for a large file) happens at
-   * its last close, in the background too. Requests do not wait for the disk; close() waits for both.
+   * filename -> filename.1 -> ... -> filename.(n-1); the oldest is replaced. The new file is opened
+   * first, under a temporary name, so a rotation that cannot open it (out of descriptors, say) moves
+   * nothing. The moved file is fsynced in the background (its descriptor kept open until then), then the
+   * directory; the replaced file is held open across the rename over it, so that freeing its blocks
+   * (milliseconds for a large file) happens at its last close, in the background too. Requests do not
+   * wait for the disk; close() waits for both.
    *
-   * Only the files below the first free slot shift, and the oldest is removed only when there is none,
-   * so a rotation that failed halfway (its renames leave a free slot) and is tried again by every later
-   * batch removes no more history. A failure leaves `this.fd` on the file named `filename`, or, when
-   * that cannot be restored, fails every later write with its error rather than write to a history file.
+   * Only the files below the first free slot shift, and the oldest is replaced only when there is none,
+   * by a rename, so a rotation that fails halfway loses no history file (its renames leave a free slot)
+   * and is tried again by every later batch. A failure leaves `this.fd` on the file named `filename`,
+   * or, when that cannot be restored, fails later batches until a new file can be opened under the name.
    */
   private rotate(): void {
     const base = this.currentFile
     const name = (index: number) => (index === 0 ? base : `${base}.${index}`)
+    // Hidden, so that nothing globbing `filename*` picks it up; only ever empty, so a leftover is harmless.
+    const next = path.join(this.options.path, `.${this.options.filename}.next`)
     const last = this.options.numberOfFiles - 1
     let free = 1
     while (free < last && existsSync(name(free))) free++
+    const fd = openSync(next, 'a', this.options.permissions)
     let removed: number | undefined
+    let moved = false
+    let size: number
     try {
+      size = fstatSync(fd).size
       if (free === last) {
         try {
           removed = openSync(name(last), 'r')
         } catch {}
-
-        rmSync(name(last), {force: true})
       }
 
+      // filename itself moves last: until then it is where this.fd writes.
       for (let index = free - 1; index >= 0; index--) {
         try {
           renameSync(name(index), name(index + 1))
+          moved = index === 0
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
         }
       }
-    } catch (error) {
-      // filename itself moves last: it is still where this.fd writes.
-      if (removed !== undefined) closeSync(removed)
-      throw error
-    }
 
-    let fd: number
-    try {
-      fd = openSync(base, 'a', this.options.permissions)
-    } catch (error) {
-      if (removed !== undefined) closeSync(removed)
-      // Put the current file back under its name; filename.1 is then a free slot for the next try.
       try {
-        renameSync(name(1), base)
-      } catch {
-        this.broken = error as Error
+        renameSync(next, base)
+      } catch (error) {
+        // Put the current file back under its name; filename.1 is then a free slot for the next try.
+        // If it had lost its name already (deleted from outside), it has none to get back.
+        try {
+          if (!moved) throw error
+          renameSync(name(1), base)
+        } catch {
+          this.broken = true
+        }
+
+        throw error
       }
+    } catch (error) {
+      if (removed !== undefined) closeSync(removed)
+      closeSync(fd)
+      try {
+        rmSync(next, {force: true})
+      } catch {}
 
       throw error
     }
 
+    this.adopt(fd, size, removed)
+  }
+
+  /** After a rotation that left the current file without its name: a new file under the name, if it opens. */
+  private reopen(): void {
+    const fd = openSync(this.currentFile, 'a', this.options.permissions)
+    let size: number
+    try {
+      size = fstatSync(fd).size
+    } catch (error) {
+      closeSync(fd)
+      throw error
+    }
+
+    this.broken = false
+    this.adopt(fd, size, undefined)
+  }
+
+  /** Makes `fd` the current file; the previous one is fsynced and closed in the background, `removed` closed. */
+  private adopt(fd: number, size: number, removed: number | undefined): void {
     const rotated = this.fd
     this.fd = fd
-    this.size = fstatSync(fd).size
+    this.size = size
     const sync = syncRotated(rotated, removed, this.options.path).finally(() => this.syncs.delete(sync))
     this.syncs.add(sync)
   }

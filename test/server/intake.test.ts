@@ -566,6 +566,30 @@ describe('server/intake', () => {
     assert.deepEqual(result.errors, [{message: 'internal error: cannot write to the output: ENOSPC'}])
   })
 
+  it('lists an output error once when the flush it waited on failed and the last one succeeds', async () => {
+    // Congested after every line, so the reader flushes while it reads: the first of those flushes fails.
+    const metadata = {...METADATA_OBJECT, labels: {pad: 'x'.repeat(FAIR_SHARE_BYTES / 16)}}
+    const sink = new MemorySink()
+    sink.write = function (line) {
+      this.lines.push(typeof line === 'string' ? line : Buffer.concat(line).toString('utf8'))
+      this.congested = true
+    }
+
+    sink.flush = async function () {
+      this.flushes++
+      this.congested = false
+      if (this.flushes > 1) return
+      this.failures++
+      this.lastFailure = Object.assign(new Error('no space'), {code: 'ENOSPC'})
+      throw this.lastFailure
+    }
+
+    const events = Array.from({length: 100}, (_, i) => JSON.stringify({span: {id: `s${i}`}}))
+    const {result} = await run(ndjson(JSON.stringify({metadata}), ...events), {sink})
+    assert.ok(sink.flushes >= 2, `flushed ${sink.flushes} times`)
+    assert.deepEqual(result, {accepted: 16, errors: [{message: 'internal error: cannot write to the output: ENOSPC'}], invalid: 0, status: 500, stopped: true, tooLarge: 0})
+  })
+
   describe('fast path: lines stored as their own bytes', () => {
     /** JSON.parse's verdict on a whole text, for comparison with the scanner. */
     const parses = (text: string) => {

@@ -194,13 +194,14 @@ describe('server/output', () => {
       const output = await FileOutput.open(options({numberOfFiles: 3, rotateEveryKb: 1}))
       const before = openDescriptors()
       for (let round = 0; round < 20; round++) {
-        await assert.rejects(batch(output, 100 + round * 11), {code: 'ERR_FS_EISDIR'}) // eslint-disable-line no-await-in-loop -- one batch after another
+        await assert.rejects(batch(output, 100 + round * 11), {code: 'EISDIR'}) // eslint-disable-line no-await-in-loop -- one batch after another
       }
 
       assert.equal(openDescriptors(), before, 'no descriptor left open')
       assert.deepEqual(await numbers('apm-server.1'), [1000])
       // The lines were refused; the file named apm-server is still the current one.
       assert.deepEqual(await numbers('apm-server'), filled)
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1', 'apm-server.2'], 'no temporary file left')
       // Once the directory is gone, the next line rotates as usual.
       await fs.rm(path.join(dir, 'apm-server.2'), {recursive: true})
       output.write(line(500))
@@ -211,43 +212,108 @@ describe('server/output', () => {
       assert.deepEqual(await numbers('apm-server.2'), [1000])
     })
 
-    it('when the new file cannot be opened: the current file keeps its name, and later tries remove no history', async () => {
-      const output = await FileOutput.open(options({numberOfFiles: 4, rotateEveryKb: 1}))
-      for (const [index, n] of [[1, 1001], [2, 1002], [3, 1003]]) writeFileSync(path.join(dir, `apm-server.${index}`), `${line(n)}\n`)
-      const current = path.join(dir, 'apm-server')
+    const current = () => path.join(dir, 'apm-server')
+    /** Runs `body` with fs.openSync failing with EMFILE (out of descriptors, say) for every append open. */
+    async function withoutAppendOpens<T>(body: () => Promise<T>): Promise<T> {
       const realOpen = fsModule.openSync
-      // Out of descriptors, say: opening the new current file fails; everything else works.
-      const failingOpen = (...args: Parameters<typeof fsModule.openSync>) => {
-        if (args[0] === current && args[1] === 'a') throw Object.assign(new Error(`EMFILE: too many open files, open '${current}'`), {code: 'EMFILE'})
+      fsModule.openSync = ((...args: Parameters<typeof fsModule.openSync>) => {
+        if (args[1] === 'a') throw Object.assign(new Error(`EMFILE: too many open files, open '${String(args[0])}'`), {code: 'EMFILE'})
         return realOpen(...args)
-      }
-
-      const before = openDescriptors()
-      fsModule.openSync = failingOpen as typeof fsModule.openSync
+      }) as typeof fsModule.openSync
       syncBuiltinESMExports()
       try {
-        for (let round = 0; round < 5; round++) {
-          await assert.rejects(batch(output, round * 11), {code: 'EMFILE'}) // eslint-disable-line no-await-in-loop -- one batch after another
-        }
+        return await body()
       } finally {
         fsModule.openSync = realOpen
         syncBuiltinESMExports()
       }
+    }
+
+    /** Runs `body` with fs.renameSync failing with EIO for every rename onto the current file. */
+    async function withoutRenamesToCurrent<T>(body: () => Promise<T>): Promise<T> {
+      const realRename = fsModule.renameSync
+      fsModule.renameSync = ((from: fsModule.PathLike, to: fsModule.PathLike) => {
+        if (to === current()) throw Object.assign(new Error(`EIO: i/o error, rename '${String(from)}' -> '${String(to)}'`), {code: 'EIO'})
+        return realRename(from, to)
+      }) as typeof fsModule.renameSync
+      syncBuiltinESMExports()
+      try {
+        return await body()
+      } finally {
+        fsModule.renameSync = realRename
+        syncBuiltinESMExports()
+      }
+    }
+
+    it('when the new file cannot be opened: nothing moves, no history is lost, and the next batch rotates', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 4, rotateEveryKb: 1}))
+      for (const [index, n] of [[1, 1001], [2, 1002], [3, 1003]]) writeFileSync(path.join(dir, `apm-server.${index}`), `${line(n)}\n`)
+      const before = openDescriptors()
+      await withoutAppendOpens(async () => {
+        for (let round = 0; round < 5; round++) {
+          await assert.rejects(batch(output, round * 11), {code: 'EMFILE'}) // eslint-disable-line no-await-in-loop -- one batch after another
+        }
+      })
 
       assert.equal(openDescriptors(), before, 'no descriptor left open')
-      // The first try shifted the history and removed the oldest, as a rotation does; no later try removed more.
-      assert.deepEqual((await fs.readdir(dir)).sort(), ['apm-server', 'apm-server.2', 'apm-server.3'])
-      assert.deepEqual(await numbers('apm-server.2'), [1001])
-      assert.deepEqual(await numbers('apm-server.3'), [1002])
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1', 'apm-server.2', 'apm-server.3'])
+      assert.deepEqual(await numbers('apm-server.1'), [1001])
+      assert.deepEqual(await numbers('apm-server.2'), [1002])
+      assert.deepEqual(await numbers('apm-server.3'), [1003])
       // The lines before each failed rotation went to the current file, under its name.
       assert.deepEqual(await numbers('apm-server'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
       output.write(line(100))
       await output.flush()
       await output.close()
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1', 'apm-server.2', 'apm-server.3'])
       assert.deepEqual(await numbers('apm-server'), [100])
       assert.deepEqual(await numbers('apm-server.1'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
       assert.deepEqual(await numbers('apm-server.2'), [1001])
       assert.deepEqual(await numbers('apm-server.3'), [1002])
+    })
+
+    it('with number_of_files 2, a failed open keeps the only history file', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 2, rotateEveryKb: 1}))
+      writeFileSync(path.join(dir, 'apm-server.1'), `${line(1000)}\n`)
+      await withoutAppendOpens(() => assert.rejects(batch(output, 0), {code: 'EMFILE'}))
+      assert.deepEqual(await numbers('apm-server.1'), [1000])
+      assert.deepEqual(await numbers('apm-server'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      await output.close()
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1'])
+    })
+
+    it('when the current file was deleted and the new one cannot be opened: later batches write again once it can', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 3, rotateEveryKb: 1}))
+      for (let i = 0; i < 10; i++) output.write(line(i))
+      await output.flush()
+      await fs.rm(current())
+      await withoutAppendOpens(() => assert.rejects(batch(output, 10), {code: 'EMFILE'}))
+      output.write(line(100))
+      await output.flush()
+      await output.close()
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server'])
+      assert.deepEqual(await numbers('apm-server'), [100])
+    })
+
+    it('when the current file cannot be given its name back: later batches fail with their own error, then recover', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 3, rotateEveryKb: 1}))
+      const filled = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+      for (const n of filled) output.write(line(n))
+      await output.flush()
+      const before = openDescriptors()
+      // The new file cannot take the current name, and the current file cannot take it back.
+      await withoutRenamesToCurrent(() => assert.rejects(batch(output, 10), {code: 'EIO'}))
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server.1'])
+      // While the cause lasts, each batch fails with what fails now, not with the first error.
+      await withoutAppendOpens(() => assert.rejects(batch(output, 100), {code: 'EMFILE'}))
+      output.write(line(200))
+      await output.flush()
+      output.write(line(201))
+      await output.close()
+      assert.equal(openDescriptors(), before - 1, 'the output\'s own descriptor closed, nothing else left open')
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1'])
+      assert.deepEqual(await numbers('apm-server.1'), filled)
+      assert.deepEqual(await numbers('apm-server'), [200, 201])
     })
   })
 
