@@ -101,8 +101,8 @@ for (const output of [...cjs.outputFiles, ...esm.outputFiles]) {
   written.add(output.path)
 }
 
-// The code cache is trained on the installed layout, manifest included (`npm run build` runs
-// `oclif manifest` again afterwards, which rewrites the same file).
+// The code cache is trained on the installed layout, manifest included: `oclif manifest` runs here, once
+// per build, before the training run.
 // No run here may write a user's code cache (src/cli/compile-cache.ts): it would be tuned to this run.
 const run = (command, args) => {
   const env = {...process.env, NODE_DISABLE_COMPILE_CACHE: '1'}

@@ -129,12 +129,22 @@ function prepareUserCacheDir(dir: string): boolean {
  * `importModule` serves the bundle's dynamic `import()` calls (see IMPORT_PARAMETER).
  */
 export function loadBundle<T>(bundleFile: string, importModule: (specifier: string) => Promise<unknown>): LoadedBundle<T> {
-  const bytes = readFileSync(bundleFile)
+  // One open for the bytes and the owner (trusted for the shipped cache).
+  const fd = openSync(bundleFile, 'r')
+  let bytes: Buffer
+  let bundleOwner: number
+  try {
+    bundleOwner = fstatSync(fd).uid
+    bytes = readFileSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+
   // scripts/bundle.js writes ASCII only: then latin1 decoding is exact, and cheaper than UTF-8.
   const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8')
   const enabled = !process.env.NODE_DISABLE_COMPILE_CACHE
   const key = cacheKey(bytes)
-  const shipped = enabled ? readCache({file: `${bundleFile}.cache`, trustedUid: lstatSync(bundleFile).uid}, key) : undefined
+  const shipped = enabled ? readCache({file: `${bundleFile}.cache`, trustedUid: bundleOwner}, key) : undefined
   // The user's cache only stands in for a shipped one that is missing or made for another Node.
   const userFile = enabled && !shipped ? userCacheFile(bundleFile) : undefined
   const cachedData = shipped ?? (userFile ? readCache({file: userFile}, key) : undefined)

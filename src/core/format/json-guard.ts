@@ -6,8 +6,10 @@
  */
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
-const OPENERS = new Set([0x5b, 0x7b])
-const CLOSERS = new Set([0x5d, 0x7d])
+const OPEN_BRACKET = 0x5b
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACKET = 0x5d
+const CLOSE_BRACE = 0x7d
 
 /**
  * True when no array or object in `json` is nested deeper than `maxDepth` and there are at most
@@ -25,9 +27,9 @@ export function jsonDepthWithin(json: Uint8Array, maxDepth: number, maxContainer
       else if (c === QUOTE) inString = false
     } else if (c === QUOTE) {
       inString = true
-    } else if (OPENERS.has(c)) {
+    } else if (c === OPEN_BRACKET || c === OPEN_BRACE) {
       if (++depth > maxDepth || ++containers > maxContainers) return false
-    } else if (CLOSERS.has(c)) {
+    } else if (c === CLOSE_BRACKET || c === CLOSE_BRACE) {
       depth--
     }
   }
