@@ -578,15 +578,18 @@ class ClientGone extends Error {}
  * (the rest of that chunk first) after a flush() and a turn of the event loop, its source paused meanwhile.
  */
 export async function ingest(request: Readable, contentEncoding: string | undefined, options: IntakeOptions): Promise<IntakeResult> {
-  const failuresBefore = options.output.failures
   const reader = new EventReader(options)
   const {output} = options
+  /** output.failures when this request read its first line: a write failing later may have held its lines */
+  let failuresBefore: number | undefined
   /** reader.writtenBytes at the start of this turn's reading */
   let turnStart = 0
-  const splitter = new LineSplitter(
-    Math.max(1, options.maxEventSize),
-    (line, oversized, atEnd) => reader.line(line, oversized, atEnd) && !(output.congested && reader.writtenBytes - turnStart >= FAIR_SHARE_BYTES),
-  )
+  /** The output is congested and this request had its fair share of this turn: stop reading until the next. */
+  const overShare = () => output.congested && reader.writtenBytes - turnStart >= FAIR_SHARE_BYTES
+  const splitter = new LineSplitter(Math.max(1, options.maxEventSize), (line, oversized, atEnd) => {
+    failuresBefore ??= output.failures
+    return reader.line(line, oversized, atEnd) && !overShare()
+  })
   let codec: Codec | undefined = contentEncoding === 'gzip' ? 'gzip' : contentEncoding === 'deflate' ? 'zlib' : undefined
   // Node's HTTP parser delivers exactly Content-Length bytes, so holding the body is bounded.
   const whole = options.contentLength !== undefined && options.contentLength <= WHOLE_BODY_MAX_BYTES
@@ -644,7 +647,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
      * reader stopped it.
      */
     const split = (chunk: Buffer): Buffer | undefined => {
-      if (splitter.push(chunk)) return output.congested && reader.writtenBytes - turnStart >= FAIR_SHARE_BYTES ? EMPTY : undefined
+      if (splitter.push(chunk)) return overShare() ? EMPTY : undefined
       if (!reader.done) return splitter.rest
       finish()
       return undefined
@@ -715,13 +718,19 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
       if (!decoder!.write(data)) request.pause()
     }
 
+    /** The bytes held before the codec was known, as one buffer. */
+    const takeHead = (): Buffer => {
+      const data = head.length === 1 ? head[0] : Buffer.concat(head, headLength)
+      head = []
+      return data
+    }
+
     const onData = (chunk: Buffer) => {
       if (started) return decoder ? feed(chunk) : consume(chunk)
       head.push(chunk)
       headLength += chunk.length
       if (whole || (codec === undefined && headLength < 2)) return
-      const data = head.length === 1 ? head[0] : Buffer.concat(head, headLength)
-      head = []
+      const data = takeHead()
       codec ??= sniff(data)
       start(data)
     }
@@ -729,8 +738,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     const onEnd = () => {
       requestEnded = true
       if (!started && headLength > 0) {
-        const data = head.length === 1 ? head[0] : Buffer.concat(head, headLength)
-        head = []
+        const data = takeHead()
         // A byte: no compressed stream is that short, and nothing to sniff.
         codec = headLength < 2 ? 'plain' : (codec ?? sniff(data))
         const decoded = codec === 'plain' ? data : decodeWhole(codec, data)
@@ -760,7 +768,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
 
   try {
     await output.flush()
-    if (options.output.failures !== failuresBefore && reader.acceptedCount > 0) throw options.output.lastFailure ?? new Error('a write failed')
+    if (failuresBefore !== undefined && output.failures !== failuresBefore && reader.acceptedCount > 0) throw options.output.lastFailure ?? new Error('a write failed')
   } catch (error) {
     if (!outputFailed) reader.stopQuietly(500, outputError(error as Error))
   }
