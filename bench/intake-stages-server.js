@@ -102,8 +102,12 @@ if (stage === 'server' || stage === 'log') {
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, async () => {
-    await stop()
-    if (!outputArg) rmSync(outputDir, {force: true, recursive: true})
+    try {
+      await stop()
+    } finally {
+      if (!outputArg) rmSync(outputDir, {force: true, recursive: true})
+    }
+
     process.exit(0)
   })
 }

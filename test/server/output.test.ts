@@ -213,37 +213,46 @@ describe('server/output', () => {
     })
 
     const current = () => path.join(dir, 'apm-server')
-    /** Runs `body` with fs.openSync failing with EMFILE (out of descriptors, say) for every append open. */
-    async function withoutAppendOpens<T>(body: () => Promise<T>): Promise<T> {
-      const realOpen = fsModule.openSync
-      fsModule.openSync = ((...args: Parameters<typeof fsModule.openSync>) => {
-        if (args[1] === 'a') throw Object.assign(new Error(`EMFILE: too many open files, open '${String(args[0])}'`), {code: 'EMFILE'})
-        return realOpen(...args)
-      }) as typeof fsModule.openSync
+    /** Runs `body` with fs[name] replaced by `fake(real)` (ES module bindings included), restored after. */
+    async function withPatchedFs<K extends 'openSync' | 'renameSync', T>(
+      name: K,
+      fake: (real: (typeof fsModule)[K]) => (typeof fsModule)[K],
+      body: () => Promise<T>,
+    ): Promise<T> {
+      const real = fsModule[name]
+      fsModule[name] = fake(real)
       syncBuiltinESMExports()
       try {
         return await body()
       } finally {
-        fsModule.openSync = realOpen
+        fsModule[name] = real
         syncBuiltinESMExports()
       }
     }
 
+    /** Runs `body` with fs.openSync failing with EMFILE (out of descriptors, say) for every append open. */
+    const withoutAppendOpens = <T>(body: () => Promise<T>): Promise<T> =>
+      withPatchedFs(
+        'openSync',
+        (realOpen) =>
+          ((...args: Parameters<typeof fsModule.openSync>) => {
+            if (args[1] === 'a') throw Object.assign(new Error(`EMFILE: too many open files, open '${String(args[0])}'`), {code: 'EMFILE'})
+            return realOpen(...args)
+          }) as typeof fsModule.openSync,
+        body,
+      )
+
     /** Runs `body` with fs.renameSync failing with EIO for every rename onto the current file. */
-    async function withoutRenamesToCurrent<T>(body: () => Promise<T>): Promise<T> {
-      const realRename = fsModule.renameSync
-      fsModule.renameSync = ((from: fsModule.PathLike, to: fsModule.PathLike) => {
-        if (to === current()) throw Object.assign(new Error(`EIO: i/o error, rename '${String(from)}' -> '${String(to)}'`), {code: 'EIO'})
-        return realRename(from, to)
-      }) as typeof fsModule.renameSync
-      syncBuiltinESMExports()
-      try {
-        return await body()
-      } finally {
-        fsModule.renameSync = realRename
-        syncBuiltinESMExports()
-      }
-    }
+    const withoutRenamesToCurrent = <T>(body: () => Promise<T>): Promise<T> =>
+      withPatchedFs(
+        'renameSync',
+        (realRename) =>
+          ((from: fsModule.PathLike, to: fsModule.PathLike) => {
+            if (to === current()) throw Object.assign(new Error(`EIO: i/o error, rename '${String(from)}' -> '${String(to)}'`), {code: 'EIO'})
+            return realRename(from, to)
+          }) as typeof fsModule.renameSync,
+        body,
+      )
 
     it('when the new file cannot be opened: nothing moves, no history is lost, and the next batch rotates', async () => {
       const output = await FileOutput.open(options({numberOfFiles: 4, rotateEveryKb: 1}))

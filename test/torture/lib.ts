@@ -4,13 +4,12 @@
  * check returns (figures for the table, and failures, which make the run fail).
  */
 import {ChildProcess, spawn} from 'node:child_process'
-import {promises as fs, mkdtempSync, readFileSync, rmSync} from 'node:fs'
-import os from 'node:os'
+import {promises as fs, readFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {isKeystoreError} from '../../src/core/errors.js'
 import {openKeystore} from '../../src/core/keystore.js'
-import {BIN, cleanEnv, CliResult} from '../helpers/cli.js'
+import {BIN, cleanEnv, CliResult, makeTempDir} from '../helpers/cli.js'
 
 export {BIN, ROOT, TEST_KDF_PARAMS} from '../helpers/cli.js'
 
@@ -118,8 +117,7 @@ export interface TempDir {
 }
 
 export function tempDir(prefix = 'apm-torture-'): TempDir {
-  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
-  return {cleanup: () => rmSync(dir, {force: true, recursive: true}), dir}
+  return makeTempDir(prefix)
 }
 
 export function keystorePath(home: string): string {
