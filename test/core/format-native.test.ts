@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
 
-import {ARGON2_LIMITS} from '../../src/core/crypto.js'
+import {ARGON2_LIMITS, bindKeyToHeader, deriveObfuscationKey, openSecretbox} from '../../src/core/crypto.js'
 import {Entries} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
 import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NATIVE_MAGIC, NativeKdf, readNativeHeader} from '../../src/core/format/native.js'
 import {ALL_BYTES, assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
+import {forgeCalibrated, forgeNative, validValues} from '../torture/forge.js'
 
 const NONE: NativeKdf = {type: 'none'}
 const ARGON: NativeKdf = {params: {...CHEAP_KDF}, type: 'argon2id'}
@@ -214,6 +216,50 @@ describe('core/format/native', () => {
 
     it('will not write a header beyond the caps', async () => {
       await assertKeystoreError(encodeNative(new Map(), {params: {iterations: 1, memoryKiB: 4 * 1024 * 1024, parallelism: 1}, type: 'argon2id'}, PASSWORD), 'ELIMITS')
+    })
+  })
+  // The index is written row by row rather than by JSON.stringify (see encodeNative): files must stay
+  // byte for byte what the format documents, and what earlier versions wrote.
+  it('writes the index exactly as JSON.stringify({entries: [[name, length], ...], values: digest})', async () => {
+    const data = await encodeNative(entriesOf({A: Buffer.from('one'), 'b.c-D_9': Buffer.alloc(0), Z: ALL_BYTES}), NONE, undefined)
+    const header = readNativeHeader(data)
+    const key = bindKeyToHeader(deriveObfuscationKey(header.salt), Buffer.concat([Buffer.from('index'), header.bytes]))
+    const index = Buffer.from(openSecretbox(header.indexBox, header.nonce, key)).toString('utf8')
+    const digest = createHash('sha256').update(header.valuesBox).digest('base64')
+    assert.equal(index, JSON.stringify({entries: [['A', 3], ['b.c-D_9', 0], ['Z', 256]], values: digest}))
+  })
+
+  describe('index rows that only the key can write (a forged or buggy file): EFORMAT', () => {
+    const MALFORMED = 'keystore payload is malformed; restore the file from a backup'
+    // Two values of 3 bytes: every case's lengths add up to 6 unless the case is about the sum.
+    const values = validValues([Buffer.from('one'), Buffer.from('two')])
+    const cases: Array<[string, unknown]> = [
+      ['a repeated name', [['A', 3], ['A', 3]]],
+      ['a row of three', [['A', 3, 0], ['B', 3]]],
+      ['a row of one', [['A'], ['B', 6]]],
+      ['a row that is an object', [{0: 'A', 1: 3, length: 2}, ['B', 3]]],
+      ['a name that is a number', [[1, 3], ['B', 3]]],
+      ['an invalid name', [['A B', 3], ['B', 3]]],
+      ['a negative length', [['A', -1], ['B', 7]]],
+      ['fractional lengths', [['A', 2.5], ['B', 3.5]]],
+      ['a length given as a string', [['A', '3'], ['B', 3]]],
+      ['lengths that do not fill the values', [['A', 3], ['B', 4]]],
+      ['entries that are not an array', {A: 3, B: 3}],
+    ]
+    for (const [label, rows] of cases) {
+      it(`refuses ${label}`, async function () {
+        if (await forgeCalibrated()) this.skip()
+        const data = await forgeNative({index: (digest) => Buffer.from(JSON.stringify({entries: rows, values: digest})), values}, Math.random)
+        await assertKeystoreError(decodeNative(data, noPasswordExpected()), 'EFORMAT', MALFORMED)
+      })
+    }
+
+    it('opens the same values under well-formed rows', async function () {
+      if (await forgeCalibrated()) this.skip()
+      const rows = [['A', 3], ['B', 3]]
+      const data = await forgeNative({index: (digest) => Buffer.from(JSON.stringify({entries: rows, values: digest})), values}, Math.random)
+      const entries = await decodeNative(data, noPasswordExpected())
+      assert.deepEqual([...entries].map(([name, entry]) => [name, entry.value.toString()]), [['A', 'one'], ['B', 'two']])
     })
   })
 })

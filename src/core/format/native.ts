@@ -225,9 +225,8 @@ export async function openNative(data: Buffer, password: () => Promise<Buffer>):
   // Checked now, not when values are read, so that a damaged values box fails every command.
   if (digest(header.valuesBox) !== index.valuesDigest) throw new KeystoreError('EDECRYPT', DECRYPT_FAILED_MESSAGE)
   // The values and their times must fill the values box exactly: checked now, so every command refuses the file.
-  const count = index.lengths.length
-  const starts = new Float64Array(count + 1)
-  for (let i = 0; i < count; i++) starts[i + 1] = starts[i] + index.lengths[i]
+  const {starts} = index
+  const count = starts.length - 1
   if (starts[count] + TIME_BYTES * count !== header.valuesBox.length - SECRETBOX_OVERHEAD_BYTES) throw malformedPayload()
   return {
     kdf: header.kdf,
@@ -288,18 +287,23 @@ export async function encodeNative(
   salt.copy(header, FIXED_HEADER_BYTES)
   nonce.copy(header, FIXED_HEADER_BYTES + SALT_BYTES)
   const master = await deriveMaster(kdf, salt, password)
-  const rows: Array<[string, number]> = []
+  // The index JSON, {"entries":[[name,length],...],"values":digest}, written row by row instead of
+  // JSON.stringify of [name, length] pairs built first, and without destructuring (which runs the iterator
+  // protocol, slow in the interpreter this code runs in): adding one key to 10,000, encodeNative's own
+  // time went from 12.6 to 8.2 ms (mean of 16 profiled runs, bench/lib/profile-startup.js).
+  let rows = ''
   let valuesLength = 0
-  for (const [name, entry] of entries) {
+  for (const name of entries.keys()) {
+    const entry = entries.get(name)!
     let length: number
     if (typeof entry !== 'number') length = entry.value.length
     else if (stored) length = stored.valueLength(entry)
     else throw new TypeError('encodeNative: an entry refers to stored values, and none were given')
-    rows.push([name, length])
+    rows += `${rows ? ',' : ''}[${JSON.stringify(name)},${length}]`
     valuesLength += length
   }
 
-  const plaintext = Buffer.alloc(valuesLength + TIME_BYTES * rows.length)
+  const plaintext = Buffer.alloc(valuesLength + TIME_BYTES * entries.size)
   let valueAt = 0
   let timeAt = valuesLength
   // A run of stored entries, [runFrom, runTo) in the old file, not copied yet.
@@ -335,7 +339,7 @@ export async function encodeNative(
   // The index length is part of the header that both keys are bound to, and the index holds the digest
   // of the values box sealed under such a key. A SHA-256 digest in base64 is always 44 characters, so
   // the index is built once with a placeholder, and the digest written over it.
-  const index = Buffer.from(JSON.stringify({entries: rows, values: DIGEST_PLACEHOLDER}))
+  const index = Buffer.from(`{"entries":[${rows}],"values":"${DIGEST_PLACEHOLDER}"}`)
   const digestAt = index.length - DIGEST_PLACEHOLDER.length - 2
   header.writeUInt32BE(index.length + SECRETBOX_OVERHEAD_BYTES, header.length - INDEX_LENGTH_BYTES)
   const valuesBox = sealSecretbox(plaintext, nonce, boxKey(master, 'values', header))
@@ -355,8 +359,8 @@ function malformedPayload(): KeystoreError {
 
 interface Index {
   positions: NativeContents['positions']
-  /** value lengths by position */
-  lengths: number[]
+  /** where each position's value begins in the values box; starts[count] is the values' total length */
+  starts: Float64Array
   valuesDigest: string
 }
 
@@ -375,15 +379,23 @@ function parseIndex(plaintext: Buffer): Index {
 
   const {entries: rows, values} = (parsed ?? {}) as {entries?: unknown; values?: unknown}
   if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
+  const count = rows.length
   const positions: Index['positions'] = new Map()
-  const lengths: number[] = []
-  for (const row of rows) {
-    const [name, length] = Array.isArray(row) && row.length === 2 ? row : []
-    const valid = typeof name === 'string' && isValidKeyName(name) && !positions.has(name) && Number.isSafeInteger(length) && length >= 0
-    if (!valid) throw malformedPayload()
-    positions.set(name, lengths.length)
-    lengths.push(length)
+  const starts = new Float64Array(count + 1)
+  // Indexed reads rather than `for...of` and `[name, length] = row`: this loop runs once per command, in
+  // V8's interpreter, where the iterator protocol is slow (10,000 rows: parseIndex's own time went from
+  // 15.0 to 12.3 ms, mean of 16 profiled runs), and the value starts are summed here in the same pass.
+  for (let i = 0; i < count; i++) {
+    const row: unknown = rows[i]
+    if (!Array.isArray(row) || row.length !== 2) throw malformedPayload()
+    const name: unknown = row[0]
+    const length: unknown = row[1]
+    if (typeof name !== 'string' || !isValidKeyName(name) || !Number.isSafeInteger(length) || (length as number) < 0) throw malformedPayload()
+    positions.set(name, i)
+    // A repeated name replaces its first position instead of adding one.
+    if (positions.size === i) throw malformedPayload()
+    starts[i + 1] = starts[i] + (length as number)
   }
 
-  return {lengths, positions, valuesDigest: values}
+  return {positions, starts, valuesDigest: values}
 }
