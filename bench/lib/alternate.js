@@ -1,6 +1,9 @@
 /**
- * The alternating runner: every series of a group is measured once per round, in the same order
- * (A, B, C, A, B, C ...), so slow drift and bursts of load from other processes hit every series alike.
+ * The alternating runner: every series of a group is measured once per round, each round starting one
+ * series later (A B C, B C A, C A B, ...), so slow drift and bursts of load from other processes hit every
+ * series alike, and so does whatever a measurement leaves behind for the next one (a busy page cache,
+ * a core still clocked up, the kernel's socket state): in a fixed order, the same series always follows
+ * the same one, which biased the auth on/off comparison by a few percent.
  * Figures are medians over rounds; comparisons are ratios of medians measured in the same run.
  */
 import {iqr, median} from './stats.js'
@@ -18,8 +21,10 @@ export async function runAlternating(group, log = () => {}) {
     labels[series.id] = series
   }
 
-  const once = async (round) => {
-    for (const series of group.series) {
+  const once = async (round, index) => {
+    const count = group.series.length
+    for (let k = 0; k < count; k++) {
+      const series = group.series[(k + index) % count]
       // eslint-disable-next-line no-await-in-loop -- strictly one measurement at a time
       if (series.setup) await series.setup()
       // eslint-disable-next-line no-await-in-loop -- strictly one measurement at a time
@@ -38,12 +43,12 @@ export async function runAlternating(group, log = () => {}) {
 
   for (let i = 0; i < (group.warmup ?? 1); i++) {
     // eslint-disable-next-line no-await-in-loop -- sequential on purpose
-    await once({})
+    await once({}, i)
   }
 
   for (let i = 0; i < group.runs; i++) {
     // eslint-disable-next-line no-await-in-loop -- sequential on purpose
-    const round = await once({})
+    const round = await once({}, i)
     for (const [id, value] of Object.entries(round)) samples[id].push(value)
     log(`  ${group.id} round ${i + 1}/${group.runs}: ${Object.entries(round).map(([id, value]) => `${id}=${format(value)}`).join(' ')}`)
   }

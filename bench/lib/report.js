@@ -111,7 +111,7 @@ export function renderResults({build, buildWarning, machine, hyperfine, groups, 
 
   for (const {group, result, rows} of groups) {
     out.push(`## ${group.title}`, '')
-    out.push(`${group.runs} rounds${group.warmup === 0 ? '' : `, after ${group.warmup ?? 1} warm-up round${(group.warmup ?? 1) === 1 ? '' : 's'}`}; each round runs every series once, in this order.${group.note ? ` ${group.note}` : ''}`, '')
+    out.push(`${group.runs} rounds${group.warmup === 0 ? '' : `, after ${group.warmup ?? 1} warm-up round${(group.warmup ?? 1) === 1 ? '' : 's'}`}; each round runs every series once, the first in this order, each next round starting one series later.${group.note ? ` ${group.note}` : ''}`, '')
     out.push('| series | median | p25 – p75 |', '|---|---|---|')
     for (const stat of Object.values(result.stats)) {
       out.push(`| ${stat.label} | ${formatValue(stat.median, stat.unit)} | ${formatValue(stat.iqr[0], stat.unit)} – ${formatValue(stat.iqr[1], stat.unit)} |`)
