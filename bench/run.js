@@ -31,8 +31,9 @@ const SERVER_GROUPS = ['server-start', 'intake', 'intake-stages', 'memory']
 const METHOD = [
   '## Method',
   '',
-  '- Every figure is the median of repeated runs. The series of a group are measured in strict alternation',
-  '  (A, B, C, A, B, C ...), one process at a time, after one untimed warm-up round; each ratio compares two',
+  '- Every figure is the median of repeated runs. The series of a group are measured in strict alternation,',
+  '  each round starting one series later (A B C, B C A, C A B ...) so that no series always follows the same',
+  '  one, one process at a time, after one untimed warm-up round; each ratio compares two',
   '  medians of the same run; targets are judged on it. The median of the per-round ratios (A/B of one',
   '  round) is shown next to it: it cancels load that changes between rounds, so where the two disagree',
   '  about a target the run was noisy. p25 – p75 shows how noisy a median is.',
