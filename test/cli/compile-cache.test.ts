@@ -11,7 +11,7 @@
  * cache is trusted, and the other cases show it must not when the cache is not.
  */
 import assert from 'node:assert/strict'
-import {spawn, spawnSync} from 'node:child_process'
+import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {
   chmodSync,
@@ -32,7 +32,7 @@ import {
 import path from 'node:path'
 
 import {createKeystore, updateKeystore} from '../../src/core/keystore.js'
-import {CliResult, cleanEnv, makeTempDir, ROOT, runCli} from '../helpers/cli.js'
+import {CliResult, cleanEnv, makeTempDir, ROOT, runCli, startChild} from '../helpers/cli.js'
 import {CHEAP_KDF, defaultKeystore, modeOf} from '../helpers/keystore.js'
 
 /** Files of an installed CLI (package.json `files`), node_modules aside. */
@@ -93,29 +93,9 @@ interface RunOptions {
   uid?: number
 }
 
-function runApp(sandbox: Sandbox, args: string[], {env = {}, input, uid}: RunOptions = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(sandbox.app, 'bin', 'run.js'), ...args], {
-      cwd: sandbox.ks,
-      env: cleanEnv({HOME: sandbox.home, XDG_CACHE_HOME: sandbox.cache, ...env}),
-      // libuv drops the supplementary groups when it changes the uid
-      ...(uid === undefined ? {} : {gid: uid, uid}),
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
-    child.stdin.on('error', () => {})
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      const stdoutBytes = Buffer.concat(out)
-      resolve({code, signal, stderr: Buffer.concat(err).toString('utf8'), stdout: stdoutBytes.toString('utf8'), stdoutBytes})
-    })
-    child.stdin.end(input)
-  })
+async function runApp(sandbox: Sandbox, args: string[], {env = {}, input, uid}: RunOptions = {}): Promise<CliResult> {
+  const bin = path.join(sandbox.app, 'bin', 'run.js')
+  return startChild(process.execPath, [bin, ...args], {cwd: sandbox.ks, env: cleanEnv({HOME: sandbox.home, XDG_CACHE_HOME: sandbox.cache, ...env}), input, timeoutMs: 30_000, uid}).done
 }
 
 const list = (sandbox: Sandbox, options?: RunOptions) => runApp(sandbox, ['keystore', 'list'], options)

@@ -2,7 +2,7 @@
  * Runs the real, built CLI (`bin/run.js`) as a user would: a child process with its own cwd, env and
  * stdin, no terminal. Each test gets a fresh temp directory.
  */
-import {spawn} from 'node:child_process'
+import {ChildProcessWithoutNullStreams, spawn} from 'node:child_process'
 import {mkdtempSync, rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -46,23 +46,58 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env
 }
 
-export function runCli(args: string[], options: CliOptions): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
+export interface ChildOptions {
+  cwd: string
+  /** the child's whole environment, as given (callers start from cleanEnv) */
+  env: NodeJS.ProcessEnv
+  /** written to stdin, then stdin is closed; without it stdin is closed at once */
+  input?: Buffer | string
+  /** leave stdin an open pipe that is never written (Node closes it when the child exits) */
+  keepStdinOpen?: boolean
+  /** SIGKILL after this long: a hang shows up as `signal: 'SIGKILL'` */
+  timeoutMs: number
+  /** run as this user, and the group of the same id (root only) */
+  uid?: number
+}
+
+export interface RunningChild {
+  child: ChildProcessWithoutNullStreams
+  /** resolves on 'close' with everything the child wrote; rejects on the child's 'error' (it could not be started) */
+  done: Promise<CliResult>
+}
+
+/**
+ * Starts `command` with piped stdio and collects its output. Throws as `spawn` does (e.g. invalid
+ * arguments); the runners that return only a promise are `async` so that such a throw rejects instead.
+ */
+export function startChild(command: string, args: string[], options: ChildOptions): RunningChild {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    // libuv drops the supplementary groups when it changes the uid
+    ...(options.uid === undefined ? {} : {gid: options.uid, uid: options.uid}),
+  })
+  const done = new Promise<CliResult>((resolve, reject) => {
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
-    child.stdin.on('error', () => {}) // the CLI may exit before reading all of stdin
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000)
+    child.stdin.on('error', () => {}) // the child may exit before reading all of stdin
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
     child.on('error', reject)
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       const stdoutBytes = Buffer.concat(out)
       resolve({code, signal, stderr: Buffer.concat(err).toString('utf8'), stdout: stdoutBytes.toString('utf8'), stdoutBytes})
     })
-    child.stdin.end(options.input)
   })
+  if (!options.keepStdinOpen) child.stdin.end(options.input)
+  return {child, done}
+}
+
+export async function runCli(args: string[], options: CliOptions): Promise<CliResult> {
+  return startChild(process.execPath, [BIN, ...args], {cwd: options.cwd, env: cleanEnv(options.env), input: options.input, timeoutMs: options.timeoutMs ?? 30_000}).done
 }
 
 /** A fresh temp directory, removed by the returned cleanup. */

@@ -3,13 +3,13 @@
  * Beats v1 implementation, and a CLI runner that keeps stdin open (to prove a command never waits on it).
  */
 import assert from 'node:assert/strict'
-import {spawn, spawnSync} from 'node:child_process'
+import {spawnSync} from 'node:child_process'
 import {chmodSync, copyFileSync, readdirSync, statSync} from 'node:fs'
 import path from 'node:path'
 
 import type {Argon2Params} from '../../src/core/crypto.js'
 import {type ErrorCode, KeystoreError} from '../../src/core/errors.js'
-import {BIN, CliResult, cleanEnv, ROOT} from './cli.js'
+import {BIN, CliResult, cleanEnv, ROOT, startChild} from './cli.js'
 
 /** Every byte value once, 0 to 255. */
 export const ALL_BYTES = Buffer.from(Array.from({length: 256}, (_, i) => i))
@@ -129,21 +129,6 @@ export function copyFixture(name: string, dest: string): void {
  * Runs the CLI with stdin left open and never written: a command that waited on stdin would hang until
  * the safety timeout kills it, which shows up as `signal: 'SIGKILL'`.
  */
-export function runCliStdinOpen(args: string[], options: {cwd: string; env?: Record<string, string | undefined>; timeoutMs?: number}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
-    child.stdin.on('error', () => {})
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 15_000)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      child.stdin.destroy()
-      const stdoutBytes = Buffer.concat(out)
-      resolve({code, signal, stderr: Buffer.concat(err).toString('utf8'), stdout: stdoutBytes.toString('utf8'), stdoutBytes})
-    })
-  })
+export async function runCliStdinOpen(args: string[], options: {cwd: string; env?: Record<string, string | undefined>; timeoutMs?: number}): Promise<CliResult> {
+  return startChild(process.execPath, [BIN, ...args], {cwd: options.cwd, env: cleanEnv(options.env), keepStdinOpen: true, timeoutMs: options.timeoutMs ?? 15_000}).done
 }

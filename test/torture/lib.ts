@@ -3,13 +3,12 @@
  * keystore state snapshots through the core API, a bounded worker pool, and the result shape every
  * check returns (figures for the table, and failures, which make the run fail).
  */
-import {ChildProcess, spawn} from 'node:child_process'
 import {promises as fs, readFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {isKeystoreError} from '../../src/core/errors.js'
 import {openKeystore} from '../../src/core/keystore.js'
-import {BIN, cleanEnv, CliResult, makeTempDir} from '../helpers/cli.js'
+import {BIN, cleanEnv, CliResult, makeTempDir, RunningChild, startChild} from '../helpers/cli.js'
 
 export {BIN, ROOT, TEST_KDF_PARAMS} from '../helpers/cli.js'
 
@@ -43,11 +42,6 @@ export function fail(result: CheckResult, message: string): void {
   else if (result.failures.length === 50) result.failures.push('... more failures not shown')
 }
 
-export interface RunningCli {
-  child: ChildProcess
-  done: Promise<CliResult>
-}
-
 export interface StartOptions {
   cwd: string
   env?: Record<string, string | undefined>
@@ -62,53 +56,22 @@ export interface StartOptions {
 }
 
 /** Starts the built CLI (`node bin/run.js ...`) with a clean environment and cheap argon2. */
-export function startCli(args: string[], options: StartOptions): RunningCli {
+export function startCli(args: string[], options: StartOptions): RunningChild {
   const [command, ...prefix] = [...(options.wrap ?? []), process.execPath]
-  const child = spawn(command, [...prefix, BIN, ...args], {cwd: options.cwd, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'], ...(options.uid === undefined ? {} : {gid: options.uid, uid: options.uid})})
-  const done = new Promise<CliResult>((resolve, reject) => {
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout!.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr!.on('data', (chunk: Buffer) => err.push(chunk))
-    child.stdin!.on('error', () => {})
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      const stdoutBytes = Buffer.concat(out)
-      resolve({code, signal, stderr: Buffer.concat(err).toString('utf8'), stdout: stdoutBytes.toString('utf8'), stdoutBytes})
-    })
-  })
-  if (options.input !== 'keep-open') child.stdin!.end(options.input)
-  return {child, done}
+  return startChild(command, [...prefix, BIN, ...args], {...stdinAndTimeout(options), cwd: options.cwd, env: cleanEnv(options.env), uid: options.uid})
 }
 
 export function cli(args: string[], options: StartOptions): Promise<CliResult> {
   return startCli(args, options).done
 }
 
-/** Runs a shell command line (for closed fds and umask); the CLI is `$APM` in it. */
-export function shell(script: string, options: StartOptions): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', script], {
-      cwd: options.cwd,
-      env: {...cleanEnv(options.env), APM: `${process.execPath} ${BIN}`},
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
-    child.stdin.on('error', () => {})
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      const stdoutBytes = Buffer.concat(out)
-      resolve({code, signal, stderr: Buffer.concat(err).toString('utf8'), stdout: stdoutBytes.toString('utf8'), stdoutBytes})
-    })
-    if (options.input !== 'keep-open') child.stdin.end(options.input)
-  })
+/** Runs a shell command line (for closed fds and umask); the CLI is `$APM` in it. `uid` and `wrap` are not used. */
+export async function shell(script: string, options: StartOptions): Promise<CliResult> {
+  return startChild('/bin/sh', ['-c', script], {...stdinAndTimeout(options), cwd: options.cwd, env: {...cleanEnv(options.env), APM: `${process.execPath} ${BIN}`}}).done
+}
+
+function stdinAndTimeout({input, timeoutMs = 60_000}: StartOptions): {input?: Buffer | string; keepStdinOpen: boolean; timeoutMs: number} {
+  return input === 'keep-open' ? {keepStdinOpen: true, timeoutMs} : {input, keepStdinOpen: false, timeoutMs}
 }
 
 export interface TempDir {
