@@ -160,8 +160,8 @@ function intakeGroup({configs, home, token}, runs, scale) {
 
   // A fresh server process for every measurement, so that no series is stuck with one process's luck: a
   // server process runs in phases of seconds to minutes at very different speeds (the same server, started
-  // once per run, gave 357 µs of CPU per request over a whole run and 473 µs over the next; in one
-  // process, 320 µs for 10 s then 510 µs). The auth-off server is measured twice per round ("again"):
+  // once per run, gave 357 µs of CPU per request over a whole run and 473 µs over the next; one process
+  // under steady load, 340-400 µs for 10 s, then 650 µs). The auth-off server is measured twice per round ("again"):
   // the two are the same thing, so their ratio is what noise alone does to a ratio in this run.
   const series = (id, label, spec, extraHeaders, {unauthorized = false} = {}) => ({
     id,

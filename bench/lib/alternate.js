@@ -2,8 +2,8 @@
  * The alternating runner: every series of a group is measured once per round, each round starting one
  * series later (A B C, B C A, C A B, ...), so slow drift and bursts of load from other processes hit every
  * series alike, and so does whatever a measurement leaves behind for the next one (a busy page cache,
- * a core still clocked up, the kernel's socket state): in a fixed order, the same series always follows
- * the same one, which biased the auth on/off comparison by a few percent.
+ * a core still clocked up, the kernel's socket state): in a fixed order, the same series would always
+ * follow the same one.
  * Figures are medians over rounds; comparisons are ratios of medians measured in the same run.
  */
 import {iqr, median} from './stats.js'
