@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 
+import type {CliResult} from '../helpers/cli.js'
 import {checkConcurrency, checkStaleTakeoverRace} from './concurrency.js'
 import {checkCrash, checkSymlinkCrash} from './crash.js'
 import {forgeBeats, forgeCalibrated, forgeNative, validIndex, validValues} from './forge.js'
@@ -67,6 +68,21 @@ describe('defects found by the torture suite (regression tests)', function () {
     tmp = tempDir()
   })
   afterEach(() => tmp.cleanup())
+
+  /**
+   * Writes `data` as the keystore of the test's directory and runs `keystore list` on it, which must fail
+   * with one error line and stay under 400 MiB resident (the CLI alone is ~60 MiB).
+   */
+  async function assertListRefusesWithinMemory(data: Buffer, describeRun = (run: CliResult) => run.stderr): Promise<void> {
+    const cwd = tmp.dir
+    const file = keystorePath(cwd)
+    await fs.mkdir(path.dirname(file), {mode: 0o700})
+    await fs.writeFile(file, data, {mode: 0o600})
+    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
+    assert.equal(run.code, 1, describeRun(run))
+    assert.ok(oneErrorLine(run.stderr), run.stderr)
+    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+  }
 
   // A key named __proto__ is a valid name, but assigning it on a plain object sets the prototype: the
   // key vanished from the file on write while `add` reported success.
@@ -135,57 +151,29 @@ describe('defects found by the torture suite (regression tests)', function () {
   // no password needed to forge) or payload (Beats) cost gigabytes and minutes before it was refused.
   it('refuses a forged native keystore with a 40 MiB index of nested arrays without a memory blow-up', async function () {
     if (await forgeCalibrated()) this.skip()
-    const cwd = tmp.dir
-    const file = keystorePath(cwd)
-    await fs.mkdir(path.dirname(file), {mode: 0o700})
     const index = () => Buffer.concat([Buffer.from('{"entries":'), Buffer.alloc(40 * 1024 * 1024, 0x5b)])
-    await fs.writeFile(file, await forgeNative({index, values: validValues([])}, Math.random), {mode: 0o600})
-    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
-    assert.equal(run.code, 1, run.stderr)
-    assert.ok(oneErrorLine(run.stderr), run.stderr)
-    // 2.7 GiB before the fix; the CLI alone is ~60 MiB and the file 40 MiB.
-    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+    // 2.7 GiB before the fix; the file is 40 MiB.
+    await assertListRefusesWithinMemory(await forgeNative({index, values: validValues([])}, Math.random))
   })
 
   it('refuses a forged Beats keystore with 16 MiB of nested arrays without a memory blow-up', async () => {
-    const cwd = tmp.dir
-    const file = keystorePath(cwd)
-    await fs.mkdir(path.dirname(file), {mode: 0o700})
-    await fs.writeFile(file, forgeBeats(Buffer.alloc(16 * 1024 * 1024, 0x5b), Math.random), {mode: 0o600})
-    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
-    assert.equal(run.code, 1, run.stderr)
-    assert.ok(oneErrorLine(run.stderr), run.stderr)
     // 820 MiB before the fix; decoding the file costs a few copies of its 22 MiB.
-    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+    await assertListRefusesWithinMemory(forgeBeats(Buffer.alloc(16 * 1024 * 1024, 0x5b), Math.random))
   })
 
   // Defect 8 in docs/reliability.md: a shallow payload costs as much, millions of tiny rows or objects
   // (found after the depth check went in). Both fail until MAX_KEYS and the index size cap are in.
   it('refuses a forged native keystore whose index is 10 million empty rows without a memory blow-up', async function () {
     if (await forgeCalibrated()) this.skip()
-    const cwd = tmp.dir
-    const file = keystorePath(cwd)
-    await fs.mkdir(path.dirname(file), {mode: 0o700})
     const index = () => Buffer.concat([Buffer.from('{"entries":['), Buffer.from('[],'.repeat(10 * 1024 * 1024)), Buffer.from('[]],"values":"x"}')])
-    await fs.writeFile(file, await forgeNative({index, values: validValues([])}, Math.random), {mode: 0o600})
-    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
-    assert.equal(run.code, 1, run.stderr)
-    assert.ok(oneErrorLine(run.stderr), run.stderr)
     // 812 MiB before the fix (the index is 30 MiB and only 3 levels deep).
-    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+    await assertListRefusesWithinMemory(await forgeNative({index, values: validValues([])}, Math.random))
   })
 
   it('refuses a forged Beats keystore of 1.5 million tiny keys without a memory blow-up', async () => {
-    const cwd = tmp.dir
-    const file = keystorePath(cwd)
-    await fs.mkdir(path.dirname(file), {mode: 0o700})
     const entries = Array.from({length: 1_500_000}, (_, i) => `"K${i.toString(36).padStart(5, '0')}":{"value":""}`)
-    await fs.writeFile(file, forgeBeats(Buffer.from(`{${entries.join(',')}}`), Math.random), {mode: 0o600})
-    const run = await cliMeasured(['keystore', 'list'], {cwd, timeoutMs: 120_000})
     // 1,285 MiB and 16 s to list 1.5 million keys before the fix; more keys than any keystore may hold.
-    assert.equal(run.code, 1, `listed ${run.stdout.split('\n').length - 1} keys`)
-    assert.ok(oneErrorLine(run.stderr), run.stderr)
-    assert.ok(run.peakMiB < 400, `peak resident memory ${run.peakMiB} MiB`)
+    await assertListRefusesWithinMemory(forgeBeats(Buffer.from(`{${entries.join(',')}}`), Math.random), (run) => `listed ${run.stdout.split('\n').length - 1} keys`)
   })
 
   // proper-lockfile's stale takeover is stat-then-rmdir: a writer paused between the two removed the lock
