@@ -9,7 +9,7 @@ import type {LoadOptions} from '../server/config.js'
 export const serverFlags = {
   E: Flags.string({
     char: 'E',
-    description: 'override a setting, e.g. -E apm-server.host=0.0.0.0:8200 (repeatable; the value is YAML; ${KEY} references are resolved)',
+    description: 'override a setting, e.g. -E apm-server.host=0.0.0.0:8200 (repeatable; the value is YAML, a mapping is merged into the section; ${KEY} references are resolved)',
     helpValue: 'key=value',
     multiple: true,
     multipleNonGreedy: true,

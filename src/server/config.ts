@@ -48,10 +48,18 @@ export interface ServerConfig {
   logLevel?: string
 }
 
+/** What the config file gave: nothing (`missing`), no settings (`empty`: blank, comments only) or settings. */
+export type FileState = 'empty' | 'missing' | 'read'
+
 export interface LoadedConfig {
   config: ServerConfig
   /** the config file path (may not exist: then defaults, -E and flags only) */
   file: string
+  fileState: FileState
+  /** the keystore keys that references took their values from (names only), sorted */
+  keystoreKeys: string[]
+  /** set when the secret token is turned off on purpose: the -E that set it to null */
+  tokenOffBy?: string
   /** the keystore path the references were (or would be) looked up in */
   keystore: string
   /** deprecation and unknown-setting warnings, one line each, never holding a value */
@@ -71,6 +79,12 @@ export interface LoadOptions {
   strictPerms?: boolean
   /** base of relative paths; default process.cwd() */
   cwd?: string
+  /**
+   * This load is a reload of a running configuration (`config` as it runs): it must not leave the server
+   * less protected (see {@link reloadRefusals}), the file it came from must still hold settings, and a key
+   * it took from the keystore must come from the keystore again, never silently from the environment.
+   */
+  reloadOf?: Pick<LoadedConfig, 'config' | 'fileState' | 'keystoreKeys'>
 }
 
 /**
@@ -135,6 +149,9 @@ export const KNOWN_SETTINGS: Readonly<Record<string, SettingSpec>> = Object.free
   'path.home': {relativeTo: 'cwd', type: 'path'},
   'path.logs': {relativeTo: 'cwd', type: 'path'},
 })
+
+const TOKEN = 'apm-server.auth.secret_token'
+const LEGACY_TOKEN = 'apm-server.secret_token'
 
 /** Resolved before the keystore is opened (they decide where it is), in this order, from the environment only. */
 const PATH_SETTINGS = ['path.home', 'path.config', 'path.data', 'path.logs', 'keystore.path'] as const
@@ -218,7 +235,9 @@ async function readConfigText(file: string, explicit: boolean): Promise<string |
 
 /** Collects settings, refusing a setting written twice (`a.b` and `a: {b}`) or inside another. */
 class SettingList {
-  readonly items: Setting[] = []
+  items: Setting[] = []
+  /** every setting an override replaced, in order */
+  readonly replaced: Setting[] = []
 
   /** From the file: a clash is a problem. */
   add(setting: Setting, problems: string[]): void {
@@ -227,15 +246,13 @@ class SettingList {
     else this.items.push(setting)
   }
 
-  /** From -E or a flag: replaces what it overlaps. */
-  override(setting: Setting): void {
-    this.remove(setting.name)
+  /** From -E or a flag: replaces what it overlaps (the setting, everything under it, anything it is under); returns what it replaced. */
+  override(setting: Setting): Setting[] {
+    const replaced = this.items.filter((other) => overlaps(other.name, setting.name))
+    this.items = this.items.filter((other) => !replaced.includes(other))
     this.items.push(setting)
-  }
-
-  /** Removes the setting, everything under it and anything it is under. */
-  remove(name: string): void {
-    for (let i = this.items.length - 1; i >= 0; i--) if (overlaps(this.items[i].name, name)) this.items.splice(i, 1)
+    this.replaced.push(...replaced)
+    return replaced
   }
 
   get(name: string): Setting | undefined {
@@ -253,6 +270,12 @@ function flatten(map: YAMLMap, prefix: string, locate: (node: Node) => string, a
     const key = pair.key as Node | null
     if (!isScalar(key) || key.value === null || typeof key.value === 'object') {
       problems.push(`${key ? locate(key) : prefix || 'config'}: a setting name must be a plain scalar key; fix the YAML`)
+      continue
+    }
+
+    if (key.value === '<<') {
+      // A merge key is an ordinary key in YAML 1.2 but merges in YAML 1.1 (Go's reader): the settings under it would mean different things.
+      problems.push(`${locate(key)}: YAML merge keys (<<) are not supported; write the settings out`)
       continue
     }
 
@@ -281,13 +304,33 @@ function applyOverride(settings: SettingList, override: string, index: number, p
   }
 
   const node = (doc.contents ?? null) as Node | null
-  if (isMap(node) && node.items.length > 0) {
-    // The override replaces the whole subtree.
-    settings.remove(name)
-    flatten(node, name, locate, (setting) => settings.override(setting), problems)
-  } else {
-    settings.override({locate, name, node, where})
+  if (!isMap(node)) {
+    overrideSetting(settings, {locate, name, node, where}, problems)
+    return
   }
+
+  // A mapping is merged, as Beats merges -E: only the settings it names change, the rest of the section
+  // (the secret token, say) stays. Within one -E, a setting written twice is refused as in the file.
+  const leaves = new SettingList()
+  flatten(node, name, locate, (setting) => leaves.add(setting, problems), problems)
+  for (const leaf of leaves.items) overrideSetting(settings, leaf, problems)
+}
+
+/**
+ * Sets one setting from -E. An empty mapping merges nothing. A value that replaces a section (`-E
+ * apm-server.auth=null`) must not drop authentication settings written elsewhere without naming them.
+ */
+function overrideSetting(settings: SettingList, setting: Setting, problems: string[]): void {
+  if (isMap(setting.node) && setting.node.items.length === 0) return
+  for (const other of settings.override(setting)) {
+    if (!other.name.startsWith(`${setting.name}.`) || !isAuthSetting(other.name)) continue
+    const offOnPurpose = other.name === TOKEN || other.name === LEGACY_TOKEN ? ` (-E ${other.name}=null turns the secret token off on purpose)` : ''
+    problems.push(`${setting.where}: would remove ${other.name} (set at ${other.where}); override ${other.name} itself${offOnPurpose}`)
+  }
+}
+
+function isAuthSetting(name: string): boolean {
+  return name === LEGACY_TOKEN || name.startsWith('apm-server.auth.')
 }
 
 function describeProblem(problem: ReferenceProblem, pathPhase: boolean): string {
@@ -413,19 +456,9 @@ function chain(...lookups: Lookup[]): Lookup {
  */
 export async function loadServerConfig(options: LoadOptions): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd()
-  const {flags, env} = options
-  const file = locateConfigFile(flags, cwd)
-  const problems: string[] = []
-  const warnings: string[] = []
-  const settings = new SettingList()
-  const text = await readConfigText(file, Boolean(flags.config))
-  if (text !== undefined) readConfigSettings(text, file, settings, problems, warnings)
-  options.overrides.forEach((override, i) => applyOverride(settings, override, i, problems))
-  for (const name of ['path.home', 'path.config', 'path.data'] as const) {
-    const value = flags[name]
-    if (value) settings.override({literal: value, locate: () => `--${name}`, name, where: `--${name}`})
-  }
-
+  const {env} = options
+  const file = locateConfigFile(options.flags, cwd)
+  const {fileState, problems, settings, warnings} = await collectSettings(file, options)
   if (problems.length > 0) throw new ConfigError(problems, warnings)
 
   // Paths first: they decide where the keystore is, so they can use the environment and ${path.*} only.
@@ -458,36 +491,8 @@ export async function loadServerConfig(options: LoadOptions): Promise<LoadedConf
   const keystoreFile = pathOf('keystore.path', home, path.join(data, 'apm-server.keystore'))
   if (problems.length > 0) throw new ConfigError(problems, warnings)
 
-  // Everything else. A dry run against the environment finds out whether any reference reaches the
-  // keystore; only then is it opened (once), so a config without keystore references never needs its password.
   const others = settings.items.filter((setting) => !(PATH_SETTINGS as readonly string[]).includes(setting.name))
-  let needsKeystore = false
-  const probe: Lookup = (name) => {
-    if (builtins.has(name)) return builtinLookup(name)
-    needsKeystore = true
-    return environmentLookup(env)(name)
-  }
-
-  const runAll = (lookup: Lookup) => {
-    const reports: Array<Report & {setting: Setting}> = []
-    const values = others.map((setting) => resolveValue(setting, lookup, false, (report) => reports.push({...report, setting})))
-    return {reports, values}
-  }
-
-  let pass = runAll(probe)
-  let keystoreError: KeystoreError | undefined
-  if (needsKeystore) {
-    const keystore = await openKeystoreIfAny(keystoreFile, options).catch((error: unknown) => {
-      if (error instanceof KeystoreError && error.code !== 'ECANCELED') {
-        keystoreError = error
-        return
-      }
-
-      throw error
-    })
-    if (keystore) pass = runAll(chain(builtinLookup, keystoreLookup(keystore), environmentLookup(env)))
-  }
-
+  const {keystoreError, keystoreKeys, pass} = await resolveOthers(others, builtinLookup, keystoreFile, options)
   if (keystoreError) {
     // What the keystore would have resolved is unknown: report only what does not depend on it.
     problems.push(...pass.reports.filter((report) => !report.fromLookup).map((report) => report.message))
@@ -499,23 +504,108 @@ export async function loadServerConfig(options: LoadOptions): Promise<LoadedConf
   const rank = (setting: Setting | undefined) => (setting ? settings.items.indexOf(setting) : settings.items.length)
   const late: Array<{at: number; message: string}> = []
   const lateWarnings: Array<{at: number; message: string}> = []
-  for (const report of pass.reports) late.push({at: rank(report.setting), message: report.message})
+  const problem: Note = (setting, message) => late.push({at: rank(setting), message})
+  for (const report of pass.reports) problem(report.setting, report.message)
   for (const value of pass.values) resolved.set(value.setting.name, value)
-  const config = await buildConfig({
-    configDir,
-    cwd,
-    data,
-    home,
-    logs,
-    problem: (setting, message) => late.push({at: rank(setting), message}),
-    resolved,
-    warn: (setting, message) => lateWarnings.push({at: rank(setting), message}),
-  })
+  const config = await buildConfig({configDir, cwd, data, home, logs, problem, resolved, warn: (setting, message) => lateWarnings.push({at: rank(setting), message})})
+  checkOverridesKeepAuth(settings, config, problem)
   // Array.prototype.sort is stable: notes about one setting keep their order.
   problems.push(...late.sort((a, b) => a.at - b.at).map((note) => note.message))
   warnings.push(...lateWarnings.sort((a, b) => a.at - b.at).map((note) => note.message))
+  if (problems.length === 0 && options.reloadOf) problems.push(...reloadRefusals(options.reloadOf.config, config))
   if (problems.length > 0) throw new ConfigError(problems, warnings)
-  return {config, file, keystore: keystoreFile, redacted: redactedTree(settings, resolved), warnings}
+  const tokenOffBy = [TOKEN, LEGACY_TOKEN].map((name) => resolved.get(name)).find((entry) => entry && turnedOff(entry))?.setting.where
+  return {config, file, fileState, keystore: keystoreFile, keystoreKeys, redacted: redactedTree(settings, resolved), warnings, ...(tokenOffBy ? {tokenOffBy} : {})}
+}
+
+/** The settings of the file, then -E overrides, then flags, and whether the file gave any. */
+async function collectSettings(file: string, options: LoadOptions): Promise<{settings: SettingList; fileState: FileState; problems: string[]; warnings: string[]}> {
+  const {flags} = options
+  const problems: string[] = []
+  const warnings: string[] = []
+  const settings = new SettingList()
+  const text = await readConfigText(file, Boolean(flags.config))
+  if (text !== undefined) readConfigSettings(text, file, settings, problems, warnings)
+  const fileState: FileState = text === undefined ? 'missing' : settings.items.length === 0 ? 'empty' : 'read'
+  // A file caught while it is rewritten (truncated, moved away) must not reload as the defaults.
+  if (options.reloadOf?.fileState === 'read' && fileState !== 'read' && problems.length === 0) {
+    problems.push(
+      fileState === 'missing'
+        ? `config file ${file} does not exist any more (only a start without one runs on the defaults); put it back, then reload again`
+        : `config file ${file} holds no settings (is it being rewritten?); write the configuration into it, then reload again`,
+    )
+  }
+
+  options.overrides.forEach((override, i) => applyOverride(settings, override, i, problems))
+  for (const name of ['path.home', 'path.config', 'path.data'] as const) {
+    const value = flags[name]
+    if (value) settings.override({literal: value, locate: () => `--${name}`, name, where: `--${name}`})
+  }
+
+  return {fileState, problems, settings, warnings}
+}
+
+/**
+ * Resolves every setting but the paths. A dry run against the environment finds out whether any
+ * reference reaches the keystore; only then is it opened (once), so a config without keystore
+ * references never needs its password. Returns the keystore keys the values came from.
+ */
+async function resolveOthers(others: Setting[], builtinLookup: Lookup, keystoreFile: string, options: LoadOptions) {
+  const environment = environmentLookup(options.env)
+  let needsKeystore = false
+  const probe: Lookup = (name) => {
+    const builtin = builtinLookup(name)
+    if (builtin) return builtin
+    needsKeystore = true
+    return environment(name)
+  }
+
+  const runAll = (lookup: Lookup) => {
+    const reports: Array<Report & {setting: Setting}> = []
+    const values = others.map((setting) => resolveValue(setting, lookup, false, (report) => reports.push({...report, setting})))
+    return {reports, values}
+  }
+
+  let pass = runAll(probe)
+  let keystoreError: KeystoreError | undefined
+  const keystoreKeys = new Set<string>()
+  if (needsKeystore) {
+    const keystore = await openKeystoreIfAny(keystoreFile, options).catch((error: unknown) => {
+      if (error instanceof KeystoreError && error.code !== 'ECANCELED') {
+        keystoreError = error
+        return
+      }
+
+      throw error
+    })
+    const fromKeystore: Lookup = keystore ? recordingLookup(keystoreLookup(keystore), keystoreKeys) : () => undefined
+    const previous = new Set(options.reloadOf?.keystoreKeys)
+    const fallback = previous.size > 0 ? keepKeystoreSource(previous, keystoreFile, keystore !== undefined, environment) : environment
+    if (!keystoreError) pass = runAll(chain(builtinLookup, fromKeystore, fallback))
+  }
+
+  return {keystoreError, keystoreKeys: [...keystoreKeys].sort(), pass}
+}
+
+function recordingLookup(lookup: Lookup, found: Set<string>): Lookup {
+  return (name) => {
+    const result = lookup(name)
+    if (result !== undefined && result.value !== '') found.add(name)
+    return result
+  }
+}
+
+/**
+ * On a reload, a key that came from the keystore must come from it again: falling through to the
+ * environment would swap the secret token for another value (an old one, say) without a word.
+ */
+function keepKeystoreSource(previous: ReadonlySet<string>, keystoreFile: string, keystoreExists: boolean, environment: Lookup): Lookup {
+  return (name) => {
+    if (!previous.has(name)) return environment(name)
+    const gone = keystoreExists ? `the keystore ${keystoreFile} no longer holds ${name}` : `the keystore ${keystoreFile} is gone`
+    const problem = `${name} came from the keystore and ${gone}; a reload never takes it from the environment instead: add it back with "apm-server keystore add ${name}", or restart the server to take it from the environment on purpose`
+    return {problem, value: ''}
+  }
 }
 
 function readConfigSettings(text: string, file: string, settings: SettingList, problems: string[], warnings: string[]): void {
@@ -564,16 +654,52 @@ interface BuildContext {
   logs: string
 }
 
-async function buildConfig(context: BuildContext): Promise<ServerConfig> {
-  const {resolved, warn} = context
-  const failed = (name: string) => resolved.get(name)?.failed ?? false
+const TYPE_WORDS: Record<SettingType, string> = {
+  bool: 'true or false',
+  duration: 'a duration',
+  host: 'host:port',
+  int: 'a whole number',
+  level: 'a log level',
+  list: 'a list',
+  path: 'a path',
+  string: 'a string',
+}
+
+/**
+ * Unknown settings are warned about and ignored, except where ignoring one would change what a known
+ * setting means: a known setting written as a mapping (`secret_token: {x: 1}` would leave no token), a
+ * section written as a value (`apm-server.auth: x`), and a misspelt secret token when none is set.
+ */
+function checkUnknownSettings(resolved: Map<string, Resolved>, problem: Note, warn: Note): void {
+  const known = Object.keys(KNOWN_SETTINGS)
+  const tokenSet = resolved.has(TOKEN) || resolved.has(LEGACY_TOKEN)
+  const reported = new Set<string>()
   for (const entry of resolved.values()) {
     const {name, where} = entry.setting
     if (Object.hasOwn(KNOWN_SETTINGS, name)) continue
+    const leaf = known.find((other) => name.startsWith(`${other}.`))
+    if (leaf) {
+      if (!reported.has(leaf)) problem(entry.setting, `${where}: ${leaf}: must be ${TYPE_WORDS[KNOWN_SETTINGS[leaf].type]}, not a mapping (${name} is set under it); write ${leaf}: <value>`)
+      reported.add(leaf)
+      continue
+    }
+
+    const inside = known.find((other) => other.startsWith(`${name}.`))
     const empty = entry.value === null || (isMap(entry.setting.node) && entry.setting.node.items.length === 0)
-    if (empty && Object.keys(KNOWN_SETTINGS).some((known) => known.startsWith(`${name}.`))) continue
-    warn(entry.setting, `${where}: unknown setting ${name} is ignored; check its spelling`)
+    if (inside) {
+      if (!empty) problem(entry.setting, `${where}: ${name}: is a section of settings, not a value; set the settings in it (e.g. ${inside})`)
+    } else if (!tokenSet && /secret.?token/i.test(name)) {
+      problem(entry.setting, `${where}: ${name} is not a known setting and no secret token is set, so the server would accept data without authentication; write it as ${TOKEN}`)
+    } else {
+      warn(entry.setting, `${where}: unknown setting ${name} is ignored; check its spelling`)
+    }
   }
+}
+
+async function buildConfig(context: BuildContext): Promise<ServerConfig> {
+  const {resolved, warn} = context
+  const failed = (name: string) => resolved.get(name)?.failed ?? false
+  checkUnknownSettings(resolved, context.problem, warn)
 
   const bad = (name: string, message: string) => {
     const entry = resolved.get(name)
@@ -716,9 +842,6 @@ async function buildConfig(context: BuildContext): Promise<ServerConfig> {
   }
 }
 
-const TOKEN = 'apm-server.auth.secret_token'
-const LEGACY_TOKEN = 'apm-server.secret_token'
-
 /** The token, or undefined when none is configured. Present but empty is a problem: never run open by accident. */
 function readSecretToken(
   resolved: Map<string, Resolved>,
@@ -728,23 +851,113 @@ function readSecretToken(
 ): string | undefined {
   const current = resolved.get(TOKEN)
   const legacy = resolved.get(LEGACY_TOKEN)
-  if (current && legacy) warn(legacy.setting, `${legacy.setting.where}: ${LEGACY_TOKEN} is ignored because ${TOKEN} is set; remove it`)
+  if (current && legacy && !turnedOff(current)) warn(legacy.setting, `${legacy.setting.where}: ${LEGACY_TOKEN} is ignored because ${TOKEN} is set; remove it`)
   const name = current ? TOKEN : legacy ? LEGACY_TOKEN : undefined
   if (name === undefined) return undefined
   if (name === LEGACY_TOKEN) {
     warn(legacy?.setting, `${legacy?.setting.where}: ${LEGACY_TOKEN} is deprecated (Elastic's apm-server 8 ignores it and runs without authentication); move it to ${TOKEN}`)
   }
 
-  if (resolved.get(name)?.failed) return undefined
+  const entry = resolved.get(name) as Resolved
+  if (entry.failed) return undefined
+  if (turnedOff(entry)) {
+    if (legacy && name === TOKEN && legacy.value !== null) bad(LEGACY_TOKEN, `still sets a token while ${entry.setting.where}=null turns it off; remove it, or add -E ${LEGACY_TOKEN}=null`)
+    return undefined
+  }
+
+  const {node} = entry.setting
+  // A tag changes what the text means, and YAML readers disagree (Go's decodes !!binary, ours does not).
+  if (isScalar(node) && node.tag !== undefined && node.tag !== 'tag:yaml.org,2002:str') {
+    bad(name, 'must be a string without a YAML tag (a tag changes what the token is); remove the tag and quote the value')
+    return undefined
+  }
+
   const token = string(name)
   if (token === undefined || token === '') {
-    const entry = resolved.get(name)
-    const shapeOk = entry?.value === null || entry?.value === undefined || typeof entry.value === 'string'
+    const shapeOk = entry.value === null || entry.value === undefined || typeof entry.value === 'string'
     if (shapeOk) bad(name, 'is set but empty, so the server would accept data without authentication; give it a token (e.g. "${APM_SECRET_TOKEN}" from the keystore) or remove the setting')
     return undefined
   }
 
+  if (token.trim() === '') {
+    bad(name, 'is only whitespace, which no agent can send (HTTP trims it); give it a token (e.g. "${APM_SECRET_TOKEN}" from the keystore)')
+    return undefined
+  }
+
+  if (typeof entry.value === 'number' || typeof entry.value === 'boolean') {
+    // Used as written ("00123" stays "00123"); Go's reader turns 0x1F into "31" and 007 into "7".
+    warn(entry.setting, `${entry.setting.where}: ${name} is a YAML ${typeof entry.value}: it is used as written, but other YAML readers (Elastic's apm-server) may read another value; quote it`)
+  }
+
   return token
+}
+
+/**
+ * A token setting set to `null` (or `~`) by -E: authentication turned off on purpose. An empty -E value
+ * and a null token in the file are mistakes, refused as empty.
+ */
+function turnedOff(entry: Resolved): boolean {
+  const {node, where} = entry.setting
+  return where.startsWith('-E ') && isScalar(node) && node.value === null && node.source !== ''
+}
+
+/**
+ * An -E may weaken authentication only by naming what it weakens: `-E apm-server.rum.enabled=true`
+ * with a token in the file would turn anonymous access on by default, unseen.
+ */
+function checkOverridesKeepAuth(settings: SettingList, config: ServerConfig, problem: Note): void {
+  const fromFile = (setting: Setting) => !setting.where.startsWith('-') && (setting.node !== null || setting.literal !== undefined)
+  const all = [...settings.items, ...settings.replaced]
+  const fileToken = all.some((setting) => (setting.name === TOKEN || setting.name === LEGACY_TOKEN) && fromFile(setting))
+  const rum = settings.get('apm-server.rum.enabled')
+  if (!fileToken || !config.anonymous.enabled || settings.get('apm-server.auth.anonymous.enabled') || !rum?.where.startsWith('-E ')) return
+  const literalTrue = (setting: Setting) => isScalar(setting.node) && (setting.node.value === true || setting.node.value === 'true')
+  if (settings.replaced.some((setting) => setting.name === 'apm-server.rum.enabled' && fromFile(setting) && literalTrue(setting))) return
+  problem(
+    rum,
+    `${rum.where}: turns on anonymous access (with a secret token, enabling RUM lets anonymous RUM agents in by default); say so with -E apm-server.auth.anonymous.enabled=true, or keep it off with -E apm-server.auth.anonymous.enabled=false`,
+  )
+}
+
+/**
+ * Why a reload from `running` to `next` must be refused: it may tighten authentication, never loosen
+ * it. Removing the token, turning anonymous access on (enabling RUM does by default), letting more
+ * agents or services in anonymously, raising the anonymous rate limits, and turning TLS off need a
+ * restart, which is done on purpose. Applied as they come: a new token (rotation), a longer grace period
+ * (it only keeps a token the server already accepted valid, for a bounded time, and never extends a
+ * running one), RUM origins (CORS binds browsers, not attackers), sizes, certificates.
+ */
+export function reloadRefusals(running: ServerConfig, next: ServerConfig): string[] {
+  const refusals: string[] = []
+  const refuse = (setting: string, what: string) => refusals.push(`${setting}: a reload cannot ${what}; restart the server to do that on purpose`)
+  if (running.ssl.enabled && !next.ssl.enabled) refuse('apm-server.ssl.enabled', 'turn TLS off')
+  // Without a token anyone is let in: nothing can be loosened.
+  if (running.secretToken === undefined) return refusals
+  if (next.secretToken === undefined) {
+    refuse(TOKEN, 'remove the secret token (the server would accept data from anyone)')
+    return refusals
+  }
+
+  if (!next.anonymous.enabled) return refusals
+  if (!running.anonymous.enabled) {
+    const why = next.rum.enabled && !running.rum.enabled ? ' (enabling RUM turns it on by default: set apm-server.auth.anonymous.enabled: false to keep it off)' : ''
+    refuse('apm-server.auth.anonymous.enabled', `turn on anonymous access${why}`)
+    return refusals
+  }
+
+  const widens = (before: string[], after: string[]) => after.some((item) => !before.includes(item))
+  if (widens(running.anonymous.allowAgent, next.anonymous.allowAgent)) refuse('apm-server.auth.anonymous.allow_agent', 'let more agents in anonymously')
+  // An empty list allows every service.
+  const services = running.anonymous.allowService
+  if (services.length > 0 && (next.anonymous.allowService.length === 0 || widens(services, next.anonymous.allowService))) {
+    refuse('apm-server.auth.anonymous.allow_service', 'let more services in anonymously')
+  }
+
+  const [before, after] = [running.anonymous.rateLimit, next.anonymous.rateLimit]
+  if (after.eventLimit > before.eventLimit) refuse('apm-server.auth.anonymous.rate_limit.event_limit', 'raise the anonymous event rate limit')
+  // More limiters means more buckets for a client with many addresses.
+  if (after.ipLimit > before.ipLimit) refuse('apm-server.auth.anonymous.rate_limit.ip_limit', 'raise the number of anonymous clients limited apart')
+  return refusals
 }
 
 async function checkReadable(file: string, name: string, sensitive: boolean, bad: (name: string, message: string) => void): Promise<void> {

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict'
-import {chmodSync, mkdirSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {KeystoreError} from '../../src/core/errors.js'
 import {createKeystore, updateKeystore} from '../../src/core/keystore.js'
 import {resolvePaths} from '../../src/core/settings.js'
-import {ConfigError, LoadOptions, loadServerConfig, parseDuration, ServerConfig} from '../../src/server/config.js'
+import {ConfigError, LoadOptions, loadServerConfig, parseDuration, reloadRefusals, ServerConfig} from '../../src/server/config.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
 
 const PASSWORD = 'correct horse'
+const TOKEN_SETTING = 'apm-server.auth.secret_token'
 
 /** Keystore values the tests look for in every output: none may ever appear in a problem or a warning. */
 const SECRETS = {
@@ -73,7 +74,7 @@ describe('server/config', () => {
   it('without a config file: the defaults, no warnings, and the keystore is not opened', async () => {
     await makeKeystore(SECRETS, PASSWORD)
     const loaded = await load()
-    assert.deepEqual(loaded, {config: defaults(), file: path.join(home, 'apm-server.yml'), keystore: keystoreFile, redacted: {}, warnings: []})
+    assert.deepEqual(loaded, {config: defaults(), file: path.join(home, 'apm-server.yml'), fileState: 'missing', keystore: keystoreFile, keystoreKeys: [], redacted: {}, warnings: []})
   })
 
   it('reads every known setting, nested or dotted', async () => {
@@ -382,7 +383,7 @@ describe('server/config', () => {
   })
 
   describe('-E overrides and flags', () => {
-    it('override the file; values are YAML and may hold references; a mapping replaces the whole subtree', async () => {
+    it('override the file; values are YAML and may hold references; a mapping is merged into the section', async () => {
       await makeKeystore(SECRETS)
       writeConfig('apm-server:\n  host: localhost:1\n  rum: {enabled: false, allow_origins: [a]}\noutput.file.path: /tmp/x\n')
       const {config, redacted} = await load({
@@ -519,6 +520,236 @@ describe('server/config', () => {
       ])
       assert.deepEqual(redacted, {'apm-server': {hots: 'x', rum: null}, output: {elasticsearch: {hosts: ['a', 'b'], password: '[redacted]'}}})
     })
+  })
+
+  // Issue 11, defect 9: -E 'apm-server.auth={anonymous: {enabled: false}}' replaced the whole section, token included.
+  describe('overrides never drop authentication unseen', () => {
+    const FILE = 'apm-server.auth:\n  secret_token: file-token\n  secret_token_grace_period: 1m\n  anonymous.allow_service: [shop]\n'
+
+    it('merges a mapping into the section, as Beats does: only the settings it names change', async () => {
+      writeConfig(FILE)
+      const {config, redacted} = await load({overrides: ['apm-server.auth={anonymous: {enabled: false}}', 'apm-server.auth={}', 'apm-server.rum={}']})
+      assert.equal(config.secretToken, 'file-token')
+      assert.equal(config.secretTokenGracePeriodMs, 60_000)
+      assert.deepEqual([config.anonymous.enabled, config.anonymous.allowService], [false, ['shop']])
+      assert.deepEqual(redacted, {'apm-server': {auth: {anonymous: {allow_service: ['shop'], enabled: false}, secret_token: '[redacted]', secret_token_grace_period: '1m'}}})
+    })
+
+    const removals: Array<[string, string]> = [
+      ['apm-server.auth=null', 'apm-server.auth.secret_token'],
+      ['apm-server=~', 'apm-server.auth.secret_token'],
+      ['apm-server.auth="x"', 'apm-server.auth.secret_token'],
+      ['apm-server.auth=[a]', 'apm-server.auth.secret_token'],
+      ['apm-server={auth: null}', 'apm-server.auth.secret_token'],
+      ['apm-server.auth.anonymous=null', 'apm-server.auth.anonymous.allow_service'],
+    ]
+    for (const [override, removed] of removals) {
+      it(`refuses -E ${override}: it would remove ${removed} from the file`, async () => {
+        const file = writeConfig(FILE)
+        const name = override.slice(0, override.indexOf('=')).replace('={auth', '')
+        const where = override.startsWith('apm-server={') ? '-E apm-server' : `-E ${name}`
+        const line = removed === TOKEN_SETTING ? 2 : 4
+        const hint = removed === TOKEN_SETTING ? ` (-E ${TOKEN_SETTING}=null turns the secret token off on purpose)` : ''
+        const problems = (await problemsOf({overrides: [override]})).problems
+        assert.ok(problems.includes(`${where}: would remove ${removed} (set at ${file}:${line}); override ${removed} itself${hint}`), problems.join('\n'))
+      })
+    }
+
+    it('lets an override remove a section that holds no authentication setting', async () => {
+      writeConfig(`${FILE}apm-server.rum: {enabled: true, allow_origins: [a]}\napm-server.auth.anonymous.enabled: false\n`)
+      assert.deepEqual((await load({overrides: ['apm-server.rum=null']})).config.rum, {allowOrigins: ['*'], enabled: false})
+    })
+
+    it('turns the secret token off only when -E sets it to null, and says by which -E', async () => {
+      writeConfig(FILE)
+      for (const value of ['null', '~', 'Null']) {
+        // eslint-disable-next-line no-await-in-loop -- one case at a time
+        const loaded = await load({overrides: [`${TOKEN_SETTING}=${value}`]})
+        assert.equal(loaded.config.secretToken, undefined)
+        assert.equal(loaded.tokenOffBy, `-E ${TOKEN_SETTING}`)
+      }
+
+      assert.equal((await load()).tokenOffBy, undefined)
+      // an empty -E value and a null token in the file are mistakes (see "fails closed")
+      assert.match((await problemsOf({overrides: [`${TOKEN_SETTING}=`]})).problems[0], /is set but empty/)
+      const file = writeConfig(`${FILE}apm-server.secret_token: legacy\n`)
+      assert.deepEqual((await problemsOf({overrides: [`${TOKEN_SETTING}=null`]})).problems, [
+        `${file}:5: apm-server.secret_token: still sets a token while -E ${TOKEN_SETTING}=null turns it off; remove it, or add -E apm-server.secret_token=null`,
+      ])
+    })
+
+    it('refuses an -E that turns anonymous access on unseen (RUM with a token in the file), unless it is said', async () => {
+      writeConfig('apm-server.auth.secret_token: file-token\n')
+      assert.deepEqual((await problemsOf({overrides: ['apm-server.rum.enabled=true']})).problems, [
+        '-E apm-server.rum.enabled: turns on anonymous access (with a secret token, enabling RUM lets anonymous RUM agents in by default); say so with -E apm-server.auth.anonymous.enabled=true, or keep it off with -E apm-server.auth.anonymous.enabled=false',
+      ])
+      const on = await load({overrides: ['apm-server.rum={enabled: true}', 'apm-server.auth.anonymous.enabled=true']})
+      assert.deepEqual([on.config.rum.enabled, on.config.anonymous.enabled], [true, true])
+      const off = await load({overrides: ['apm-server.rum.enabled=true', 'apm-server.auth.anonymous.enabled=false']})
+      assert.deepEqual([off.config.rum.enabled, off.config.anonymous.enabled], [true, false])
+      // RUM already on in the file: the -E changes nothing
+      writeConfig('apm-server.auth.secret_token: file-token\napm-server.rum.enabled: true\n')
+      assert.equal((await load({overrides: ['apm-server.rum.enabled=true']})).config.anonymous.enabled, true)
+    })
+
+    it('refuses the same setting twice within one -E mapping', async () => {
+      assert.deepEqual((await problemsOf({overrides: ['apm-server={auth.secret_token: a, auth: {secret_token: b}}']})).problems, [
+        `-E apm-server: ${TOKEN_SETTING} is also set at -E apm-server (as ${TOKEN_SETTING}); keep one`,
+      ])
+    })
+  })
+
+  describe('the secret token is a string, or nothing', () => {
+    const table: Array<{title: string; yaml?: string; overrides?: string[]; problem: string}> = [
+      {problem: `${TOKEN_SETTING}: must be a string, not a mapping (${TOKEN_SETTING}.x is set under it); write ${TOKEN_SETTING}: <value>`, title: 'a mapping in the file', yaml: `${TOKEN_SETTING}: {x: 1, y: 2}`},
+      {overrides: [`${TOKEN_SETTING}.x=1`], problem: `${TOKEN_SETTING}: must be a string, not a mapping (${TOKEN_SETTING}.x is set under it); write ${TOKEN_SETTING}: <value>`, title: 'a mapping from -E'},
+      {problem: 'apm-server.host: must be host:port, not a mapping (apm-server.host.x is set under it); write apm-server.host: <value>', title: 'any known setting as a mapping', yaml: 'apm-server.host.x: 1'},
+      {problem: `${TOKEN_SETTING}: must be a string`, title: 'a list', yaml: `${TOKEN_SETTING}: [a]`},
+      {problem: `${TOKEN_SETTING}: must be a string`, title: 'an empty mapping', yaml: `${TOKEN_SETTING}: {}`},
+      ...['!!binary aGVsbG8=', '!foo abc', '!!null abc', '!!int "123"'].map((value) => ({
+        problem: `${TOKEN_SETTING}: must be a string without a YAML tag (a tag changes what the token is); remove the tag and quote the value`,
+        title: `a tagged value (${value.split(' ')[0]})`,
+        yaml: `${TOKEN_SETTING}: ${value}`,
+      })),
+      {problem: `${TOKEN_SETTING}: is only whitespace, which no agent can send (HTTP trims it); give it a token (e.g. "\${APM_SECRET_TOKEN}" from the keystore)`, title: 'whitespace', yaml: `${TOKEN_SETTING}: " \\t "`},
+      {problem: 'apm-server.auth: is a section of settings, not a value; set the settings in it (e.g. apm-server.auth.anonymous.allow_agent)', title: 'its section as a value', yaml: 'apm-server.auth: abc'},
+      {problem: 'YAML merge keys (<<) are not supported; write the settings out', title: 'a YAML merge key', yaml: 'apm-server.auth:\n  <<: {secret_token: abc}'},
+      {problem: `apm-server.auth.secret-token is not a known setting and no secret token is set, so the server would accept data without authentication; write it as ${TOKEN_SETTING}`, title: 'a misspelt token', yaml: 'apm-server.auth.secret-token: abc'},
+      {problem: `apm_server.auth.secret_token is not a known setting and no secret token is set, so the server would accept data without authentication; write it as ${TOKEN_SETTING}`, title: 'a misspelt section', yaml: 'apm_server.auth.secret_token: abc'},
+    ]
+    for (const {overrides = [], problem, title, yaml = ''} of table) {
+      it(`refuses ${title}, naming the setting`, async () => {
+        writeConfig(`${yaml}\n`)
+        const {problems} = await problemsOf({overrides})
+        assert.equal(problems.length, 1, problems.join('\n'))
+        assert.ok(problems[0].endsWith(problem), problems[0])
+      })
+    }
+
+    it('takes a YAML number or boolean as written, with a warning: Go would read 0x1F as 31', async () => {
+      const file = writeConfig(`${TOKEN_SETTING}: 0x1F\n`)
+      const {config, warnings} = await load()
+      assert.equal(config.secretToken, '0x1F')
+      assert.deepEqual(warnings, [`${file}:1: ${TOKEN_SETTING} is a YAML number: it is used as written, but other YAML readers (Elastic's apm-server) may read another value; quote it`])
+      writeConfig(`${TOKEN_SETTING}: !!str 0x1F\n`)
+      assert.deepEqual((await load()).warnings, [])
+      assert.equal((await load({overrides: [`${TOKEN_SETTING}=true`]})).config.secretToken, 'true')
+    })
+
+    it('only warns about a misspelt token when a token is set', async () => {
+      const file = writeConfig(`${TOKEN_SETTING}: abc\napm-server.auth.secret-token: abc\n`)
+      assert.deepEqual((await load()).warnings, [`${file}:2: unknown setting apm-server.auth.secret-token is ignored; check its spelling`])
+    })
+  })
+
+  // Issue 11, defect 2: a reload caught the file moved away or truncated and ran on the defaults, open.
+  describe('a reload', () => {
+    const reloadOf = (loaded: Awaited<ReturnType<typeof load>>) => ({config: loaded.config, fileState: loaded.fileState, keystoreKeys: loaded.keystoreKeys})
+
+    it('fails when the file it ran from is gone or holds no settings, with -c, --path.config or neither', async () => {
+      for (const flags of [{}, {config: 'conf/apm-server.yml'}, {'path.config': 'conf'}] as LoadOptions['flags'][]) {
+        const name = flags.config || flags['path.config'] ? 'conf/apm-server.yml' : 'apm-server.yml'
+        const file = writeConfig(`${TOKEN_SETTING}: abc\n`, name)
+        // eslint-disable-next-line no-await-in-loop -- one case at a time
+        const running = reloadOf(await load({flags}))
+        assert.equal(running.fileState, 'read')
+        for (const text of ['', '\n  \n', '# all commented out\n']) {
+          writeFileSync(file, text)
+          // eslint-disable-next-line no-await-in-loop -- one case at a time
+          const error = await problemsOf({flags, reloadOf: running})
+          assert.deepEqual(error.problems, [`config file ${file} holds no settings (is it being rewritten?); write the configuration into it, then reload again`])
+        }
+
+        rmSync(file)
+        const expected = flags.config
+          ? `config file ${file} does not exist; check the -c/--config path`
+          : `config file ${file} does not exist any more (only a start without one runs on the defaults); put it back, then reload again`
+        // eslint-disable-next-line no-await-in-loop -- one case at a time
+        assert.deepEqual((await problemsOf({flags, reloadOf: running})).problems, [expected])
+      }
+    })
+
+    it('runs on the defaults again when it started so (no file, or an empty one)', async () => {
+      const started = reloadOf(await load({overrides: ['apm-server.auth.secret_token=from-E']}))
+      assert.equal(started.fileState, 'missing')
+      assert.equal((await load({overrides: ['apm-server.auth.secret_token=from-E'], reloadOf: started})).config.secretToken, 'from-E')
+      writeConfig('# nothing yet\n')
+      const empty = reloadOf(await load())
+      assert.equal(empty.fileState, 'empty')
+      assert.deepEqual((await load({reloadOf: empty})).config, defaults())
+    })
+
+    it('never takes from the environment a value the keystore gave, and records which keys the keystore gave', async () => {
+      await makeKeystore({KS_TOKEN: 'from-keystore', OTHER: 'x'})
+      const file = writeConfig('apm-server.auth.secret_token: ${KS_TOKEN}\noutput.file.filename: ${NAME:events}\n')
+      const env = {KS_TOKEN: 'stale-token-in-the-environment'}
+      const started = await load({env})
+      assert.equal(started.config.secretToken, 'from-keystore')
+      assert.deepEqual(started.keystoreKeys, ['KS_TOKEN'])
+      const fix = 'a reload never takes it from the environment instead: add it back with "apm-server keystore add KS_TOKEN", or restart the server to take it from the environment on purpose'
+      await updateKeystore(keystoreFile, {password: noPasswordExpected()}, (keystore) => keystore.remove(['KS_TOKEN']))
+      assert.deepEqual((await problemsOf({env, reloadOf: reloadOf(started)})).problems, [
+        `${file}:1: ${TOKEN_SETTING}: \${KS_TOKEN}: KS_TOKEN came from the keystore and the keystore ${keystoreFile} no longer holds KS_TOKEN; ${fix}`,
+      ])
+      rmSync(keystoreFile)
+      assert.deepEqual((await problemsOf({env, reloadOf: reloadOf(started)})).problems, [
+        `${file}:1: ${TOKEN_SETTING}: \${KS_TOKEN}: KS_TOKEN came from the keystore and the keystore ${keystoreFile} is gone; ${fix}`,
+      ])
+      // a start (not a reload) takes it from the environment, as before
+      assert.equal((await load({env})).config.secretToken, 'stale-token-in-the-environment')
+    })
+
+    it('is refused when the result is less protected; applied when not', async () => {
+      writeConfig(`${TOKEN_SETTING}: abc\napm-server.rum.enabled: true\napm-server.auth.anonymous.allow_service: [shop]\n`)
+      const running = reloadOf(await load())
+      assert.equal(running.config.anonymous.enabled, true)
+      writeConfig(`${TOKEN_SETTING}: abc\napm-server.auth.anonymous.allow_service: [shop, cart]\napm-server.rum.enabled: true\n`)
+      assert.deepEqual((await problemsOf({reloadOf: running})).problems, [
+        'apm-server.auth.anonymous.allow_service: a reload cannot let more services in anonymously; restart the server to do that on purpose',
+      ])
+      writeConfig(`${TOKEN_SETTING}: new\napm-server.auth.secret_token_grace_period: 1h\n`)
+      assert.equal((await load({reloadOf: running})).config.secretToken, 'new')
+    })
+  })
+
+  describe('reloadRefusals', () => {
+    const token = (config: ServerConfig, secretToken?: string): ServerConfig => ({...config, ...(secretToken === undefined ? {} : {secretToken})})
+    const withAnonymous = (config: ServerConfig, anonymous: Partial<ServerConfig['anonymous']>): ServerConfig => ({...config, anonymous: {...config.anonymous, enabled: true, ...anonymous}})
+    const refusal = (setting: string, what: string) => `${setting}: a reload cannot ${what}; restart the server to do that on purpose`
+    const cases: Array<[string, (base: ServerConfig) => [ServerConfig, ServerConfig], string[]]> = [
+      ['removing the token', (base) => [token(base, 'a'), base], [refusal(TOKEN_SETTING, 'remove the secret token (the server would accept data from anyone)')]],
+      [
+        'RUM turning anonymous access on',
+        (base) => [token(base, 'a'), {...withAnonymous(token(base, 'a'), {}), rum: {allowOrigins: ['*'], enabled: true}}],
+        [refusal('apm-server.auth.anonymous.enabled', 'turn on anonymous access (enabling RUM turns it on by default: set apm-server.auth.anonymous.enabled: false to keep it off)')],
+      ],
+      ['anonymous access on', (base) => [token(base, 'a'), withAnonymous(token(base, 'a'), {})], [refusal('apm-server.auth.anonymous.enabled', 'turn on anonymous access')]],
+      [
+        'more agents, every service, higher limits',
+        (base) => [
+          withAnonymous(token(base, 'a'), {allowService: ['shop']}),
+          withAnonymous(token(base, 'a'), {allowAgent: ['rum-js', 'js-base', 'java'], allowService: [], rateLimit: {eventLimit: 301, ipLimit: 1001}}),
+        ],
+        [
+          refusal('apm-server.auth.anonymous.allow_agent', 'let more agents in anonymously'),
+          refusal('apm-server.auth.anonymous.allow_service', 'let more services in anonymously'),
+          refusal('apm-server.auth.anonymous.rate_limit.event_limit', 'raise the anonymous event rate limit'),
+          refusal('apm-server.auth.anonymous.rate_limit.ip_limit', 'raise the number of anonymous clients limited apart'),
+        ],
+      ],
+      ['TLS off', (base) => [{...base, ssl: {enabled: true}}, base], [refusal('apm-server.ssl.enabled', 'turn TLS off')]],
+      ['a new token, a longer grace period, new origins', (base) => [token(base, 'a'), {...token(base, 'b'), rum: {allowOrigins: ['https://x'], enabled: false}, secretTokenGracePeriodMs: 3_600_000}], []],
+      ['fewer agents and services, lower limits', (base) => [withAnonymous(token(base, 'a'), {}), withAnonymous(token(base, 'a'), {allowAgent: ['rum-js'], allowService: ['shop'], rateLimit: {eventLimit: 10, ipLimit: 10}})], []],
+      ['anonymous access off, RUM off', (base) => [{...withAnonymous(token(base, 'a'), {}), rum: {allowOrigins: ['*'], enabled: true}}, token(base, 'a')], []],
+      ['anything, from a server without a token', (base) => [base, withAnonymous(base, {allowService: []})], []],
+      ['a token where there was none', (base) => [base, token(base, 'a')], []],
+    ]
+    for (const [title, make, expected] of cases) {
+      it(`${title}: ${expected.length === 0 ? 'applied' : 'refused'}`, () => {
+        const [running, next] = make(defaults())
+        assert.deepEqual(reloadRefusals(running, next), expected)
+      })
+    }
   })
 
   describe('parseDuration', () => {

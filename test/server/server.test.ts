@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict'
-import {ChildProcess, execFileSync, spawn} from 'node:child_process'
+import {execFileSync} from 'node:child_process'
 import {promises as fs, readFileSync} from 'node:fs'
-import http from 'node:http'
-import https from 'node:https'
 import net from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -12,7 +10,8 @@ import type {ServerConfig} from '../../src/server/config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RUM_DISABLED_MESSAGE} from '../../src/server/rum.js'
 import {AGENT_CONFIG_DISABLED_MESSAGE, RunningServer, startServer} from '../../src/server/server.js'
-import {BIN, cleanEnv, makeTempDir, runCli} from '../helpers/cli.js'
+import {makeTempDir, runCli} from '../helpers/cli.js'
+import {killStartedServers, open, send, SendOptions, startRun} from '../helpers/run-server.js'
 
 const TOKEN = 'server-test-token'
 const NODE_METADATA = JSON.stringify({metadata: {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'svc'}}})
@@ -34,41 +33,6 @@ function serverConfig(dir: string, overrides: Partial<ServerConfig> = {}): Serve
     ssl: {enabled: false},
     ...overrides,
   }
-}
-
-interface Reply {
-  status: number
-  body: string
-  headers: http.IncomingHttpHeaders
-}
-
-interface SendOptions {
-  method?: string
-  path: string
-  headers?: Record<string, string>
-  body?: Buffer | string
-  ca?: Buffer
-}
-
-/** Starts a request and leaves its body open: write to `request`, end it, await `reply`. */
-function open(url: string, options: SendOptions): {request: http.ClientRequest; reply: Promise<Reply>} {
-  const client = url.startsWith('https:') ? https : http
-  let request!: http.ClientRequest
-  const reply = new Promise<Reply>((resolve, reject) => {
-    request = client.request(`${url}${options.path}`, {agent: false, ca: options.ca, headers: options.headers, method: options.method ?? 'POST'}, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (chunk: Buffer) => chunks.push(chunk))
-      res.on('end', () => resolve({body: Buffer.concat(chunks).toString('utf8'), headers: res.headers, status: res.statusCode!}))
-    })
-    request.on('error', reject)
-  })
-  return {reply, request}
-}
-
-function send(url: string, options: SendOptions): Promise<Reply> {
-  const {reply, request} = open(url, options)
-  request.end(options.body)
-  return reply
 }
 
 const bearer = (token = TOKEN) => ({Authorization: `Bearer ${token}`})
@@ -392,57 +356,7 @@ describe('server', () => {
   })
 
   describe('apm-server run', () => {
-    const children: ChildProcess[] = []
-    afterEach(() => {
-      for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
-    })
-
-    interface Running {
-      child: ChildProcess
-      url: string
-      logs: () => Record<string, unknown>[]
-      waitFor: (message: string, after?: number) => Promise<Record<string, unknown>>
-      exit: Promise<number | null>
-    }
-
-    /** Starts `apm-server run` in `cwd` and waits for its "listening" line. */
-    async function startRun(cwd: string, args: string[] = [], env: Record<string, string> = {}): Promise<Running> {
-      const child = spawn(process.execPath, [BIN, 'run', ...args], {cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe']})
-      children.push(child)
-      let stderr = ''
-      const waiters: (() => void)[] = []
-      child.stderr!.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString('utf8')
-        for (const waiter of waiters.splice(0)) waiter()
-      })
-      const exit = new Promise<number | null>((resolve) => {
-        child.on('exit', (code) => {
-          for (const waiter of waiters.splice(0)) waiter()
-          resolve(code)
-        })
-      })
-      const logs = () =>
-        stderr
-          .split('\n')
-          .filter((line) => line.startsWith('{'))
-          .map((line) => JSON.parse(line) as Record<string, unknown>)
-      const waitFor = async (message: string, after = 0) => {
-        for (;;) {
-          const found = logs()
-            .slice(after)
-            .find((line) => line.message === message)
-          if (found) return found
-          if (child.exitCode !== null) throw new Error(`apm-server run exited ${child.exitCode} before logging "${message}":\n${stderr}`)
-          // eslint-disable-next-line no-await-in-loop -- waiting for the next chunk of stderr
-          await new Promise<void>((resolve) => {
-            waiters.push(resolve)
-          })
-        }
-      }
-
-      const listening = await waitFor('listening')
-      return {child, exit, logs, url: listening.url as string, waitFor}
-    }
+    afterEach(() => killStartedServers())
 
     async function keystoreWithToken(cwd: string, token: string) {
       const created = await runCli(['keystore', 'create'], {cwd})

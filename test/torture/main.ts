@@ -58,6 +58,7 @@ const checks: Check[] = [
   {name: 'crash', run: () => checkCrash({kills: 1000, lanes: 4, naturalEvery: 10, seed})},
   {name: 'crash', run: () => checkSymlinkCrash(20)},
   ...(await serverChecks()),
+  {name: 'review-config', run: async () => (await import('./review-config.js')).checkReviewConfig({full: true})},
 ]
 
 function machine(): string {
