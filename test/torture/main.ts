@@ -3,7 +3,7 @@
  *
  *   npm run torture                       everything (builds first)
  *   npm run torture -- --only=crash,leaks some checks (concurrency, crash, hostile-files, hostile-input,
- *                                         leaks, permissions, server, timing)
+ *                                         leaks, permissions, server, timing, review-server)
  *   npm run torture -- --seed=42          repeat a run's random choices
  *   npm run torture -- --markdown=FILE    also write the table as Markdown
  *   npm run torture -- --no-build         use dist/ as it is
@@ -58,6 +58,7 @@ const checks: Check[] = [
   {name: 'crash', run: () => checkCrash({kills: 1000, lanes: 4, naturalEvery: 10, seed})},
   {name: 'crash', run: () => checkSymlinkCrash(20)},
   ...(await serverChecks()),
+  {name: 'review-server', run: async () => (await import('./review-server.js')).checkReviewServer({scale: 'full'})},
 ]
 
 function machine(): string {
