@@ -3,13 +3,16 @@
  * `npm run bench`: every benchmark of issue 5, side by side, written to bench/RESULTS.md.
  *
  *   node bench/run.js [--scale=F] [--only=id,id] [--no-server] [--no-hyperfine] [--no-snapshot] [--out=FILE]
+ *                     [--baseline=DIR]
  *
  * --scale multiplies the rounds (0.3 for a quick look); --only runs some groups (version, list, pwlist,
  * add, bulk, peers, server-start, intake, memory; intake-stages, the intake decomposition, runs only
  * when named). A partial run (--scale or --only) writes
  * bench/tmp/RESULTS.partial.md unless --out says otherwise, so RESULTS.md always holds a full run.
  * The CLI measured is a snapshot of the build taken at the start (lib/snapshot.js), as `npm test`
- * rebuilds dist/; --no-snapshot runs the working tree's build in place.
+ * rebuilds dist/; --no-snapshot runs the working tree's build in place. --baseline names another built
+ * checkout (its bin/, dist/ and manifest, e.g. main's): the intake group then also measures its
+ * `apm-server run` with Bearer auth, in the same rounds, to compare two versions side by side.
  */
 import {existsSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
@@ -49,11 +52,12 @@ const METHOD = [
 ]
 
 function parseArgs(argv) {
-  const options = {hyperfine: true, only: undefined, out: undefined, scale: 1, server: true, snapshot: true}
+  const options = {baseline: undefined, hyperfine: true, only: undefined, out: undefined, scale: 1, server: true, snapshot: true}
   for (const arg of argv) {
     if (arg.startsWith('--scale=')) options.scale = Number(arg.slice(8))
     else if (arg.startsWith('--only=')) options.only = new Set(arg.slice(7).split(','))
     else if (arg.startsWith('--out=')) options.out = path.resolve(arg.slice(6))
+    else if (arg.startsWith('--baseline=')) options.baseline = path.resolve(arg.slice(11))
     else if (arg === '--no-server') options.server = false
     else if (arg === '--no-hyperfine') options.hyperfine = false
     else if (arg === '--no-snapshot') options.snapshot = false
@@ -76,7 +80,7 @@ const log = (line) => process.stderr.write(`[${String(Math.round((Date.now() - b
 
 async function main() {
   const options = parseArgs(process.argv.slice(2))
-  const partial = options.scale !== 1 || options.only !== undefined || !options.server
+  const partial = options.scale !== 1 || options.only !== undefined || !options.server || options.baseline !== undefined
   const out = options.out ?? (partial ? path.join(SCRATCH, 'RESULTS.partial.md') : path.join(ROOT, 'bench', 'RESULTS.md'))
   const wanted = (id) => !options.only || options.only.has(id)
 
@@ -155,7 +159,7 @@ async function main() {
       } else {
         // eslint-disable-next-line no-await-in-loop -- groups run one after another
         // An optional group (the intake decomposition) runs only when --only names it.
-        for (const group of serverGroups(server, {scale: options.scale}).filter((candidate) => (candidate.optional ? options.only?.has(candidate.id) : wanted(candidate.id)))) await measure(group)
+        for (const group of serverGroups(server, {baseline: options.baseline, scale: options.scale}).filter((candidate) => (candidate.optional ? options.only?.has(candidate.id) : wanted(candidate.id)))) await measure(group)
       }
     }
   } finally {

@@ -98,9 +98,9 @@ export async function prepareServer(scratch, log) {
 }
 
 /** The server groups, for fixtures from {@link prepareServer}. */
-export function serverGroups(fixture, {scale = 1} = {}) {
+export function serverGroups(fixture, {baseline, scale = 1} = {}) {
   const rounds = (n) => Math.max(3, Math.round(n * scale))
-  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3))]
+  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale, baseline), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3))]
 }
 
 function startGroup({configs, home}, runs) {
@@ -132,7 +132,8 @@ function startGroup({configs, home}, runs) {
   }
 }
 
-function intakeGroup({configs, home, token}, runs, scale) {
+/** `baseline`: another built checkout whose `apm-server run` is measured too (bench/run.js --baseline). */
+function intakeGroup({configs, home, token}, runs, scale, baseline) {
   const duration = scale < 1 ? 2 : 5
   const body = zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST))
   const headers = {'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
@@ -187,8 +188,16 @@ function intakeGroup({configs, home, token}, runs, scale) {
     },
     unit: 'events/s',
   })
+  const baselineSpec = baseline && {args: [path.join(baseline, 'bin', 'run.js'), 'run', '-c', configs.auth], cmd: NODE, cwd: home, env: cliEnv()}
   return {
     comparisons: [
+      ...(baseline
+        ? [
+            {base: 'baseline', case: 'auth'},
+            {base: 'baselineP99', case: 'authP99'},
+            {base: 'baselineCpu', case: 'authCpu'},
+          ]
+        : []),
       {base: 'raw', case: 'auth', target: {op: '>=', ratio: 0.9}},
       {base: 'noauth', case: 'auth', target: {op: '>=', ratio: 0.97}},
       {base: 'noauth', case: 'noauthAgain'},
@@ -210,6 +219,12 @@ function intakeGroup({configs, home, token}, runs, scale) {
       {id: 'authCpu', label: 'server CPU per request, `apm-server run` with Bearer auth', unit: 'µs'},
       {id: 'noauthCpu', label: 'server CPU per request, `apm-server run`, auth off', unit: 'µs'},
       {id: 'noauthAgainCpu', label: 'server CPU per request, `apm-server run`, auth off, again', unit: 'µs'},
+      ...(baseline
+        ? [
+            {id: 'baselineP99', label: `p99 latency, baseline (${baseline}) with Bearer auth`, unit: 'ms'},
+            {id: 'baselineCpu', label: `server CPU per request, baseline (${baseline}) with Bearer auth`, unit: 'µs'},
+          ]
+        : []),
     ],
     id: 'intake',
     note: `Each measurement starts its server afresh, checks one request, warms it up for ${WARMUP_SECONDS} s (untimed), then runs autocannon (in the harness process, same 2 cores) for ${duration} s with ${CONNECTIONS} connections, each POSTing gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (transactions and spans, ${body.length.toLocaleString('en-US')} bytes gzipped) to /intake/v2/events; events/s = 2xx answers x ${EVENTS_PER_REQUEST} / duration. The raw server only gunzips, counts lines and answers 202; \`apm-server run\` also parses, validates, logs every request (stderr, drained) and appends every event to its output file. "auth off, again" is the auth-off server measured a second time in each round: its ratio to "auth off" is the noise floor of this run (identical servers), to read the auth on/off ratio against. Server CPU per request: the server process's own user + system time (/proc) over the run, divided by its 2xx answers; autocannon shares the 2 cores, so events/s also moves with its load, CPU per request does not.`,
@@ -219,6 +234,7 @@ function intakeGroup({configs, home, token}, runs, scale) {
       series('auth', '`apm-server run`, Bearer auth', runSpec(home, configs.auth), bearer, {unauthorized: true}),
       series('noauth', '`apm-server run`, auth off', runSpec(home, configs.noauth), {}),
       series('noauthAgain', '`apm-server run`, auth off, again (A/A: the noise floor)', runSpec(home, configs.noauth), {}),
+      ...(baseline ? [series('baseline', `baseline \`apm-server run\` (${baseline}), Bearer auth`, baselineSpec, bearer, {unauthorized: true})] : []),
     ],
     title: 'intake: events/s and p99 latency',
     warmup: 0,

@@ -9,14 +9,16 @@
  */
 import {createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
 
+import {clip} from './limits.js'
+
 /** The 401 body for a wrong token, an `ApiKey` header, or an empty Bearer token. */
 export const AUTH_FAILED = 'authentication failed'
 const EXPECTED_HEADER = "expected 'Authorization: Bearer secret_token' or 'Authorization: ApiKey base64(API key ID:API key)'"
 /** The 401 body for a missing header or one without a scheme and a space. */
 export const AUTH_MISSING = `${AUTH_FAILED}: missing or improperly formatted Authorization header: ${EXPECTED_HEADER}`
-/** The 401 body for a scheme other than Bearer and ApiKey (schemes are case-sensitive, as in Go). */
+/** The 401 body for a scheme other than Bearer and ApiKey (schemes are case-sensitive, as in Go); a long one is cut. */
 export function unknownSchemeMessage(scheme: string): string {
-  return `${AUTH_FAILED}: unknown Authentication header ${scheme}: ${EXPECTED_HEADER}`
+  return `${AUTH_FAILED}: unknown Authentication header ${clip(scheme)}: ${EXPECTED_HEADER}`
 }
 
 /** `none`: no auth configured, everyone is let in; `anonymous`: no credentials, anonymous access allowed. */

@@ -8,16 +8,34 @@
  *   `metricset` or `log`, identified by the line's first quoted key; empty lines are skipped;
  * - a line longer than `max_event_size` is skipped whole, never buffered, and reported;
  * - a bad line is reported and the rest still read (at most 5 reported, all counted); a bad metadata
- *   line, a denied or rate-limited anonymous client, or a broken compressed stream end the request.
+ *   line, a denied or rate-limited anonymous client, or a broken compressed stream end the request;
+ * - every line is held to the bounds of limits.ts before it is parsed (nesting depth, containers), and
+ *   so is what it costs: a request's output against its own size, its memory against the server's
+ *   budget (past it, `503 queue is full`), and the client text its errors echo.
  *
  * Each accepted event goes to the output as one line `{"metadata": {...}, "<type>": {...}}`; the result
  * is computed only after the output holds every accepted event.
  */
 import {isUtf8} from 'node:buffer'
+import type {EventEmitter} from 'node:events'
 import type {Readable, Transform} from 'node:stream'
 import {setImmediate as nextTurn} from 'node:timers/promises'
 import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
+import {jsonDepthWithin} from '../core/format/json-guard.js'
+import {
+  ANONYMOUS_METADATA_MAX_BYTES,
+  ANONYMOUS_METADATA_TOO_LARGE,
+  ANONYMOUS_OUTPUT_RATE_EXCEEDED,
+  clip,
+  documentOf,
+  LINE_TOO_COMPLEX,
+  MAX_LINE_CONTAINERS,
+  MAX_LINE_DEPTH,
+  MemoryAccount,
+  OUTPUT_LIMIT_EXCEEDED,
+  QUEUE_FULL,
+} from './limits.js'
 import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED, TokenBucket} from './rum.js'
 
 export const EVENT_TYPES = new Set(['error', 'log', 'metricset', 'span', 'transaction'])
@@ -71,14 +89,29 @@ export interface IntakeOptions {
   output: EventSink
   /** the body's declared length (Content-Length), when it has one: see {@link WHOLE_BODY_MAX_BYTES} */
   contentLength?: number
-  /** set for anonymous clients: who they may send data for, and their rate limiter */
-  anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket}
+  /**
+   * set for anonymous clients: who they may send data for, their event rate limiter, and (when set) the
+   * limiter of the bytes their events may write
+   */
+  anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket; output?: TokenBucket}
+  /** when set, the request ends (400) once its output would pass this many times its decoded size: see OUTPUT_MULTIPLE */
+  outputMultiple?: number
+  /** when set, what the request holds in memory is reserved here first; when refused, 503 `queue is full` */
+  memory?: MemoryAccount
+  /**
+   * the request's connection: when it closes (the client went, or the server cut it), reading ends at
+   * once, whatever is left of the body (an EventEmitter, not an AbortSignal: a listener on one costs
+   * ~25 times more, on every request)
+   */
+  connection?: Pick<EventEmitter, 'off' | 'once'>
+  /** told of an error that is not the client's (a bug): the request then ends with a 500 */
+  onUnexpectedError?: (error: Error) => void
 }
 
 /** The HTTP-level checks before the body is read (Go's validateRequest), as a result, or undefined when fine. */
 export function checkIntakeRequest(method: string | undefined, contentType: string | undefined): IntakeResult | undefined {
   if (method !== 'POST') return failure(400, 'only POST requests are supported')
-  if (contentType && !contentType.includes('application/x-ndjson')) return failure(400, `invalid content type: '${contentType}'`)
+  if (contentType && !contentType.includes('application/x-ndjson')) return failure(400, `invalid content type: '${clip(contentType)}'`)
   return undefined
 }
 
@@ -99,13 +132,15 @@ class StreamStop extends Error {}
  * must end; `result()` gives the outcome.
  */
 class EventReader {
-  private metadataText: string | undefined
-  private metadata: Record<string, unknown> | undefined
-  /** `{"metadata":{...},` as bytes: the head of every output line of this request */
+  /** `{"metadata":{...},` as bytes: the head of every output line of this request; set once the metadata is read */
   private metadataHead: Buffer | undefined
+  /** the metadata's agent and service names, which an anonymous client's events are checked against */
+  private names: {agent: string; service: string} | undefined
   private accepted = 0
-  /** bytes given to the output so far (a slow-path line counted in UTF-16 units) */
+  /** bytes given to the output so far */
   private written = 0
+  /** decoded bytes read so far: every line handed over, with its newline (an oversized one as cut) */
+  private read = 0
   private invalid = 0
   private tooLarge = 0
   private status = 202
@@ -128,8 +163,9 @@ class EventReader {
 
   /** One line without its newline; `oversized` when it was cut at max_event_size; `atEnd` when no newline followed. */
   line(bytes: Buffer, oversized: boolean, atEnd: boolean): boolean {
+    this.read += bytes.length + 1
     try {
-      if (this.metadataText === undefined) this.readMetadata(bytes, oversized, atEnd)
+      if (this.metadataHead === undefined) this.readMetadata(bytes, oversized, atEnd)
       else this.readEvent(bytes, oversized)
     } catch (error) {
       if (!(error instanceof StreamStop)) throw error
@@ -158,54 +194,70 @@ class EventReader {
   }
 
   private readMetadata(bytes: Buffer, oversized: boolean, atEnd: boolean): void {
+    if (oversized) this.stop(400, EVENT_TOO_LARGE, documentOf(bytes))
+    if (this.options.anonymous && bytes.length > ANONYMOUS_METADATA_MAX_BYTES) this.stop(400, ANONYMOUS_METADATA_TOO_LARGE, documentOf(bytes))
     const text = bytes.toString('utf8')
-    if (oversized) this.stop(400, EVENT_TOO_LARGE, text)
-    if (atEnd) this.stop(400, 'EOF while reading metadata', text)
-    if (identifyType(text) !== 'metadata') this.stop(400, METADATA_REQUIRED, text)
+    if (atEnd) this.stop(400, 'EOF while reading metadata', documentOf(bytes))
+    if (identifyType(text) !== 'metadata') this.stop(400, METADATA_REQUIRED, documentOf(bytes))
+    if (!withinLineBounds(bytes)) this.stop(400, LINE_TOO_COMPLEX, documentOf(bytes))
     const parsed = parseLine(text)
-    if (typeof parsed === 'string') this.stop(400, parsed, text)
-    const problem = metadataProblem((parsed as Record<string, unknown>).metadata)
-    if (problem) this.stop(400, `validation error: ${problem}`, text)
-    this.metadata = (parsed as {metadata: Record<string, unknown>}).metadata
-    this.metadataText = JSON.stringify(this.metadata)
-    this.metadataHead = Buffer.from(`{"metadata":${this.metadataText},`)
+    if (typeof parsed === 'string') this.stop(400, parsed, documentOf(bytes))
+    const {metadata} = parsed as Record<string, unknown>
+    const problem = metadataProblem(metadata)
+    if (problem) this.stop(400, `validation error: ${problem}`, documentOf(bytes))
+    const head = Buffer.from(`{"metadata":${JSON.stringify(metadata)},`)
+    // Held until the request ends: every event line starts with it.
+    if (this.options.memory && !this.options.memory.reserve(head.length)) this.stop(503, QUEUE_FULL)
+    const service = (metadata as {service: {agent: {name: string}; name: string}}).service
+    this.names = {agent: service.agent.name, service: service.name}
+    this.metadataHead = head
   }
 
   private readEvent(bytes: Buffer, oversized: boolean): void {
     if (bytes.length === 0 && !oversized) return
+    const head = this.metadataHead!
     // The fast path: a well-formed `{"<type>": {...}}` line is stored as its own bytes behind the metadata,
     // never decoded, parsed into objects or re-serialised. Anything else (and anonymous clients, whose
     // events are inspected) takes the path below, which is the authority on errors.
     if (!oversized && !this.options.anonymous) {
       const members = eventMembers(bytes)
       if (members !== undefined) {
-        this.options.output.write([this.metadataHead!, members])
-        this.written += this.metadataHead!.length + members.length + 1
+        this.spend(head.length + members.length + 1)
+        this.options.output.write([head, members])
         this.accepted++
         return
       }
     }
 
+    if (oversized) return this.reject(EVENT_TOO_LARGE, documentOf(bytes), true)
     const text = bytes.toString('utf8')
-    if (oversized) return this.reject(EVENT_TOO_LARGE, text, true)
     const type = identifyType(text)
-    if (type === undefined || !EVENT_TYPES.has(type)) return this.reject(`did not recognize object type: ${JSON.stringify(type ?? '')}`, text)
+    if (type === undefined || !EVENT_TYPES.has(type)) return this.reject(`did not recognize object type: ${JSON.stringify(clip(type ?? ''))}`, documentOf(bytes))
+    if (!withinLineBounds(bytes)) return this.reject(LINE_TOO_COMPLEX, documentOf(bytes))
     const parsed = parseLine(text)
-    if (typeof parsed === 'string') return this.reject(parsed, text)
+    if (typeof parsed === 'string') return this.reject(parsed, documentOf(bytes))
     const event = (parsed as Record<string, unknown>)[type]
-    if (!isObject(event)) return this.reject(`validation error: '${type}' required`, text)
+    if (!isObject(event)) return this.reject(`validation error: '${type}' required`, documentOf(bytes))
     const {anonymous} = this.options
     if (anonymous) {
-      const [agent, service] = effectiveNames(this.metadata!, event)
+      const [agent, service] = effectiveNames(this.names!, event)
       const denied = anonymousIngestDenied(anonymous.allowAgent, anonymous.allowService, agent, service)
       if (denied) this.stop(403, denied)
       if (!anonymous.limiter.allow(1)) this.stop(429, RATE_LIMIT_EXCEEDED)
     }
 
-    const stored = `{"metadata":${this.metadataText},${JSON.stringify(type)}:${JSON.stringify(event)}}`
-    this.options.output.write(stored)
-    this.written += stored.length + 1
+    const tail = Buffer.from(`${JSON.stringify(type)}:${JSON.stringify(event)}}`)
+    this.spend(head.length + tail.length + 1)
+    this.options.output.write([head, tail])
     this.accepted++
+  }
+
+  /** Counts `bytes` of output about to be written, or ends the request when the request or its client may not write them. */
+  private spend(bytes: number): void {
+    const {anonymous, outputMultiple} = this.options
+    if (outputMultiple !== undefined && this.written + bytes > outputMultiple * this.read) this.stop(400, OUTPUT_LIMIT_EXCEEDED)
+    if (anonymous?.output && !anonymous.output.allow(bytes)) this.stop(429, ANONYMOUS_OUTPUT_RATE_EXCEEDED)
+    this.written += bytes
   }
 
   private reject(message: string, document: string, tooLarge = false): void {
@@ -214,6 +266,11 @@ class EventReader {
     this.status = Math.max(this.status, 400)
     if (this.errors.length < MAX_LISTED_ERRORS) this.errors.push({message, document})
   }
+}
+
+/** The line is within MAX_LINE_DEPTH and MAX_LINE_CONTAINERS: checked before JSON.parse and JSON.stringify see it. */
+function withinLineBounds(line: Buffer): boolean {
+  return jsonDepthWithin(line, MAX_LINE_DEPTH, MAX_LINE_CONTAINERS)
 }
 
 const EMPTY = Buffer.alloc(0)
@@ -234,7 +291,8 @@ const EVENT_TYPE_KEYS = new Set([...EVENT_TYPES].map((type) => `"${type}"`))
  * (`{"span": {...}}`, blanks around tokens allowed), in valid UTF-8 and without carriage returns: the
  * bytes after its opening brace, up to its closing brace, so the output line is the metadata head and
  * these bytes. Undefined for anything else, which is then parsed and judged the slow way: this only ever
- * accepts what `JSON.parse` accepts and the slow path would store, never reports an error itself.
+ * accepts what `JSON.parse` accepts and the slow path would store (within the same line bounds), never
+ * reports an error itself.
  */
 export function eventMembers(line: Buffer): Buffer | undefined {
   const end = line.length
@@ -249,7 +307,8 @@ export function eventMembers(line: Buffer): Buffer | undefined {
   if (line[i] !== COLON) return undefined
   i = skipBlanks(line, i + 1, end)
   if (line[i] !== OPEN_BRACE) return undefined
-  i = scanJsonValue(line, i, end)
+  // The line's own braces are its first level and its first container.
+  i = scanJsonValue(line, i, end, MAX_LINE_DEPTH - 1, MAX_LINE_CONTAINERS - 1)
   if (i === -1) return undefined
   i = skipBlanks(line, i, end)
   if (line[i] !== CLOSE_BRACE || skipBlanks(line, i + 1, end) !== end) return undefined
@@ -275,16 +334,20 @@ function skipBlanks(bytes: Buffer, i: number, end: number): number {
  * path exists to avoid (about 2.4x on event lines); the tests hold it to JSON.parse's verdict on every
  * one-byte change of an event line. Containers are tracked on an explicit stack, so deep nesting costs memory, not the call stack.
  * Blanks are spaces and tabs only (see skipBlanks); bytes from 0x80 up are allowed in strings only.
+ * A value nested deeper than `maxDepth` levels, or holding more than `maxContainers` arrays and objects
+ * (itself included), is refused as the slow path's bounds refuse it (limits.ts), counted the same way.
  */
-export function scanJsonValue(bytes: Buffer, start: number, end: number): number {
+export function scanJsonValue(bytes: Buffer, start: number, end: number, maxDepth = MAX_LINE_DEPTH, maxContainers = MAX_LINE_CONTAINERS): number {
   // the closing bracket each open container waits for, innermost last
   const open: number[] = []
+  let containers = 0
   let i = start
   for (;;) {
     // A value.
     i = skipBlanks(bytes, i, end)
     const c = bytes[i]
     if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (open.length >= maxDepth || ++containers > maxContainers) return -1
       const close = c === OPEN_BRACE ? CLOSE_BRACE : CLOSE_BRACKET
       i = skipBlanks(bytes, i + 1, end)
       if (bytes[i] === close) {
@@ -445,32 +508,38 @@ function metadataProblem(metadata: unknown): string | undefined {
   return undefined
 }
 
-/** Agent and service names an event is sent for: the event's own service context overrides the metadata. */
-function effectiveNames(metadata: Record<string, unknown>, event: Record<string, unknown>): [string, string] {
-  const base = metadata.service as {agent: {name: string}; name: string}
+/** Agent and service names an event is sent for: the event's own service context overrides the metadata's. */
+function effectiveNames(base: {agent: string; service: string}, event: Record<string, unknown>): [string, string] {
   const context = isObject(event.context) && isObject(event.context.service) ? event.context.service : isObject(event.service) ? event.service : {}
-  const agent = isObject(context.agent) && typeof context.agent.name === 'string' ? context.agent.name : base.agent.name
-  const service = typeof context.name === 'string' ? context.name : base.name
+  const agent = isObject(context.agent) && typeof context.agent.name === 'string' ? context.agent.name : base.agent
+  const service = typeof context.name === 'string' ? context.name : base.service
   return [agent, service]
 }
 
 /**
  * Splits a byte stream into lines of at most `max` bytes. A longer line is handed over once, cut at
- * `max` bytes and flagged, and the rest of it is dropped as it arrives, so memory stays bounded.
+ * `max` bytes and flagged, and the rest of it is dropped as it arrives, so memory stays bounded. The
+ * part of a line held across chunks is reserved in `memory` first, when given: when it is refused,
+ * push() returns false with `refused` set.
  */
 export class LineSplitter {
   /** After push() returned false: the part of its chunk not read yet (to push later to read on). */
   rest: Buffer = EMPTY
+  /** set when push() stopped because `memory` refused to hold the start of a line */
+  refused = false
   private pieces: Buffer[] = []
   private length = 0
+  /** bytes of `pieces` reserved in `memory` */
+  private held = 0
   private skipping = false
 
   constructor(
     private readonly max: number,
     private readonly onLine: (line: Buffer, oversized: boolean, atEnd: boolean) => boolean,
+    private readonly memory?: MemoryAccount,
   ) {}
 
-  /** False once onLine asked to stop. */
+  /** False once onLine asked to stop, or memory was refused. */
   push(chunk: Buffer): boolean {
     let start = 0
     while (start < chunk.length) {
@@ -491,6 +560,16 @@ export class LineSplitter {
           this.skipping = true
           if (!this.onLine(cut, true, false)) return this.stop(chunk, end)
         } else {
+          // A piece held past this chunk is counted; the end of a line is handed over at once.
+          if (newline === -1 && this.memory) {
+            if (!this.memory.reserve(piece.length)) {
+              this.refused = true
+              return this.stop(chunk, start)
+            }
+
+            this.held += piece.length
+          }
+
           this.pieces.push(piece)
           this.length += piece.length
         }
@@ -529,6 +608,10 @@ export class LineSplitter {
   private reset(): void {
     if (this.pieces.length > 0) this.pieces = []
     this.length = 0
+    if (this.held > 0) {
+      this.memory!.release(this.held)
+      this.held = 0
+    }
   }
 }
 
@@ -563,8 +646,25 @@ function decodeWhole(codec: Exclude<Codec, 'plain'>, data: Buffer): Buffer | und
   }
 }
 
+/**
+ * Memory a zlib stream holds while it decodes, reserved for it: its 32 KiB window, its state (7 KiB) and
+ * its 16 KiB output buffer. (An agent's streamed request costs 44 KiB in all, connection included: the
+ * memory benchmark.) A 124 MiB budget holds about 1,900 such requests at once.
+ */
+export const DECODER_BYTES = 64 * 1024
+/** The 500 message of an error that is not the client's; the server logs the error itself. */
+export const INTERNAL_ERROR = 'internal error: the request could not be read'
+
 class DecodeError extends Error {}
 class ClientGone extends Error {}
+/** The memory budget refused what the request needed to hold. */
+class OverBudget extends Error {}
+/** A flush of the output failed: the events queued may be lost. */
+class OutputFailure extends Error {
+  constructor(readonly failure: Error) {
+    super(failure.message)
+  }
+}
 
 /**
  * Reads the body of an intake request into the output. Never rejects for bad input: see the result.
@@ -576,25 +676,36 @@ class ClientGone extends Error {}
  * No request holds the event loop for long, however much output its lines make (each repeats the
  * metadata): the splitter stops after the line that made the output `congested`, and reading goes on
  * (the rest of that chunk first) after a flush() and a turn of the event loop, its source paused meanwhile.
+ *
+ * What the request holds (a whole body and its decoded bytes, a zlib stream, the start of a line, the
+ * metadata) is reserved in `options.memory` first: a whole body that does not fit is read as a stream,
+ * and anything else that does not fit ends the request with 503. Every listener's body is guarded: an
+ * unexpected error ends this request with a 500 (and is reported once), never the process.
  */
 export async function ingest(request: Readable, contentEncoding: string | undefined, options: IntakeOptions): Promise<IntakeResult> {
   const reader = new EventReader(options)
-  const {output} = options
+  const {connection, memory, output} = options
   /** output.failures when this request read its first line: a write failing later may have held its lines */
   let failuresBefore: number | undefined
   /** reader.writtenBytes at the start of this turn's reading */
   let turnStart = 0
   /** The output is congested and this request had its fair share of this turn: stop reading until the next. */
   const overShare = () => output.congested && reader.writtenBytes - turnStart >= FAIR_SHARE_BYTES
-  const splitter = new LineSplitter(Math.max(1, options.maxEventSize), (line, oversized, atEnd) => {
-    failuresBefore ??= output.failures
-    return reader.line(line, oversized, atEnd) && !overShare()
-  })
+  const splitter = new LineSplitter(
+    Math.max(1, options.maxEventSize),
+    (line, oversized, atEnd) => {
+      failuresBefore ??= output.failures
+      return reader.line(line, oversized, atEnd) && !overShare()
+    },
+    memory,
+  )
   let codec: Codec | undefined = contentEncoding === 'gzip' ? 'gzip' : contentEncoding === 'deflate' ? 'zlib' : undefined
   // Node's HTTP parser delivers exactly Content-Length bytes, so holding the body is bounded.
   const whole = options.contentLength !== undefined && options.contentLength <= WHOLE_BODY_MAX_BYTES
   let head: Buffer[] = []
   let headLength = 0
+  /** bytes of `head` reserved in `memory` */
+  let headHeld = 0
   let started = false
   let decoder: Transform | undefined
   let produced = false
@@ -608,28 +719,46 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
   let outputFailed = false
 
   await new Promise<void>((resolve) => {
-    const finish = (error?: Error) => {
+    const finish = (error?: unknown) => {
       if (finished) return
       finished = true
-      request.off('data', onData)
-      request.off('end', onEnd)
-      request.off('error', onGone)
-      request.off('close', onGone)
-      if (decoder) {
-        decoder.removeAllListeners()
-        decoder.on('error', () => {}) // a late zlib error after destroy has nobody to tell
-        decoder.destroy()
-      }
+      try {
+        request.off('data', onData)
+        request.off('end', onEnd)
+        request.off('error', onGone)
+        request.off('close', onGone)
+        connection?.off('close', onAbort)
+        if (decoder) {
+          decoder.removeAllListeners()
+          decoder.on('error', () => {}) // a late zlib error after destroy has nobody to tell
+          decoder.destroy()
+        }
 
-      if (error instanceof DecodeError) reader.stopQuietly(400, `data decoding error: ${error.message}`)
-      else if (error instanceof ClientGone) reader.stopQuietly(400, 'the client closed the request before its end')
-      else if (error) {
-        outputFailed = true
-        reader.stopQuietly(500, outputError(error))
+        if (error instanceof DecodeError) reader.stopQuietly(400, `data decoding error: ${error.message}`)
+        else if (error instanceof ClientGone) reader.stopQuietly(400, 'the client closed the request before its end')
+        else if (error instanceof OverBudget) reader.stopQuietly(503, QUEUE_FULL)
+        else if (error instanceof OutputFailure) {
+          outputFailed = true
+          reader.stopQuietly(500, outputError(error.failure))
+        } else if (error !== undefined) {
+          reader.stopQuietly(500, INTERNAL_ERROR)
+          options.onUnexpectedError?.(error instanceof Error ? error : new Error(String(error)))
+        }
+      } finally {
+        resolve()
       }
-
-      resolve()
     }
+
+    /** A listener's body: whatever it throws ends this request, never the process. */
+    const guard =
+      <A extends unknown[]>(body: (...args: A) => void) =>
+      (...args: A): void => {
+        try {
+          body(...args)
+        } catch (error) {
+          finish(error)
+        }
+      }
 
     const endOfLines = () => {
       if (waiting) {
@@ -644,12 +773,13 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     /**
      * Decoded bytes into lines: undefined when all are read and the output can take more; else what is
      * left of the chunk (maybe nothing), to split once the output caught up. Ends the request when the
-     * reader stopped it.
+     * reader stopped it, or the memory budget refused the start of a line.
      */
     const split = (chunk: Buffer): Buffer | undefined => {
       if (splitter.push(chunk)) return overShare() ? EMPTY : undefined
-      if (!reader.done) return splitter.rest
-      finish()
+      if (splitter.refused) finish(new OverBudget())
+      else if (!reader.done) return splitter.rest
+      else finish()
       return undefined
     }
 
@@ -657,7 +787,10 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     const catchUp = async (chunks: Buffer[]): Promise<void> => {
       let rest = chunks.shift()
       while (rest !== undefined) {
-        await output.flush() // eslint-disable-line no-await-in-loop -- one wait after another
+        // eslint-disable-next-line no-await-in-loop -- one wait after another
+        await output.flush().catch((error: Error) => {
+          throw new OutputFailure(error)
+        })
         await nextTurn() // eslint-disable-line no-await-in-loop
         if (finished) return
         turnStart = reader.writtenBytes
@@ -675,12 +808,15 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
       const source = decoder ?? request
       source.pause()
       waiting = [rest]
-      catchUp(waiting).then(() => {
-        waiting = undefined
-        if (finished) return
-        if (endAfterWaiting) endOfLines()
-        else source.resume()
-      }, finish)
+      catchUp(waiting).then(
+        guard(() => {
+          waiting = undefined
+          if (finished) return
+          if (endAfterWaiting) endOfLines()
+          else source.resume()
+        }),
+        finish,
+      )
     }
 
     /** A body read whole and decoded: split a slice a turn, then its end. */
@@ -697,20 +833,47 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
       endOfLines()
     }
 
+    /** The compressed bytes of the head are consumed at once or handed to a decoder (whose reservation covers them). */
+    const releaseHead = () => {
+      if (headHeld === 0) return
+      memory!.release(headHeld)
+      headHeld = 0
+    }
+
+    /** A whole body decompressed, if it fits the memory budget (reserved at its bound, then at its size) and the bound. */
+    const decodeWithinBudget = (wholeCodec: Exclude<Codec, 'plain'>, data: Buffer): Buffer | undefined => {
+      if (memory && !memory.reserve(WHOLE_BODY_DECODED_MAX_BYTES)) return undefined
+      const decoded = decodeWhole(wholeCodec, data)
+      memory?.release(WHOLE_BODY_DECODED_MAX_BYTES - (decoded?.length ?? 0))
+      if (decoded) releaseHead()
+      return decoded
+    }
+
     const start = (data: Buffer) => {
       started = true
+      releaseHead()
       if (codec === 'plain') return consume(data)
+      if (memory && !memory.reserve(DECODER_BYTES)) return finish(new OverBudget())
       decoder = codec === 'gzip' ? createGunzip() : createInflate()
-      decoder.on('data', (chunk: Buffer) => {
-        produced = true
-        consume(chunk)
-      })
-      decoder.once('end', endOfLines)
-      decoder.on('error', (error: Error) => {
-        const header = !produced && error.message === 'incorrect header check'
-        finish(new DecodeError(header ? `${codec}: invalid header` : error.message))
-      })
-      decoder.on('drain', () => request.resume())
+      decoder.on(
+        'data',
+        guard((chunk: Buffer) => {
+          produced = true
+          consume(chunk)
+        }),
+      )
+      decoder.once('end', guard(endOfLines))
+      decoder.on(
+        'error',
+        guard((error: Error) => {
+          const header = !produced && error.message === 'incorrect header check'
+          finish(new DecodeError(header ? `${codec}: invalid header` : error.message))
+        }),
+      )
+      decoder.on(
+        'drain',
+        guard(() => request.resume()),
+      )
       feed(data)
     }
 
@@ -725,23 +888,31 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
       return data
     }
 
-    const onData = (chunk: Buffer) => {
+    /** A chunk of a body read whole is held until its end: reserved first, or else the body is streamed. */
+    const holdWhole = (bytes: number): boolean => {
+      if (memory && !memory.reserve(bytes)) return false
+      if (memory) headHeld += bytes
+      return true
+    }
+
+    const onData = guard((chunk: Buffer) => {
       if (started) return decoder ? feed(chunk) : consume(chunk)
       head.push(chunk)
       headLength += chunk.length
-      if (whole || (codec === undefined && headLength < 2)) return
+      if (whole && holdWhole(chunk.length)) return
+      if (codec === undefined && headLength < 2) return
       const data = takeHead()
       codec ??= sniff(data)
       start(data)
-    }
+    })
 
-    const onEnd = () => {
+    const onEnd = guard(() => {
       requestEnded = true
       if (!started && headLength > 0) {
         const data = takeHead()
         // A byte: no compressed stream is that short, and nothing to sniff.
         codec = headLength < 2 ? 'plain' : (codec ?? sniff(data))
-        const decoded = codec === 'plain' ? data : decodeWhole(codec, data)
+        const decoded = codec === 'plain' ? data : decodeWithinBudget(codec, data)
         if (decoded) {
           started = true
           consumeWhole(decoded).then(undefined, finish)
@@ -749,20 +920,26 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
         }
 
         start(data)
+        if (finished) return
       }
 
       if (decoder) decoder.end()
       else endOfLines()
-    }
+    })
 
-    const onGone = () => {
+    const onGone = guard(() => {
       if (!requestEnded) finish(new ClientGone())
-    }
+    })
+
+    // The connection is gone: nobody waits for the answer, so reading ends, also after the body's end
+    // (a decompressor could otherwise go on for minutes, and shutdown wait for it).
+    const onAbort = () => finish(new ClientGone())
 
     request.on('data', onData)
     request.once('end', onEnd)
     request.once('error', onGone)
     request.once('close', onGone)
+    connection?.once('close', onAbort)
     request.resume()
   })
 

@@ -3,6 +3,7 @@
  * anonymous access restricted by agent and service name, and a per-IP event rate limit for anonymous
  * clients (429 when exceeded). Decisions only: the server writes the responses.
  */
+import {clip} from './limits.js'
 
 /** 403 body when RUM is off (internal/beater/api/mux.go, rumMiddleware). */
 export const RUM_DISABLED_MESSAGE =
@@ -58,7 +59,7 @@ export function corsDecision(method: string, origin: string | undefined, allowOr
   }
 
   if (valid) return {headers: {'Access-Control-Allow-Origin': received}, kind: 'allowed'}
-  return {kind: 'forbidden', message: `forbidden request: origin: '${received}' is not allowed`}
+  return {kind: 'forbidden', message: `forbidden request: origin: '${clip(received)}' is not allowed`}
 }
 
 /**
@@ -66,8 +67,8 @@ export function corsDecision(method: string, origin: string | undefined, allowOr
  * any). Returns the stream error message when not allowed.
  */
 export function anonymousIngestDenied(allowAgent: readonly string[], allowService: readonly string[], agent: string, service: string): string | undefined {
-  if (allowAgent.length > 0 && !allowAgent.includes(agent)) return `unauthorized: anonymous access not permitted for agent ${JSON.stringify(agent)}`
-  if (allowService.length > 0 && !allowService.includes(service)) return `unauthorized: anonymous access not permitted for service ${JSON.stringify(service)}`
+  if (allowAgent.length > 0 && !allowAgent.includes(agent)) return `unauthorized: anonymous access not permitted for agent ${JSON.stringify(clip(agent))}`
+  if (allowService.length > 0 && !allowService.includes(service)) return `unauthorized: anonymous access not permitted for service ${JSON.stringify(clip(service))}`
   return undefined
 }
 

@@ -7,7 +7,9 @@
  * other path is a 404. Every response carries `X-Content-Type-Options: nosniff`.
  *
  * `close()` stops accepting connections, lets in-flight requests finish (agents hold a request open for
- * up to `apiRequestTime`, 10 s by default; the wait is bounded), then flushes and fsyncs the output.
+ * up to `apiRequestTime`, 10 s by default), then flushes and fsyncs the output. It has one hard bound:
+ * after `shutdownTimeoutMs` it cuts every connection and ends every request still reading, and
+ * {@link SHUTDOWN_GRACE_MS} later it closes the output whatever is still running.
  */
 import {readFileSync, statSync} from 'node:fs'
 import http, {IncomingMessage, ServerResponse} from 'node:http'
@@ -20,8 +22,9 @@ import {KeystoreError} from '../core/errors.js'
 import {Authenticator, AuthOutcome} from './auth.js'
 import type {ServerConfig} from './config.js'
 import {checkIntakeRequest, ingest, intakeResponseBody, IntakeResult} from './intake.js'
+import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget, OUTPUT_MULTIPLE, QUEUE_FULL} from './limits.js'
 import type {Logger} from './logger.js'
-import {FileOutput} from './output.js'
+import {FileOutput, HIGH_WATER_BYTES} from './output.js'
 import {corsDecision, RATE_LIMITED_MESSAGE, RateLimitStore, RUM_DISABLED_MESSAGE} from './rum.js'
 
 /** Reported as the server version, so agents behave as with an 8.x server. */
@@ -38,6 +41,11 @@ export const SHUTTING_DOWN_MESSAGE = 'server is shutting down'
 
 /** Default bound on how long close() waits for in-flight requests. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
+/**
+ * After the shutdown timeout has cut the connections and ended every request still reading, how long
+ * close() waits for those requests to finish their writes before it closes the output anyway.
+ */
+export const SHUTDOWN_GRACE_MS = 1000
 
 export interface ServerStats {
   requests: number
@@ -60,6 +68,8 @@ export interface StartOptions {
   shutdownTimeoutMs?: number
   /** milliseconds clock for the token grace period and rate limits; tests pass a fake one */
   now?: () => number
+  /** request data held in memory at once, queued output included; default {@link MEMORY_BUDGET_BYTES} */
+  memoryBudgetBytes?: number
 }
 
 /** Go's json.Encoder: HTML-sensitive characters escaped, a newline after the value; indented for JSON clients. */
@@ -122,8 +132,9 @@ function authSettings(config: ServerConfig) {
   return {anonymous: config.anonymous.enabled, secretToken: config.secretToken, secretTokenGracePeriodMs: config.secretTokenGracePeriodMs}
 }
 
-/** Go's result keywords, used as the log message of each request. */
-function keyword(status: number): string {
+/** Go's result keywords, used as the log message of each request; `failure` tells a full queue from a shutdown. */
+function keyword(status: number, failure?: string): string {
+  if (status === 503 && failure === QUEUE_FULL) return QUEUE_FULL
   const keywords: Record<number, string> = {
     200: 'request ok',
     202: 'request accepted',
@@ -153,6 +164,11 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const now = options.now ?? Date.now
   const authenticator = new Authenticator(authSettings(config), now)
   let rateLimits = new RateLimitStore(config.anonymous.rateLimit.eventLimit, config.anonymous.rateLimit.ipLimit, now)
+  let outputLimits = outputLimitStore(config, now)
+  // The output's queue (written once it passes HIGH_WATER_BYTES) is a fixed share of the budget.
+  const memory = new MemoryBudget((options.memoryBudgetBytes ?? MEMORY_BUDGET_BYTES) - HIGH_WATER_BYTES)
+  /** the connections of the requests being read: shutdown cuts them when it runs out of time, which ends their reading */
+  const reading = new Set<Socket>()
   const info = {build_date: buildDate(), build_sha: 'unknown', publish_ready: true, version: SERVER_VERSION}
   const stats: ServerStats = {events: {accepted: 0, invalid: 0, tooLarge: 0}, requests: 0, responses: {}}
   let closing = false
@@ -200,13 +216,31 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     const verbose = new URLSearchParams(queryOf(req.url)).has('verbose')
     let result: IntakeResult | undefined = checkIntakeRequest(req.method, req.headers['content-type'])
     if (!result) {
+      const ip = clientIp(req)
       const anonymous =
         outcome.method === 'anonymous'
-          ? {allowAgent: current.anonymous.allowAgent, allowService: current.anonymous.allowService, limiter: rateLimits.forIP(clientIp(req))}
+          ? {allowAgent: current.anonymous.allowAgent, allowService: current.anonymous.allowService, limiter: rateLimits.forIP(ip), output: outputLimits.forIP(ip)}
           : undefined
       const declared = req.headers['content-length']
       const contentLength = declared === undefined ? undefined : Number(declared)
-      result = await ingest(req, req.headers['content-encoding'], {anonymous, contentLength, maxEventSize: current.maxEventSize, output})
+      const account = memory.account(anonymous ? ip : undefined)
+      reading.add(req.socket)
+      try {
+        result = await ingest(req, req.headers['content-encoding'], {
+          anonymous,
+          contentLength,
+          maxEventSize: current.maxEventSize,
+          connection: req.socket,
+          memory: account,
+          onUnexpectedError: (error) => logBug(error, 'internal error while reading a request'),
+          output,
+          outputMultiple: OUTPUT_MULTIPLE,
+        })
+      } finally {
+        reading.delete(req.socket)
+        account.close()
+      }
+
       stats.events.accepted += result.accepted
       stats.events.invalid += result.invalid
       stats.events.tooLarge += result.tooLarge
@@ -266,7 +300,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       'event.duration': Number(process.hrtime.bigint() - started),
       'http.request.method': req.method,
       'source.address': clientIp(req),
-      'url.path': pathOf(req.url),
+      'url.path': clip(pathOf(req.url)),
     }
     if (!res.headersSent) {
       logger.warn({...fields, 'error.message': 'the connection closed before a response was sent'}, 'request aborted')
@@ -276,8 +310,14 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     const status = res.statusCode
     stats.responses[status] = (stats.responses[status] ?? 0) + 1
     const failure = failures.get(res)
-    if (status >= 400) logger.error({...fields, 'http.response.status_code': status, ...(failure ? {'error.message': failure} : {})}, keyword(status))
+    if (status >= 400) logger.error({...fields, 'http.response.status_code': status, ...(failure ? {'error.message': failure} : {})}, keyword(status, failure))
     else logger.info({...fields, 'http.response.status_code': status}, keyword(status))
+  }
+
+  /** An error that is not the client's doing: one log line (its stack only at debug level). */
+  function logBug(error: Error, message: string): void {
+    const stack = logger.isLevelEnabled('debug') ? {'error.stack_trace': error.stack} : {}
+    logger.error({'error.message': clip(error.message, 1024), 'error.type': error.name, ...stack}, message)
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
@@ -285,12 +325,23 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     stats.requests++
     inFlight++
     res.setHeader('X-Content-Type-Options', 'nosniff')
-    res.once('close', () => logRequest(req, res, started))
+    res.once('close', () => {
+      try {
+        logRequest(req, res, started)
+      } catch (error) {
+        logBug(error as Error, 'cannot log a request')
+      }
+    })
     const work = closing ? Promise.resolve(writeResult(req, res, 503, SHUTTING_DOWN_MESSAGE)) : route(req, res)
     work
       .catch((error: Error) => {
-        logger.error({'error.message': error.message}, 'internal error')
-        writeResult(req, res, 500, 'internal error')
+        // A bug, not the client's doing: this request ends with a 500 (or its connection), the server goes on.
+        logBug(error, 'internal error')
+        try {
+          writeResult(req, res, 500, 'internal error')
+        } catch {
+          res.destroy()
+        }
       })
       .finally(() => {
         inFlight--
@@ -331,38 +382,50 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const shownHost = wildcard ? address.address : hostname
   const url = `${material ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${address.port}`
 
+  /** Resolves true once no request is in flight, or false after `ms` (with at most one waiter at a time). */
+  function drained(ms: number): Promise<boolean> {
+    if (inFlight === 0) return Promise.resolve(true)
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        idle = undefined
+        resolve(false)
+      }, Math.max(0, ms))
+      idle = () => {
+        clearTimeout(timer)
+        idle = undefined
+        resolve(true)
+      }
+    })
+  }
+
   let closed: Promise<void> | undefined
   async function close(): Promise<void> {
     closing = true
+    const timeout = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
+    // One hard bound for the whole shutdown: whatever is still running then, the output is closed.
+    const deadline = Date.now() + timeout + SHUTDOWN_GRACE_MS
     const serverClosed = new Promise<void>((resolve) => {
       server.close(() => resolve())
     })
     server.closeIdleConnections()
-    if (inFlight > 0) {
-      const timeout = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
-      let timer: NodeJS.Timeout | undefined
-      const drained = await Promise.race([
-        new Promise<boolean>((resolve) => {
-          idle = () => resolve(true)
-        }),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), timeout)
-        }),
-      ])
-      clearTimeout(timer)
-      if (!drained) {
-        logger.warn({'event.duration': timeout * 1e6, requests: inFlight}, 'shutdown timeout: closing the connections of unfinished requests')
-        for (const socket of sockets) socket.destroy()
-        if (inFlight > 0) {
-          await new Promise<void>((resolve) => {
-            idle = resolve
-          })
-        }
+    if (!(await drained(timeout))) {
+      logger.warn({'event.duration': timeout * 1e6, requests: inFlight}, 'shutdown timeout: closing the connections of unfinished requests')
+      // (With TLS, a request's connection is the TLS socket over one of `sockets`.)
+      for (const socket of [...sockets, ...reading]) socket.destroy()
+      if (!(await drained(deadline - Date.now()))) {
+        logger.warn({requests: inFlight}, 'shutdown: requests still running after the grace period; closing the output without them')
       }
     }
 
     for (const socket of sockets) socket.destroy()
-    await serverClosed
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      serverClosed,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))
+      }),
+    ])
+    clearTimeout(timer)
     await output.close()
   }
 
@@ -383,7 +446,10 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       authenticator.update(authSettings(next))
       if (nextMaterial) (server as https.Server).setSecureContext({...nextMaterial})
       const limits = next.anonymous.rateLimit
-      if (limits.eventLimit !== rateLimits.eventLimit || limits.ipLimit !== rateLimits.ipLimit) rateLimits = new RateLimitStore(limits.eventLimit, limits.ipLimit, now)
+      if (limits.eventLimit !== rateLimits.eventLimit || limits.ipLimit !== rateLimits.ipLimit) {
+        rateLimits = new RateLimitStore(limits.eventLimit, limits.ipLimit, now)
+        outputLimits = outputLimitStore(next, now)
+      }
       current = {...next, host: current.host, output: current.output, ssl: {...next.ssl, enabled: current.ssl.enabled}}
       if (restartNeeded.length > 0) logger.warn({settings: restartNeeded}, `changes to ${restartNeeded.join(', ')} take effect after a restart`)
     },
@@ -392,11 +458,30 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   }
 }
 
-/** The error messages of a response, for the log: JSON parser messages quote the event, so they are cut. */
+/** Longest error summary in a request's log line. */
+const SUMMARY_MAX = 1024
+
+/**
+ * The error messages of a response, for the log: JSON parser messages quote the event, so they are cut;
+ * a message repeated is counted, not repeated; client text in them is already cut, and so is the whole.
+ */
 function errorSummary(body: unknown): string {
-  if (typeof body === 'string') return body
+  if (typeof body === 'string') return clip(body, SUMMARY_MAX)
   const errors = (body as {errors?: {message: string}[]} | undefined)?.errors ?? []
-  return errors.map((error) => (error.message.startsWith('data read error') ? 'data read error' : error.message)).join(', ')
+  const counts = new Map<string, number>()
+  for (const error of errors) {
+    const message = error.message.startsWith('data read error') ? 'data read error' : error.message
+    counts.set(message, (counts.get(message) ?? 0) + 1)
+  }
+
+  const parts = [...counts].map(([message, count]) => (count === 1 ? message : `${message} (${count} times)`))
+  return clip(parts.join(', '), SUMMARY_MAX)
+}
+
+/** Per-IP limiters of the bytes anonymous clients' events may write: see ANONYMOUS_OUTPUT_BYTES_PER_EVENT. */
+function outputLimitStore(config: ServerConfig, now: () => number): RateLimitStore {
+  const {eventLimit, ipLimit} = config.anonymous.rateLimit
+  return new RateLimitStore(eventLimit * ANONYMOUS_OUTPUT_BYTES_PER_EVENT, ipLimit, now)
 }
 
 function pathOf(url: string | undefined): string {

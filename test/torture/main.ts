@@ -3,7 +3,8 @@
  *
  *   npm run torture                       everything (builds first)
  *   npm run torture -- --only=crash,leaks some checks (concurrency, crash, hostile-files, hostile-input,
- *                                         leaks, permissions, server, timing)
+ *                                         leaks, permissions, server, timing, review-config,
+ *                                         review-server)
  *   npm run torture -- --seed=42          repeat a run's random choices
  *   npm run torture -- --markdown=FILE    also write the table as Markdown
  *   npm run torture -- --no-build         use dist/ as it is
@@ -59,6 +60,7 @@ const checks: Check[] = [
   {name: 'crash', run: () => checkSymlinkCrash(20)},
   ...(await serverChecks()),
   {name: 'review-config', run: async () => (await import('./review-config.js')).checkReviewConfig({full: true})},
+  {name: 'review-server', run: async () => (await import('./review-server.js')).checkReviewServer({scale: 'full'})},
 ]
 
 function machine(): string {

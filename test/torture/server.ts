@@ -46,7 +46,7 @@ function sizes(scale: ServerTortureOptions['scale']) {
   }
 }
 
-interface Launched {
+export interface Launched {
   url: string
   pid: number
   child: ChildProcess
@@ -62,7 +62,7 @@ interface Launched {
 }
 
 /** Starts `apm-server run` on 127.0.0.1 with a random secret token taken from the keystore. */
-async function launch(options: {tls?: boolean; extra?: string[]}): Promise<Launched> {
+export async function launch(options: {tls?: boolean; extra?: string[]}): Promise<Launched> {
   const home = tempDir('apm-torture-server-')
   try {
     return await launchIn(home, options)
@@ -151,18 +151,18 @@ async function launchIn(home: TempDir, options: {tls?: boolean; extra?: string[]
   return launched
 }
 
-const METADATA = JSON.stringify({metadata: {service: {agent: {name: 'nodejs', version: '4.0.0'}, name: 'torture-svc'}}})
+export const METADATA = JSON.stringify({metadata: {service: {agent: {name: 'nodejs', version: '4.0.0'}, name: 'torture-svc'}}})
 const event = (id: string) => JSON.stringify({transaction: {duration: 1, id, span_count: {started: 0}, trace_id: id, type: 'request'}})
 export const eventsBody = (ids: string[]) => `${[METADATA, ...ids.map(event)].join('\n')}\n`
 
-interface Reply {
+export interface Reply {
   status: number
   body: string
   headers: http.IncomingHttpHeaders
 }
 
 /** One HTTP(S) request; `body` may be a Buffer or a generator of chunks (streamed). */
-function request(
+export function request(
   url: string,
   options: {method?: string; path?: string; headers?: Record<string, string>; body?: Buffer | string | (() => AsyncGenerator<Buffer>); agent?: http.Agent | false; ca?: Buffer; timeoutMs?: number},
 ): Promise<Reply> {
@@ -496,7 +496,7 @@ function flipOne(token: string): string {
   return `${token.slice(0, i)}${token[i] === 'a' ? 'b' : 'a'}${token.slice(i + 1)}`
 }
 
-function safeJson(text: string): unknown {
+export function safeJson(text: string): unknown {
   try {
     return JSON.parse(text)
   } catch {
@@ -504,7 +504,7 @@ function safeJson(text: string): unknown {
   }
 }
 
-async function gzipStream(source: () => AsyncGenerator<Buffer>): Promise<Buffer> {
+export async function gzipStream(source: () => AsyncGenerator<Buffer>): Promise<Buffer> {
   const gzip = createGzip({level: 9})
   const out: Buffer[] = []
   gzip.on('data', (chunk: Buffer) => out.push(chunk))
@@ -515,7 +515,7 @@ async function gzipStream(source: () => AsyncGenerator<Buffer>): Promise<Buffer>
   return Buffer.concat(out)
 }
 
-function rawRequest(port: number, data: Buffer): Promise<string> {
+export function rawRequest(port: number, data: Buffer): Promise<string> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
     const socket = net.connect(port, '127.0.0.1', () => socket.end(data))

@@ -1,0 +1,282 @@
+import assert from 'node:assert/strict'
+import {EventEmitter} from 'node:events'
+import {PassThrough} from 'node:stream'
+import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
+import {gzipSync} from 'node:zlib'
+
+import {DECODER_BYTES, eventMembers, EventSink, ingest, IntakeOptions, IntakeResult, INTERNAL_ERROR, scanJsonValue, WHOLE_BODY_DECODED_MAX_BYTES} from '../../src/server/intake.js'
+import {
+  ANONYMOUS_METADATA_MAX_BYTES,
+  ANONYMOUS_METADATA_TOO_LARGE,
+  ANONYMOUS_OUTPUT_RATE_EXCEEDED,
+  clip,
+  CLIENT_TEXT_MAX,
+  DOCUMENT_MAX,
+  documentOf,
+  LINE_TOO_COMPLEX,
+  MAX_LINE_CONTAINERS,
+  MAX_LINE_DEPTH,
+  MemoryBudget,
+  OUTPUT_LIMIT_EXCEEDED,
+  QUEUE_FULL,
+} from '../../src/server/limits.js'
+import {TokenBucket} from '../../src/server/rum.js'
+
+const METADATA = JSON.stringify({metadata: {service: {agent: {name: 'rum-js', version: '5.16.0'}, name: 'limits-test'}}})
+const SPAN = JSON.stringify({span: {id: 'sp1', name: 'SELECT', type: 'db'}})
+
+class MemorySink implements EventSink {
+  lines: string[] = []
+  congested = false
+  failures = 0
+  lastFailure?: Error
+  write(line: string | readonly Buffer[]): void {
+    this.lines.push(typeof line === 'string' ? line : Buffer.concat(line).toString('utf8'))
+  }
+
+  async flush(): Promise<void> {
+    this.congested = false
+  }
+}
+
+const ndjson = (...lines: string[]) => lines.map((line) => `${line}\n`).join('')
+const anonymousClient = (output?: TokenBucket) => ({allowAgent: [], allowService: [], limiter: new TokenBucket(1e9, 1e9, Date.now), output})
+
+/** ingest() of `body` (given whole with its length when `whole`), in pieces of `piece` bytes. */
+async function run(body: Buffer | string, options: Partial<IntakeOptions> & {encoding?: string; whole?: boolean; piece?: number} = {}) {
+  const sink = (options.output as MemorySink | undefined) ?? new MemorySink()
+  const data = Buffer.from(body)
+  const stream = new PassThrough()
+  const done = ingest(stream, options.encoding, {maxEventSize: 307_200, ...options, contentLength: options.whole ? data.length : undefined, output: sink})
+  const piece = options.piece ?? data.length
+  for (let at = 0; at < data.length; at += piece) stream.write(data.subarray(at, at + piece))
+  stream.end()
+  return {result: await done, sink}
+}
+
+function nested(depth: number): string {
+  return `${'['.repeat(depth)}${']'.repeat(depth)}`
+}
+
+describe('server/limits', () => {
+  describe('MemoryBudget', () => {
+    it('refuses a reservation that would pass the limit, taking nothing, and takes it again once released', () => {
+      const budget = new MemoryBudget(100)
+      const a = budget.account()
+      const b = budget.account()
+      assert.equal(a.reserve(60), true)
+      assert.equal(b.reserve(50), false)
+      assert.equal(budget.held, 60)
+      a.release(20)
+      assert.equal(b.reserve(50), true)
+      assert.equal(budget.held, 90)
+      a.close()
+      b.close()
+      assert.equal(budget.held, 0)
+    })
+
+    it('lets all anonymous clients together hold half of it, and one of them a sixteenth', () => {
+      const budget = new MemoryBudget(1600)
+      const first = budget.account('10.0.0.1')
+      assert.equal(first.reserve(100), true)
+      assert.equal(first.reserve(1), false, 'a sixteenth per address')
+      const others = Array.from({length: 10}, (_, i) => budget.account(`10.0.1.${i}`))
+      const taken = others.filter((account) => account.reserve(100)).length
+      assert.equal(taken, 7, 'half in all: 800 bytes')
+      assert.equal(budget.account().reserve(800), true, 'the other half stays for clients with the token')
+    })
+
+    it('never releases more than an account holds', () => {
+      const budget = new MemoryBudget(100)
+      const a = budget.account()
+      const b = budget.account()
+      a.reserve(10)
+      b.reserve(10)
+      a.release(50)
+      assert.equal(budget.held, 10)
+      a.close()
+      assert.equal(budget.held, 10)
+    })
+  })
+
+  describe('client text', () => {
+    it('is cut to a fixed length, saying how much was cut', () => {
+      assert.equal(clip('short'), 'short')
+      assert.equal(clip('x'.repeat(CLIENT_TEXT_MAX + 10)), `${'x'.repeat(CLIENT_TEXT_MAX)}…(10 more)`)
+      assert.equal(documentOf(Buffer.from('y'.repeat(DOCUMENT_MAX))), 'y'.repeat(DOCUMENT_MAX))
+      assert.equal(documentOf(Buffer.from('y'.repeat(300_000))), `${'y'.repeat(DOCUMENT_MAX)}…(${300_000 - DOCUMENT_MAX} more bytes)`)
+    })
+
+    it('an unknown type named by 300,000 characters: its message and document stay short', async () => {
+      const line = `{"${'A'.repeat(300_000)}":{}}`
+      const {result} = await run(ndjson(METADATA, line, line))
+      assert.equal(result.invalid, 2)
+      for (const error of result.errors) {
+        assert.ok(error.message.length < 200, error.message.slice(0, 300))
+        assert.ok(error.document!.length < DOCUMENT_MAX + 50)
+      }
+    })
+  })
+
+  describe('nesting depth and containers, before any line is parsed', () => {
+    const atDepth = (depth: number) => `{"span":{"x":${nested(depth - 2)}}}`
+    const withContainers = (count: number) => `{"span":{"x":[${Array.from({length: count - 3}, () => '[]').join(',')}]}}`
+    const cases: Array<[string, string, boolean]> = [
+      [`a line ${MAX_LINE_DEPTH} levels deep`, atDepth(MAX_LINE_DEPTH), true],
+      [`a line ${MAX_LINE_DEPTH + 1} levels deep`, atDepth(MAX_LINE_DEPTH + 1), false],
+      [`a line of ${MAX_LINE_CONTAINERS} arrays and objects`, withContainers(MAX_LINE_CONTAINERS), true],
+      [`a line of ${MAX_LINE_CONTAINERS + 1} arrays and objects`, withContainers(MAX_LINE_CONTAINERS + 1), false],
+      ['a line 6,000 levels deep', atDepth(6000), false],
+    ]
+    for (const [name, line, fits] of cases) {
+      it(`${name}: ${fits ? 'stored' : 'refused'} alike by the fast path, the slow path and an anonymous client`, async () => {
+        assert.equal(eventMembers(Buffer.from(line)) !== undefined, fits, 'fast path')
+        for (const client of [undefined, anonymousClient()]) {
+          // A carriage return sends the line down the slow path even with the token.
+          for (const ending of ['', '\r']) {
+            // eslint-disable-next-line no-await-in-loop -- one at a time
+            const {result, sink} = await run(ndjson(METADATA, `${line}${ending}`), {anonymous: client})
+            assert.deepEqual([result.status, result.accepted, result.errors.map((error) => error.message)], fits ? [202, 1, []] : [400, 0, [LINE_TOO_COMPLEX]])
+            if (fits) assert.deepEqual(JSON.parse(sink.lines[0]).span, JSON.parse(line).span)
+          }
+        }
+      })
+    }
+
+    it('scanJsonValue counts like the slow path: the bounds passed are the last accepted', () => {
+      const value = Buffer.from(nested(5))
+      assert.equal(scanJsonValue(value, 0, value.length, 5, 5), value.length)
+      assert.equal(scanJsonValue(value, 0, value.length, 4, 5), -1)
+      assert.equal(scanJsonValue(value, 0, value.length, 5, 4), -1)
+      const flat = Buffer.from('[[],{},[]]')
+      assert.equal(scanJsonValue(flat, 0, flat.length, 2, 4), flat.length)
+      assert.equal(scanJsonValue(flat, 0, flat.length, 2, 3), -1)
+    })
+
+    for (const whole of [false, true]) {
+      it(`a metadata line 6,000 levels deep (119 bytes gzipped), read ${whole ? 'whole' : 'streamed'}: 400, never an exception`, async () => {
+        const metadata = METADATA.replace('}}}', `},"x":${nested(6000)}}}`)
+        const {result} = await run(gzipSync(ndjson(metadata, SPAN)), {whole})
+        assert.deepEqual([result.status, result.errors[0].message], [400, LINE_TOO_COMPLEX])
+      })
+    }
+  })
+
+  describe('output against the request size', () => {
+    const bigMetadata = JSON.stringify({metadata: {labels: {pad: 'x'.repeat(100_000)}, service: {agent: {name: 'nodejs', version: '4.0.0'}, name: 'big'}}})
+
+    it('ends a request whose events would write more than the multiple of what it sent, listing what was accepted', async () => {
+      const body = ndjson(bigMetadata, ...Array.from({length: 900}, () => '{"span":{}}'))
+      const {result, sink} = await run(gzipSync(body), {outputMultiple: 8})
+      const written = sink.lines.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)
+      assert.deepEqual([result.status, result.errors.map((error) => error.message)], [400, [OUTPUT_LIMIT_EXCEEDED]])
+      assert.equal(result.accepted, sink.lines.length)
+      assert.ok(result.accepted >= 7 && written <= 8 * Buffer.byteLength(body), `${result.accepted} accepted, ${written} bytes written`)
+    })
+
+    it('leaves an agent request alone: events larger than a sixty-fourth of the metadata', async () => {
+      const spans = Array.from({length: 500}, (_, i) => JSON.stringify({span: {id: `s${i}`, name: `SELECT ${i}`, pad: 'p'.repeat(2000)}}))
+      const {result} = await run(ndjson(bigMetadata, ...spans), {outputMultiple: 64})
+      assert.deepEqual([result.status, result.accepted], [202, 500])
+    })
+
+    it('an anonymous metadata line is at most 8 KiB', async () => {
+      const labels = (size: number) => JSON.stringify({metadata: {labels: {pad: 'x'.repeat(size)}, service: {agent: {name: 'rum-js', version: '5'}, name: 'web'}}})
+      const fits = labels(ANONYMOUS_METADATA_MAX_BYTES - 200)
+      const over = labels(ANONYMOUS_METADATA_MAX_BYTES)
+      assert.deepEqual((await run(ndjson(fits, SPAN), {anonymous: anonymousClient()})).result.status, 202)
+      const {result} = await run(ndjson(over, SPAN), {anonymous: anonymousClient()})
+      assert.deepEqual([result.status, result.accepted, result.errors[0].message], [400, 0, ANONYMOUS_METADATA_TOO_LARGE])
+      assert.equal((await run(ndjson(over, SPAN))).result.status, 202, 'with the token it is bounded by max_event_size only')
+    })
+
+    it("an anonymous client's events are charged to its address's output allowance, which refills with time", async () => {
+      let now = 0
+      const allowance = new TokenBucket(10_000, 30_000, () => now)
+      const spans = Array.from({length: 100}, (_, i) => JSON.stringify({span: {id: `s${i}`, name: 'n'.repeat(1000)}}))
+      const first = await run(ndjson(METADATA, ...spans), {anonymous: anonymousClient(allowance)})
+      assert.deepEqual([first.result.status, first.result.errors.map((error) => error.message)], [429, [ANONYMOUS_OUTPUT_RATE_EXCEEDED]])
+      const bytes = first.sink.lines.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)
+      assert.ok(bytes <= 30_000 && first.result.accepted > 20, `${first.result.accepted} accepted, ${bytes} bytes`)
+      assert.equal((await run(ndjson(METADATA, spans[0]), {anonymous: anonymousClient(allowance)})).result.status, 429)
+      now += 1000
+      assert.equal((await run(ndjson(METADATA, spans[0]), {anonymous: anonymousClient(allowance)})).result.status, 202)
+    })
+  })
+
+  describe('memory held, against the budget', () => {
+    const events = Array.from({length: 200}, (_, i) => JSON.stringify({span: {id: `s${i}`, name: 'n'.repeat(200)}}))
+    const body = gzipSync(ndjson(METADATA.replace('rum-js', 'nodejs'), ...events))
+
+    it('reads a whole body within the budget, holding at most its decoded size after decoding, and releases it all', async () => {
+      const budget = new MemoryBudget(64 * 1024 * 1024)
+      const account = budget.account()
+      let most = 0
+      const sink = new MemorySink()
+      sink.write = function (line) {
+        most = Math.max(most, budget.held)
+        this.lines.push(typeof line === 'string' ? line : Buffer.concat(line).toString('utf8'))
+      }
+
+      const {result} = await run(body, {memory: account, output: sink, whole: true})
+      assert.deepEqual([result.status, result.accepted], [202, 200])
+      assert.ok(most > 0 && most < WHOLE_BODY_DECODED_MAX_BYTES, `held ${most} bytes`)
+      account.close()
+      assert.equal(budget.held, 0)
+    })
+
+    it('reads a whole body that does not fit as a stream instead, with the same result', async () => {
+      const budget = new MemoryBudget(WHOLE_BODY_DECODED_MAX_BYTES - 1)
+      const {result, sink} = await run(body, {memory: budget.account(), whole: true})
+      assert.deepEqual([result.status, result.accepted, sink.lines.length], [202, 200, 200])
+    })
+
+    // The metadata is held as `{"metadata":{...},`: as many bytes as its line.
+    const head = Buffer.byteLength(METADATA)
+    const plain = Buffer.from(ndjson(METADATA.replace('rum-js', 'nodejs'), ...events))
+    const refusals: Array<[string, number, Buffer, number | undefined, number]> = [
+      ['a zlib stream', DECODER_BYTES - 1, body, undefined, 0],
+      ['the metadata', head - 1, plain, undefined, 0],
+      ['the start of a line held across chunks (after the events before it)', head + 10, plain, 1000, 3],
+    ]
+    for (const [what, limit, data, piece, acceptedBefore] of refusals) {
+      it(`answers 503 "${QUEUE_FULL}" when ${what} does not fit`, async () => {
+        const {result} = await run(data, {memory: new MemoryBudget(limit).account(), piece})
+        assert.deepEqual([result.status, result.accepted, result.errors.at(-1)?.message], [503, acceptedBefore, QUEUE_FULL])
+      })
+    }
+  })
+
+  describe('the end of a request', () => {
+    it('ends at once when the connection goes after the whole body arrived (a decompressor would go on for seconds)', async () => {
+      const bomb = gzipSync(Buffer.concat([Buffer.from(`${METADATA}\n`), Buffer.alloc(64 * 1024 * 1024, 0x0a)]))
+      const stream = new PassThrough()
+      const connection = new EventEmitter()
+      const sink = new MemorySink()
+      const done = ingest(stream, 'gzip', {connection, maxEventSize: 307_200, output: sink})
+      stream.end(bomb)
+      await sleep(20)
+      connection.emit('close')
+      const aborted = await Promise.race([done, nextTurn().then(() => nextTurn()).then(() => 'still reading')])
+      assert.notEqual(aborted, 'still reading')
+      assert.deepEqual((aborted as IntakeResult).errors.at(-1), {message: 'the client closed the request before its end'})
+    })
+
+    for (const whole of [false, true]) {
+      it(`an error that is not the client's (a write that throws), read ${whole ? 'whole' : 'streamed'}: a 500, reported once, never thrown out of a listener`, async () => {
+        const sink = new MemorySink()
+        sink.write = () => {
+          throw new RangeError('Maximum call stack size exceeded')
+        }
+
+        const reported: Error[] = []
+        const {result} = await run(gzipSync(ndjson(METADATA, SPAN, SPAN)), {onUnexpectedError: (error) => reported.push(error), output: sink, whole})
+        assert.deepEqual([result.status, result.errors.map((error) => error.message)], [500, [INTERNAL_ERROR]])
+        assert.deepEqual(
+          reported.map((error) => error.message),
+          ['Maximum call stack size exceeded'],
+        )
+      })
+    }
+  })
+})

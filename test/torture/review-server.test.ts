@@ -1,0 +1,37 @@
+/**
+ * The server attacks of issue 11's hostile reviews at their fast size, against the real `apm-server run`
+ * (`npm run torture -- --only=review-server` runs them at full size): each failed on 94ba340.
+ */
+import assert from 'node:assert/strict'
+
+import type {CheckResult} from './lib.js'
+import {checkAmplification, checkHeldMemory, checkLogAmplification, checkNesting, checkShutdownAfterBombs} from './review-server.js'
+
+/** A check passes when it has no failures; the figures are printed when it does not. */
+function assertPassed(result: CheckResult): void {
+  assert.deepEqual(result.failures, [], result.figures.map((f) => `${f.figure}: ${f.value}`).join('\n'))
+}
+
+describe('server attacks of the hostile reviews (issue 11; fast versions)', function () {
+  this.timeout(120_000)
+
+  it('item 1: a 119-byte request nested 6,000 deep, chunked or not, anonymous or not, fast path or slow: 400, and the server lives on', async () => {
+    assertPassed(await checkNesting('fast'))
+  })
+
+  it('item 5: 300 KB of metadata and 900 empty spans (446 bytes gzipped) writes at most 64 times its decoded size; an address is bounded over time', async () => {
+    assertPassed(await checkAmplification('fast'))
+  })
+
+  it('item 7: 100 anonymous and 200 token gzip requests of a 4 MiB line, held one byte short then released: memory bounded, GET / answered', async () => {
+    assertPassed(await checkHeldMemory('fast'))
+  })
+
+  it('item 8: 300,000-character type names, and long headers, paths and agent names, are cut in the log and in responses', async () => {
+    assertPassed(await checkLogAmplification('fast'))
+  })
+
+  it('item 12: SIGTERM after 150 gzip bombs whose clients were killed stops at once', async () => {
+    assertPassed(await checkShutdownAfterBombs('fast'))
+  })
+})

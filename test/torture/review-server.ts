@@ -1,0 +1,399 @@
+/**
+ * The server attacks of issue 11's hostile reviews, against the real `apm-server run` (a secret token from
+ * the keystore, RUM on, so anonymous access is on; loopback only), each with the figure that shows its
+ * bound: a 119-byte request of deep nesting (item 1), a 446-byte request whose events repeat 300 KB of
+ * metadata (item 5), hundreds of small gzip requests held one byte short of their end (item 7), client
+ * text echoed into the log and responses (item 8), and SIGTERM after gzip bombs whose clients were killed
+ * (item 12). `npm run torture` runs them at full size (`--only=review-server`); test/torture/review-server.test.ts
+ * runs each at the fast size.
+ */
+import {randomBytes} from 'node:crypto'
+import {promises as fs} from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import {deflateSync, gzipSync} from 'node:zlib'
+
+import {ANONYMOUS_METADATA_MAX_BYTES, ANONYMOUS_METADATA_TOO_LARGE, LINE_TOO_COMPLEX, MEMORY_BUDGET_BYTES, OUTPUT_LIMIT_EXCEEDED, OUTPUT_MULTIPLE, QUEUE_FULL} from '../../src/server/limits.js'
+import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/server.js'
+import {CheckResult, fail, newResult, pool, sleep} from './lib.js'
+import {launch, Launched, METADATA, Reply, request, safeJson} from './server.js'
+
+export type Scale = 'fast' | 'full'
+
+function sizes(scale: Scale) {
+  const full = scale === 'full'
+  return {
+    bombs: full ? 600 : 150,
+    bombSeconds: full ? 10 : 1,
+    heldAnonymous: full ? 400 : 100,
+    heldToken: full ? 1600 : 200,
+    logRequests: full ? 900 : 40,
+  }
+}
+
+const RUM = ['-E', 'apm-server.rum.enabled=true']
+const RUM_METADATA = (extra = '') => `{"metadata":{"service":{"name":"web","agent":{"name":"rum-js","version":"5.16.0"}}${extra}}}`
+const ndjsonHeaders = {'Content-Type': 'application/x-ndjson'}
+const MiB = 1024 * 1024
+
+/** Runs `body` against a fresh server (its own memory baseline and log), and always stops it. */
+async function withServer(extra: string[], body: (server: Launched) => Promise<void>): Promise<void> {
+  const server = await launch({extra})
+  try {
+    await body(server)
+  } finally {
+    await server.stop()
+    server.home.cleanup()
+  }
+}
+
+/** The server still runs and answers `GET /`. */
+async function alive(server: Launched): Promise<boolean> {
+  if (server.child.exitCode !== null) return false
+  const reply = await request(server.url, {method: 'GET', path: '/', timeoutMs: 30_000}).catch(() => undefined)
+  return reply?.status === 200
+}
+
+function errorsOf(reply: Reply): string[] {
+  return ((safeJson(reply.body) as {errors?: Array<{message: string}>})?.errors ?? []).map((error) => error.message)
+}
+
+function acceptedOf(reply: Reply): number | undefined {
+  return (safeJson(reply.body) as {accepted?: number})?.accepted
+}
+
+/** Bytes in the output directory now (every rotated file included). */
+async function outputBytes(server: Launched): Promise<number> {
+  const dir = path.join(server.home.dir, 'data', 'apm-server')
+  let total = 0
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) total += (await fs.stat(path.join(dir, name))).size // eslint-disable-line no-await-in-loop
+  return total
+}
+
+/** Item 1: lines nested 6,000 deep (119 bytes gzipped), chunked or with a length, anonymous or with the token. */
+export async function checkNesting(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const depth = 6000
+  const deep = `${'['.repeat(depth)}${']'.repeat(depth)}`
+  const deepMetadata = Buffer.from(`${RUM_METADATA(`,"x":${deep}`)}\n`)
+  const deepEvent = Buffer.from(`${RUM_METADATA()}\n{"transaction":{"id":"t","x":${deep}}}\n`)
+  const wide = `[${Array.from({length: 100_000}, () => '[]').join(',')}]`
+  await withServer(RUM, async (server) => {
+    const chunked = (data: Buffer) => async function* () {
+      yield data
+    }
+
+    const auth = {Authorization: `Bearer ${server.token}`}
+    const gzipped = {...ndjsonHeaders, 'Content-Encoding': 'gzip'}
+    // Anonymous metadata this long is refused for its size first (ANONYMOUS_METADATA_MAX_BYTES): either answer is right.
+    const refusals = [LINE_TOO_COMPLEX, ANONYMOUS_METADATA_TOO_LARGE]
+    const cases: Array<[string, Parameters<typeof request>[1], string[]]> = [
+      [`anonymous, gzip, chunked: metadata nested ${depth} deep (${gzipSync(deepMetadata).length} bytes)`, {body: chunked(gzipSync(deepMetadata)), headers: gzipped}, refusals],
+      ['anonymous, gzip, with a length: the same', {body: gzipSync(deepMetadata), headers: gzipped}, refusals],
+      ['with the token, gzip, chunked: the same', {body: chunked(gzipSync(deepMetadata)), headers: {...gzipped, ...auth}}, [LINE_TOO_COMPLEX]],
+      [`RUM endpoint, plain, chunked: an event nested ${depth} deep (${deepEvent.length} bytes)`, {body: chunked(deepEvent), headers: ndjsonHeaders, path: '/intake/v2/rum/events'}, [LINE_TOO_COMPLEX]],
+      ['with the token (the fast path): the same event', {body: chunked(Buffer.from(`${METADATA}\n{"span":{"id":"s","x":${deep}}}\n`)), headers: {...ndjsonHeaders, ...auth}}, [LINE_TOO_COMPLEX]],
+      ...(scale === 'full'
+        ? ([['with the token: an event of 100,002 arrays in 300,000 bytes', {body: Buffer.from(`${METADATA}\n{"span":{"x":${wide}}}\n`), headers: {...ndjsonHeaders, ...auth}}, [LINE_TOO_COMPLEX]]] as Array<
+            [string, Parameters<typeof request>[1], string[]]
+          >)
+        : []),
+    ]
+    let ok = 0
+    for (const [label, options, messages] of cases) {
+      // eslint-disable-next-line no-await-in-loop -- one at a time: a crash is pinned on its case
+      const reply = await request(server.url, options).catch((error: Error) => ({body: error.message, headers: {}, status: 0}))
+      // eslint-disable-next-line no-await-in-loop
+      const up = await alive(server)
+      if (reply.status === 400 && errorsOf(reply).some((message) => messages.includes(message)) && up) ok++
+      else fail(result, `nesting: ${label}: status ${reply.status}, ${reply.body.slice(0, 200)}; server ${up ? 'up' : `DOWN (exit ${server.child.exitCode}): ${server.logs().slice(-300)}`}`)
+      if (!up) break
+    }
+
+    result.figures.push({check: 'server review', figure: `deep or wide lines (${cases.map(([label]) => label).join('; ')})`, value: `${ok}/${cases.length} answered 400 (nesting bound, or the anonymous metadata bound), server up after each`})
+  })
+  return result
+}
+
+/** Item 5: 300 KB of metadata and 900 `{"span":{}}` (~450 bytes gzipped), anonymous and with the token; then a burst of anonymous requests. */
+export async function checkAmplification(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  await withServer(RUM, async (server) => {
+    const auth = {Authorization: `Bearer ${server.token}`}
+    const marker = `marker-${randomBytes(6).toString('hex')}`
+    const before = await request(server.url, {body: `${METADATA}\n{"transaction":{"id":"${marker}"}}\n`, headers: {...ndjsonHeaders, ...auth}})
+    if (before.status !== 202) fail(result, `amplification: the marker event got ${before.status}`)
+    const spans = (count: number) => '{"span":{}}\n'.repeat(count)
+    // 300,000 bytes of metadata: inside max_event_size (300 KiB), as in the review.
+    const big = `${RUM_METADATA(`,"labels":{"pad":"${'x'.repeat(300_000)}"}`)}\n${spans(900)}`
+    const nearMetadata = RUM_METADATA(`,"labels":{"pad":"${'x'.repeat(ANONYMOUS_METADATA_MAX_BYTES - 200)}"}`)
+    const nearBound = `${nearMetadata}\n${spans(5000)}`
+    const cases: Array<[string, string, string, Record<string, string>, (reply: Reply) => boolean]> = [
+      ['anonymous (RUM): 300 KB of metadata, 900 empty spans', '/intake/v2/rum/events', big, {}, (r) => r.status === 400 && acceptedOf(r) === 0],
+      [`anonymous (RUM): ${nearMetadata.length.toLocaleString('en')} bytes of metadata, 5,000 empty spans`, '/intake/v2/rum/events', nearBound, {}, (r) => r.status === 400 && errorsOf(r).includes(OUTPUT_LIMIT_EXCEEDED)],
+      ['with the token: 300 KB of metadata, 900 empty spans', '/intake/v2/events', big.replace('rum-js', 'nodejs'), auth, (r) => r.status === 400 && errorsOf(r).includes(OUTPUT_LIMIT_EXCEEDED)],
+    ]
+    for (const [label, route, body, headers, expected] of cases) {
+      const data = gzipSync(body)
+      // eslint-disable-next-line no-await-in-loop -- one at a time: each one's output is measured
+      const outputBefore = await outputBytes(server)
+      // eslint-disable-next-line no-await-in-loop
+      const reply = await request(server.url, {body: data, headers: {...ndjsonHeaders, ...headers, 'Content-Encoding': 'gzip'}, path: route})
+      // eslint-disable-next-line no-await-in-loop
+      const written = (await outputBytes(server)) - outputBefore
+      const bound = OUTPUT_MULTIPLE * Buffer.byteLength(body)
+      // eslint-disable-next-line no-await-in-loop -- a full set of files means rotation dropped one: `written` is then unknown
+      const full = (await fs.readdir(path.join(server.home.dir, 'data', 'apm-server'))).length >= 7
+      const good = expected(reply) && written <= bound && !full
+      if (!good) fail(result, `amplification: ${label}: status ${reply.status} ${reply.body.slice(0, 200)}, wrote ${written} bytes (bound ${bound})${full ? ', and rotated output files away' : ''}`)
+      result.figures.push({
+        check: 'server review',
+        figure: `${label}: ${data.length} bytes gzipped, ${Buffer.byteLength(body).toLocaleString('en')} decoded`,
+        value: `${reply.status}, ${acceptedOf(reply)} accepted (${errorsOf(reply).join('; ').slice(0, 90)}); wrote ${written.toLocaleString('en')} bytes, bound ${bound.toLocaleString('en')} (${OUTPUT_MULTIPLE}x decoded)${good ? '' : ' — OVER'}`,
+      })
+    }
+
+    // A burst of anonymous requests each within its own bound (events of 50 KB): the address's output is bounded over time.
+    const requests = scale === 'full' ? 200 : 40
+    const burstBody = gzipSync(`${RUM_METADATA(`,"labels":{"pad":"${'y'.repeat(4096)}"}`)}\n${`{"span":{"name":"${'n'.repeat(50_000)}"}}\n`.repeat(10)}`)
+    const outputBefore = await outputBytes(server)
+    const t0 = Date.now()
+    const statuses = new Map<number, number>()
+    for (let i = 0; i < requests; i++) {
+      // eslint-disable-next-line no-await-in-loop -- one client, one request after another
+      const reply = await request(server.url, {body: burstBody, headers: {...ndjsonHeaders, 'Content-Encoding': 'gzip'}, path: '/intake/v2/rum/events'})
+      statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1)
+    }
+
+    const seconds = (Date.now() - t0) / 1000
+    const written = (await outputBytes(server)) - outputBefore
+    // event_limit 300 by default: 300 x 8 KiB a second, a burst of three seconds' worth, plus one line.
+    const windowBound = 300 * 8192 * (3 + seconds) + 8192 + 100
+    if (written > windowBound) fail(result, `amplification: ${requests} anonymous requests in ${seconds.toFixed(1)} s wrote ${written} bytes, over ${Math.round(windowBound)}`)
+    result.figures.push({
+      check: 'server review',
+      figure: `one anonymous address, ${requests} requests of 4 KiB metadata and 10 spans of 50 KB, one after another`,
+      value: `${[...statuses].map(([status, n]) => `${n} × ${status}`).join(', ')} in ${seconds.toFixed(2)} s; wrote ${(written / MiB).toFixed(1)} MiB, bound ${(windowBound / MiB).toFixed(1)} MiB (2.4 MiB a second, a 7.2 MiB burst)`,
+    })
+    const dir = path.join(server.home.dir, 'data', 'apm-server')
+    const files = await fs.readdir(dir)
+    const kept = await Promise.all(files.map(async (name) => (await fs.readFile(path.join(dir, name), 'utf8')).includes(marker)))
+    if (!kept.includes(true)) fail(result, `amplification: the event written before the attacks is in none of the ${files.length} output files (rotated away)`)
+  })
+  return result
+}
+
+interface Held {
+  socket: net.Socket
+  release: () => void
+  reply: Promise<number>
+}
+
+/** A request sent whole but for its last byte over a raw socket; release() sends the byte; reply is the status (0: none). */
+function holdRequest(port: number, head: string, body: Buffer): Promise<Held> {
+  return new Promise((resolve, reject) => {
+    let response = ''
+    const socket = net.connect(port, '127.0.0.1')
+    const reply = new Promise<number>((done) => {
+      socket.on('data', (chunk: Buffer) => {
+        response += chunk.toString('latin1')
+      })
+      socket.on('close', () => done(Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0)))
+      socket.setTimeout(300_000, () => socket.destroy())
+    })
+    socket.once('error', reject)
+    socket.once('connect', () => {
+      socket.off('error', reject)
+      socket.on('error', () => {})
+      socket.write(`${head}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+      socket.write(body.subarray(0, -1), () => resolve({release: () => socket.write(body.subarray(-1)), reply, socket}))
+    })
+  })
+}
+
+/** `GET /` every 100 ms until stopped: the slowest answer, and the failures. */
+function probeRoot(url: string): {stop: () => Promise<{slowestMs: number; failed: number; count: number}>} {
+  let running = true
+  let slowestMs = 0
+  let failed = 0
+  let count = 0
+  const loop = (async () => {
+    while (running) {
+      const t0 = Date.now()
+      // eslint-disable-next-line no-await-in-loop -- one probe at a time
+      const reply = await request(url, {agent: false, method: 'GET', path: '/', timeoutMs: 60_000}).catch(() => undefined)
+      count++
+      slowestMs = Math.max(slowestMs, Date.now() - t0)
+      if (reply?.status !== 200) failed++
+      await sleep(100) // eslint-disable-line no-await-in-loop
+    }
+  })()
+  return {
+    async stop() {
+      running = false
+      await loop
+      return {count, failed, slowestMs}
+    },
+  }
+}
+
+/** Item 7: small gzip requests (a 4 MiB line of `a`, 4,099 bytes) held one byte short of their end, then released at once. */
+export async function checkHeldMemory(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const size = sizes(scale)
+  const body = gzipSync(Buffer.alloc(4 * MiB, 0x61))
+  // What the budget lets the server hold, plus the server's own growth under ~2,000 connections.
+  const boundMiB = MEMORY_BUDGET_BYTES / MiB + 192
+  await withServer(RUM, async (server) => {
+    const {port} = new URL(server.url)
+    const runs: Array<[string, number, string, string]> = [
+      ['anonymous (RUM)', size.heldAnonymous, '/intake/v2/rum/events', ''],
+      ['with the token', size.heldToken, '/intake/v2/events', `Authorization: Bearer ${server.token}\r\n`],
+    ]
+    for (const [label, count, route, auth] of runs) {
+      const head = `POST ${route} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n${auth}`
+      // eslint-disable-next-line no-await-in-loop -- one run after the other, memory measured each
+      const held = await pool(Array.from({length: count}, (_, i) => i), 100, () => holdRequest(Number(port), head, body))
+      await sleep(500) // eslint-disable-line no-await-in-loop -- every request read up to its last byte
+      const rssHeld = server.peakSinceMark()
+      const probe = probeRoot(server.url)
+      const t0 = Date.now()
+      for (const request_ of held) request_.release()
+      // eslint-disable-next-line no-await-in-loop
+      const statuses = await Promise.all(held.map((request_) => request_.reply))
+      const answeredMs = Date.now() - t0
+      // eslint-disable-next-line no-await-in-loop
+      const root = await probe.stop()
+      const peak = server.peakSinceMark()
+      const counts = new Map<number, number>()
+      for (const status of statuses) counts.set(status, (counts.get(status) ?? 0) + 1)
+      const grown = peak - server.baseline
+      if (grown > boundMiB) fail(result, `held requests (${label}): RSS grew ${grown} MiB over the ${server.baseline} MiB baseline, bound ${boundMiB} MiB`)
+      if (statuses.some((status) => status !== 400 && status !== 503)) fail(result, `held requests (${label}): statuses ${[...counts].join(' ')}, expected 400 (the line is too long) or 503 (${QUEUE_FULL})`)
+      if (root.failed > 0 || root.slowestMs > 5000) fail(result, `held requests (${label}): GET / failed ${root.failed} of ${root.count} times, slowest ${root.slowestMs} ms`)
+      result.figures.push({
+        check: 'server review',
+        figure: `${count.toLocaleString('en')} gzip requests ${label} (${body.length.toLocaleString('en')} bytes, a 4 MiB line), held one byte short, then released at once`,
+        value: `RSS ${server.baseline} MiB at start, ${rssHeld} MiB held, peak ${peak} MiB (bound +${boundMiB}); ${[...counts].map(([status, n]) => `${n} × ${status}`).join(', ')} in ${(answeredMs / 1000).toFixed(1)} s; GET / ${root.count} probes, slowest ${root.slowestMs} ms`,
+      })
+      if (!(await alive(server))) break // eslint-disable-line no-await-in-loop
+    }
+  })
+  return result
+}
+
+/** Item 8: client text in the log and in responses, cut and counted, whatever its size. */
+export async function checkLogAmplification(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const size = sizes(scale)
+  await withServer(RUM, async (server) => {
+    const {port} = new URL(server.url)
+    const line = `{"${'A'.repeat(300_000)}":{}}\n`
+    const body = deflateSync(`${RUM_METADATA()}\n${line.repeat(5)}`)
+    const logBefore = server.logs().length
+    let largestReply = 0
+    let ok = 0
+    await pool(Array.from({length: size.logRequests}, (_, i) => i), 10, async () => {
+      const reply = await request(server.url, {body, headers: {...ndjsonHeaders, 'Content-Encoding': 'deflate'}, path: '/intake/v2/rum/events'})
+      largestReply = Math.max(largestReply, reply.body.length)
+      if (reply.status === 400) ok++
+    })
+    await sleep(200) // the last log lines
+    const perRequest = (server.logs().length - logBefore) / size.logRequests
+    if (ok !== size.logRequests) fail(result, `log amplification: ${ok} of ${size.logRequests} unknown-type requests answered 400`)
+    if (perRequest > 4096 || largestReply > 8192) fail(result, `log amplification: ${Math.round(perRequest)} log bytes a request, a response of ${largestReply} bytes`)
+    result.figures.push({
+      check: 'server review',
+      figure: `${size.logRequests} anonymous deflate requests of ${body.length.toLocaleString('en')} bytes, 5 lines \`{"AAA…300,000…":{}}\` each`,
+      value: `${ok} × 400; ${Math.round(perRequest).toLocaleString('en')} log bytes a request, largest response ${largestReply.toLocaleString('en')} bytes (before the fix: ~1.5 MB each)`,
+    })
+
+    // Every other client string a log line or a response could carry, 8-16 KiB of it.
+    const long = 'z'.repeat(15_000)
+    const raw = (text: string) =>
+      new Promise<string>((resolve) => {
+        const chunks: Buffer[] = []
+        const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(text))
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+        socket.on('error', () => {})
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')))
+      })
+    const metadataBody = `${RUM_METADATA().replace('rum-js', 'r'.repeat(ANONYMOUS_METADATA_MAX_BYTES - 200))}\n{"span":{}}\n`
+    const probes: Array<[string, () => Promise<string>]> = [
+      ['Content-Type', async () => (await request(server.url, {body: `${METADATA}\n`, headers: {Authorization: `Bearer ${server.token}`, 'Content-Type': long}})).body],
+      ['URL path', () => raw(`GET /${'p'.repeat(8000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)],
+      ['Authorization scheme', async () => (await request(server.url, {headers: {Authorization: `${long} token`}, method: 'GET', path: '/config/v1/agents'})).body],
+      ['anonymous agent name (refused)', async () => (await request(server.url, {body: metadataBody, headers: ndjsonHeaders, path: '/intake/v2/rum/events'})).body],
+    ]
+    for (const [label, probe] of probes) {
+      const logAt = server.logs().length
+      // eslint-disable-next-line no-await-in-loop -- one at a time, its log line measured
+      const reply = await probe()
+      await sleep(100) // eslint-disable-line no-await-in-loop
+      const logged = server.logs().length - logAt
+      if (reply.length > 2048 || logged > 2048) fail(result, `log amplification: ${label}: a response of ${reply.length} bytes, ${logged} log bytes`)
+      result.figures.push({check: 'server review', figure: `client text of 8-15 KB: ${label}`, value: `response ${reply.length} bytes, log ${logged} bytes`})
+    }
+  })
+  return result
+}
+
+/**
+ * Item 12: gzip bombs (4 Mi empty lines in 4 KiB, each request sent whole) from clients killed while the
+ * server still reads them, then SIGTERM: nothing is left to wait for, so the server stops at once, far
+ * inside its shutdown bound. At full size also with the clients still connected: the server stops
+ * within its bound (30 s, then 1 s of grace), cutting what is left.
+ */
+export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const size = sizes(scale)
+  const bomb = gzipSync(Buffer.concat([Buffer.from(`${METADATA}\n`), Buffer.alloc(4 * MiB, 0x0a)]))
+  const bound = DEFAULT_SHUTDOWN_TIMEOUT_MS + SHUTDOWN_GRACE_MS
+  const runs: Array<[string, boolean]> = [['clients killed while they are read, then SIGTERM', true], ...(scale === 'full' ? [['clients still connected at SIGTERM', false] as [string, boolean]] : [])]
+  for (const [label, kill] of runs) {
+    // eslint-disable-next-line no-await-in-loop -- one server a run
+    const server = await launch({})
+    try {
+      const {port} = new URL(server.url)
+      const head = `POST /intake/v2/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nAuthorization: Bearer ${server.token}\r\nContent-Encoding: gzip\r\n`
+      // eslint-disable-next-line no-await-in-loop
+      const sent = await pool(Array.from({length: size.bombs}, (_, i) => i), 50, async () => {
+        const held = await holdRequest(Number(port), head, bomb)
+        held.release()
+        return held
+      })
+      await sleep(size.bombSeconds * 1000) // eslint-disable-line no-await-in-loop -- the server busy reading them
+      if (kill) for (const held of sent) held.socket.destroy()
+      // eslint-disable-next-line no-await-in-loop
+      const stopped = await server.stop()
+      for (const held of sent) held.socket.destroy()
+      // Killed clients leave nothing in flight: the stop must not wait at all (before the fix: the
+      // bombs' whole work, 0.2 s each); connected ones are cut at the bound.
+      const limit = kill ? 5000 : bound + 10_000
+      if (stopped.code !== 0 || stopped.ms > limit) fail(result, `shutdown after bombs, ${label}: exit ${stopped.code} in ${stopped.ms} ms, expected 0 within ${limit} ms`)
+      result.figures.push({
+        check: 'server review',
+        figure: `${size.bombs} gzip bombs (${bomb.length.toLocaleString('en')} bytes, 4 Mi empty lines each), ${label}`,
+        value: `exit ${stopped.code} in ${(stopped.ms / 1000).toFixed(1)} s (the bound: ${bound / 1000} s)`,
+      })
+    } finally {
+      await server.stop() // eslint-disable-line no-await-in-loop
+      server.home.cleanup()
+    }
+  }
+
+  return result
+}
+
+export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
+  const all = newResult()
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs]) {
+    // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
+    const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
+    all.figures.push(...one.figures)
+    all.failures.push(...one.failures)
+    all.skipped.push(...one.skipped)
+  }
+
+  return all
+}
