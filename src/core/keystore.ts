@@ -267,14 +267,14 @@ export interface UpdateOptions extends OpenOptions {
 export async function updateKeystore<T>(file: string, options: UpdateOptions, change: (keystore: Keystore) => Promise<T> | T): Promise<T> {
   return withKeystoreLock(
     file,
-    async () => {
+    async (lock) => {
       const data = await readKeystoreFile(file, options)
       let keystore: Keystore
       if (data !== undefined) keystore = await decode(file, data, options)
       else if (options.createIfMissing) keystore = newKeystore(file, options.createIfMissing)
       else throw noKeystore(file)
       const result = await change(keystore)
-      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode())
+      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode(), {beforeReplace: lock.verify, strictPerms: options.strictPerms})
       return result
     },
     {timeoutMs: options.lockTimeoutMs},
@@ -284,19 +284,22 @@ export async function updateKeystore<T>(file: string, options: UpdateOptions, ch
 /**
  * Creates an empty keystore. An existing file is an error unless `overwrite`.
  */
-export async function createKeystore(file: string, spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number}): Promise<Keystore> {
+export async function createKeystore(
+  file: string,
+  spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number; strictPerms?: boolean},
+): Promise<Keystore> {
   const keystore = newKeystore(file, spec)
   const data = await keystore.encode()
   await withKeystoreLock(
     file,
-    async () => {
+    async (lock) => {
       // Existence only: an unreadable or damaged file may still be replaced with --force.
       const exists = await readKeystoreFile(file, {strictPerms: false}).then(
         (found) => found !== undefined,
         () => true,
       )
       if (exists && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
-      await writeKeystoreFile(file, data)
+      await writeKeystoreFile(file, data, {beforeReplace: lock.verify, strictPerms: spec.strictPerms})
     },
     {timeoutMs: spec.lockTimeoutMs},
   )

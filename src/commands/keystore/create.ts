@@ -48,7 +48,7 @@ export default class Create extends BaseCommand<typeof Create> {
     }
 
     const password = this.flags.password ? await readNewPassword() : undefined
-    const keystore = await createKeystore(file, {format, kdfParams: kdfParamsFromEnvironment(process.env), overwrite, password})
+    const keystore = await createKeystore(file, {format, kdfParams: kdfParamsFromEnvironment(process.env), overwrite, password, strictPerms: this.strictPerms})
     this.say(`Created ${format} keystore at ${file}${keystore.passwordProtected ? ', password protected' : ''}.`)
     if (!keystore.passwordProtected) {
       this.note('the keystore has no password: it is obfuscated, not protected; anyone who can read the file can read its secrets. Use --password to protect it.')
