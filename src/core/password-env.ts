@@ -1,5 +1,8 @@
-import {promises as fs} from 'node:fs'
-
+/**
+ * The keystore password and the argon2id cost of a new one, from the environment: what servers,
+ * provisioning scripts and test suites use instead of a prompt.
+ */
+import {readRegularFile, RefusedFileError} from './bounded-read.js'
 import {ARGON2_LIMITS, type Argon2Params} from './crypto.js'
 import {KeystoreError} from './errors.js'
 
@@ -7,9 +10,19 @@ export const PASSWORD_ENV = 'APM_SERVER_KEYSTORE_PASSWORD'
 export const PASSWORD_FILE_ENV = 'APM_SERVER_KEYSTORE_PASSWORD_FILE'
 
 /**
+ * The most a password file (or a new password on stdin) may hold: a few KiB is far more than any
+ * password, and keeps a path pointed at /dev/zero, a log file or a disk image from being read whole.
+ */
+export const MAX_PASSWORD_BYTES = 4096
+
+/**
  * The keystore password from `APM_SERVER_KEYSTORE_PASSWORD`, else from the file named by
  * `APM_SERVER_KEYSTORE_PASSWORD_FILE` (one trailing newline removed, as `echo` and editors add one).
  * Empty variables count as unset. Returns undefined when neither is set.
+ *
+ * The file must be a regular file (symbolic links followed: secret mounts use them) of at most
+ * {@link MAX_PASSWORD_BYTES}; it is opened without blocking, so a FIFO fails at once instead of
+ * holding a command, or a server's reload and so its shutdown, until someone writes to it.
  */
 export async function passwordFromEnvironment(env: NodeJS.ProcessEnv): Promise<Buffer | undefined> {
   const direct = env[PASSWORD_ENV]
@@ -18,10 +31,17 @@ export async function passwordFromEnvironment(env: NodeJS.ProcessEnv): Promise<B
   if (!file) return undefined
   let data: Buffer
   try {
-    data = await fs.readFile(file)
+    data = await readRegularFile(file, MAX_PASSWORD_BYTES)
   } catch (error) {
+    const named = `the password file ${file} named by ${PASSWORD_FILE_ENV}`
+    if (error instanceof RefusedFileError) {
+      const {refusal} = error
+      if (refusal.reason === 'not-regular') throw new KeystoreError('ENOPASSWORD', `${named} is ${refusal.type}, not a regular file; point it at a file holding the password`)
+      throw new KeystoreError('ENOPASSWORD', `${named} is over ${MAX_PASSWORD_BYTES} bytes, too big for a password; point it at a file holding only the password`)
+    }
+
     const code = (error as NodeJS.ErrnoException).code
-    throw new KeystoreError('ENOPASSWORD', `cannot read the password file ${file} named by ${PASSWORD_FILE_ENV}: ${code}; check the path and its permissions`)
+    throw new KeystoreError('ENOPASSWORD', `cannot read ${named}: ${code}; check the path and its permissions`)
   }
 
   const end = data.at(-1) === 0x0a ? (data.at(-2) === 0x0d ? -2 : -1) : data.length

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
-import {writeFileSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {symlinkSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {generateToken} from '../../src/core/crypto.js'
-import {kdfParamsFromEnvironment, passwordFromEnvironment} from '../../src/core/password-env.js'
+import {kdfParamsFromEnvironment, MAX_PASSWORD_BYTES, passwordFromEnvironment} from '../../src/core/password-env.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {assertKeystoreError} from '../helpers/keystore.js'
 
@@ -57,6 +58,31 @@ describe('core/password-env', () => {
         `the password file ${empty} named by APM_SERVER_KEYSTORE_PASSWORD_FILE is empty; write the password into it`,
       )
     }
+  })
+
+  it('the password file must be a regular file of at most 4 KiB: a FIFO, a device, a directory or a big file fail at once, naming it', async () => {
+    const fifo = path.join(tmp.dir, 'fifo')
+    execFileSync('mkfifo', [fifo])
+    const big = path.join(tmp.dir, 'big')
+    writeFileSync(big, Buffer.alloc(MAX_PASSWORD_BYTES + 1, 0x61))
+    const atLimit = path.join(tmp.dir, 'at-limit')
+    writeFileSync(atLimit, Buffer.alloc(MAX_PASSWORD_BYTES, 0x61))
+    const link = path.join(tmp.dir, 'link')
+    symlinkSync('/dev/zero', link)
+    const named = (file: string) => `the password file ${file} named by APM_SERVER_KEYSTORE_PASSWORD_FILE`
+    const table: Array<[string, string]> = [
+      [fifo, `${named(fifo)} is a FIFO, not a regular file; point it at a file holding the password`],
+      ['/dev/zero', `${named('/dev/zero')} is a character device, not a regular file; point it at a file holding the password`],
+      [link, `${named(link)} is a character device, not a regular file; point it at a file holding the password`],
+      [tmp.dir, `${named(tmp.dir)} is a directory, not a regular file; point it at a file holding the password`],
+      [big, `${named(big)} is over 4096 bytes, too big for a password; point it at a file holding only the password`],
+    ]
+    for (const [file, message] of table) {
+      // eslint-disable-next-line no-await-in-loop -- a table
+      await assertKeystoreError(passwordFromEnvironment({APM_SERVER_KEYSTORE_PASSWORD_FILE: file}), 'ENOPASSWORD', message)
+    }
+
+    assert.deepEqual(await passwordFromEnvironment({APM_SERVER_KEYSTORE_PASSWORD_FILE: atLimit}), Buffer.alloc(MAX_PASSWORD_BYTES, 0x61))
   })
 
   it('APM_SERVER_KEYSTORE_KDF_PARAMS: parsed, unset, or EUSAGE', () => {
