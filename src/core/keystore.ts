@@ -6,8 +6,8 @@
  * writes only when something changed.
  */
 import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
-import {assertValidKeyName, Entries, Entry, MAX_KEYS} from './entries.js'
-import {KeystoreError} from './errors.js'
+import {assertValidKeyName, Entries, Entry, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
+import {EncodeLimitError, KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
 import {
   checkArgon2Limits,
@@ -20,7 +20,7 @@ import {
   readNativeHeader,
   StoredValues,
 } from './format/native.js'
-import {readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
+import {MAX_KEYSTORE_BYTES, readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
 
 export type KeystoreFormat = 'beats-v1' | 'native'
 export const KEYSTORE_FORMATS: readonly KeystoreFormat[] = ['native', 'beats-v1']
@@ -126,6 +126,10 @@ export class Keystore {
   set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
     if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${name}; give a non-empty value`)
+    if (value.length > MAX_VALUE_BYTES) {
+      throw new KeystoreError('EBADVALUE', `the value for key ${name} is ${value.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit for one value; store a smaller value`)
+    }
+
     const existing = this.entries.has(name) ? this.entry(name) : undefined
     if (existing && !options.overwrite) throw new KeystoreError('EKEYEXISTS', `key ${name} already exists in ${this.path}; use --force to overwrite it`)
     if (!existing && this.entries.size >= MAX_KEYS) {
@@ -183,14 +187,26 @@ export class Keystore {
     this.dirty = true
   }
 
-  /** @internal */
+  /**
+   * The file's bytes. Refuses (ELIMITS) a keystore that the readers would refuse, before it is built:
+   * written, it would put every secret in it out of reach.
+   * @internal
+   */
   async encode(): Promise<Buffer> {
     // The values of the file read are decrypted and checked before any rewrite, even when none is kept.
     const stored = this.readStoredValues ? this.stored() : undefined
-    if (this.currentFormat === 'native') return encodeNative(this.entries, this.kdf, this.password, stored)
-    const entries: Entries = new Map()
-    for (const name of this.entries.keys()) entries.set(name, this.entry(name))
-    return encodeBeatsV1(entries)
+    try {
+      if (this.currentFormat === 'native') return await encodeNative(this.entries, this.kdf, this.password, stored, MAX_KEYSTORE_BYTES)
+      const entries: Entries = new Map()
+      for (const name of this.entries.keys()) entries.set(name, this.entry(name))
+      return encodeBeatsV1(entries, MAX_KEYSTORE_BYTES)
+    } catch (error) {
+      if (!(error instanceof EncodeLimitError)) throw error
+      throw new KeystoreError(
+        'ELIMITS',
+        `keystore ${this.path} ${error.message}, and could then not be read again; nothing was written: remove keys, or keep large values outside the keystore`,
+      )
+    }
   }
 }
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import {chmodSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
+import {MAX_VALUE_BYTES} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
 import {decodeNative, readNativeHeader} from '../../src/core/format/native.js'
 import {
@@ -221,11 +222,16 @@ describe('core/keystore', () => {
       assert.ok(created > 0 && updated >= created)
     })
 
-    it('set: bad name EBADKEY with the rule, empty value EBADVALUE, existing key EKEYEXISTS; nothing written', async () => {
+    it('set: bad name EBADKEY with the rule, empty or over-64-MiB value EBADVALUE, existing key EKEYEXISTS; nothing written', async () => {
       const before = readFileSync(file)
       const {ino} = statSync(file)
       await assertKeystoreError(updateKeystore(file, {}, (ks) => ks.set('bad name', Buffer.from('x'))), 'EBADKEY', `invalid key name "bad name": ${KEY_RULE}`)
       await assertKeystoreError(updateKeystore(file, {}, (ks) => ks.set('C', Buffer.alloc(0))), 'EBADVALUE', 'empty value for key C; give a non-empty value')
+      await assertKeystoreError(
+        updateKeystore(file, {}, (ks) => ks.set('C', Buffer.alloc(MAX_VALUE_BYTES + 1))),
+        'EBADVALUE',
+        `the value for key C is ${MAX_VALUE_BYTES + 1} bytes, over the ${MAX_VALUE_BYTES}-byte limit for one value; store a smaller value`,
+      )
       await assertKeystoreError(
         updateKeystore(file, {}, (ks) => ks.set('A', Buffer.from('new'))),
         'EKEYEXISTS',

@@ -4,7 +4,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {interactive, promptNewPassword, readStdin, splitLines} from '../../cli/secrets.js'
 import {KeystoreError} from '../../core/errors.js'
 import {inspectKeystore, openKeystore, updateKeystore} from '../../core/keystore.js'
-import {kdfParamsFromEnvironment} from '../../core/password-env.js'
+import {kdfParamsFromEnvironment, MAX_PASSWORD_BYTES} from '../../core/password-env.js'
 
 export interface PasswdResult {
   path: string
@@ -42,7 +42,11 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
 
     let password: Buffer | undefined
     if (this.flags.stdin) {
-      password = splitLines(await readStdin())[0] ?? Buffer.alloc(0)
+      const input = await readStdin(
+        MAX_PASSWORD_BYTES,
+        () => new KeystoreError('EUSAGE', `stdin holds more than ${MAX_PASSWORD_BYTES} bytes, more than a password may be; give the new password as the first line`),
+      )
+      password = splitLines(input)[0] ?? Buffer.alloc(0)
       if (password.length === 0) throw new KeystoreError('EPASSWORD', 'the new password on stdin is empty; give it as the first line')
     } else if (!this.flags.remove) {
       if (!interactive()) throw new KeystoreError('EUSAGE', 'no terminal to ask for the new password; give it with --stdin, or use --remove')
