@@ -2,6 +2,7 @@ import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {ErrorCode, KeystoreError} from '../core/errors.js'
 import {OpenOptions} from '../core/keystore.js'
+import {passwordSupplied, unusedPasswordProblem} from '../core/password-env.js'
 import {resolvePaths, ResolvedPaths} from '../core/settings.js'
 import {readPassword} from './secrets.js'
 
@@ -65,10 +66,20 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return process.env.BEAT_STRICT_PERMS?.toLowerCase() !== 'false'
   }
 
-  /** Options for opening a keystore: permission check and the password sources, asked lazily. */
+  /**
+   * Options for opening a keystore: permission check, the password sources (asked lazily), and one
+   * warning when the environment supplies a password the keystore does not have.
+   */
   protected openOptions(): OpenOptions {
     let password: Promise<Buffer> | undefined
+    let warned = false
     return {
+      onUnprotected: passwordSupplied(process.env)
+        ? (file) => {
+            if (!warned) this.note(unusedPasswordProblem(file))
+            warned = true
+          }
+        : undefined,
       password: () => {
         password ??= readPassword()
         return password

@@ -30,6 +30,12 @@ export type PasswordSource = () => Promise<Buffer>
 
 export interface OpenOptions extends ReadOptions {
   password?: PasswordSource
+  /**
+   * Called with the path when the keystore read has no password (native without one, or Beats v1). A
+   * caller that was given a password warns here, or refuses by throwing: a keystore swapped for one
+   * without a password must not be used without a word.
+   */
+  onUnprotected?: (file: string) => void
   /** how long to wait for another writer's lock, in ms */
   lockTimeoutMs?: number
 }
@@ -238,7 +244,12 @@ export async function inspectKeystore(file: string, options: ReadOptions = {}): 
 
 async function decode(file: string, data: Buffer, options: OpenOptions): Promise<Keystore> {
   return withPathAsync(file, async () => {
-    if (looksBeatsV1(data)) return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
+    if (looksBeatsV1(data)) {
+      options.onUnprotected?.(file)
+      return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
+    }
+
+    if (options.onUnprotected && readNativeHeader(data).kdf.type === 'none') options.onUnprotected(file)
     let password: Buffer | undefined
     const contents = await openNative(data, async () => {
       if (!options.password) throw new KeystoreError('ENOPASSWORD', `keystore ${file} is password protected; set APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE`)

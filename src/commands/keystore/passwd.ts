@@ -28,7 +28,8 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
 
   async run(): Promise<PasswdResult> {
     const {keystore: file} = await this.paths()
-    const options = this.openOptions()
+    // The variables are the current password, which this command may be about to set: no warning that it is unused.
+    const options = {...this.openOptions(), onUnprotected: undefined}
     const info = await inspectKeystore(file, options)
     if (!info) throw new KeystoreError('ENOKEYSTORE', `no keystore at ${file}; create one with "apm-server keystore create --password"`)
     if (info.format !== 'native') {
@@ -55,7 +56,9 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
       password = await promptNewPassword()
     }
 
-    await updateKeystore(file, options, (keystore) => keystore.setPassword(password, kdfParamsFromEnvironment(process.env)))
+    const kdf = kdfParamsFromEnvironment(process.env)
+    if (password && kdf.warning) this.note(kdf.warning)
+    await updateKeystore(file, options, (keystore) => keystore.setPassword(password, kdf.params))
     this.say(password ? `Password of ${file} ${info.passwordProtected ? 'changed' : 'set'}.` : `Password removed from ${file}; it is now obfuscated only.`)
     return {passwordProtected: password !== undefined, path: file}
   }
