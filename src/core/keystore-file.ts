@@ -147,6 +147,15 @@ export interface WriteOptions extends ReadOptions {
   beforeReplace?: () => Promise<void>
 }
 
+/**
+ * What a name refers to, as a string to compare: a file or directory removed and replaced by another
+ * gets another inode, or the same inode number reused (ext4 does at once), but never the same birth time.
+ */
+function identityOf(stat: BigIntStats | undefined): string | undefined {
+  if (!stat || !(stat.isFile() || stat.isDirectory())) return undefined
+  return `${stat.isFile() ? 'f' : 'd'}:${stat.dev}:${stat.ino}:${stat.birthtimeNs}:${stat.uid}`
+}
+
 /** Temp files are `<name>.tmp-<32 hex digits>`, next to the real file. */
 const TEMP_INFIX = '.tmp-'
 const TEMP_SUFFIX = /^[0-9a-f]{32}$/
@@ -171,8 +180,9 @@ export async function writeKeystoreFile(file: string, data: Buffer, options: Wri
   await removeStaleTempFiles(target)
   const temp = `${target}${TEMP_INFIX}${randomBytes(16).toString('hex')}`
   try {
-    await writeNewFile(temp, data, old)
+    const written = await writeNewFile(temp, data, old)
     await options.beforeReplace?.()
+    await checkStillOurs(temp, written, file)
     await fs.rename(temp, target)
     await syncDirectory(path.dirname(target))
   } catch (error) {
@@ -193,7 +203,8 @@ async function realTarget(file: string): Promise<string> {
   }
 }
 
-async function writeNewFile(temp: string, data: Buffer, old: Stats | undefined): Promise<void> {
+/** Writes the new file; returns its identity (see {@link identityOf}). */
+async function writeNewFile(temp: string, data: Buffer, old: Stats | undefined): Promise<string | undefined> {
   // O_EXCL fails on any existing name, a planted link included; O_NOFOLLOW says so twice.
   const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
   try {
@@ -202,9 +213,24 @@ async function writeNewFile(temp: string, data: Buffer, old: Stats | undefined):
     await handle.chmod(0o600)
     await handle.writeFile(data)
     await handle.sync()
+    return identityOf(await handle.stat({bigint: true}))
   } finally {
     await handle.close()
   }
+}
+
+/**
+ * rename(2) takes names, not descriptors: in a directory others can write (only with --strict.perms=false)
+ * they could swap the temp name for a link of theirs, which the rename would then put in place. Checked
+ * right before the rename; the kernel offers no rename by descriptor to close the last microseconds.
+ */
+async function checkStillOurs(temp: string, written: string | undefined, file: string): Promise<void> {
+  const now = identityOf(await fs.lstat(temp, {bigint: true}).catch(() => undefined))
+  if (now !== undefined && now === written) return
+  throw new KeystoreError(
+    'EIO',
+    `cannot write keystore ${file}: its temp file was removed or replaced by another process; make ${path.dirname(temp)} writable by its owner only ("chmod go-w") and retry`,
+  )
 }
 
 /** The new file gets the old one's owner and group, e.g. when root rewrites a keystore it does not own. */
@@ -293,13 +319,6 @@ async function removeStaleLock(lockDir: string): Promise<void> {
   }
 }
 
-/**
- * The lock directory as it was when we made it. A takeover removes it and makes a new one: another inode,
- * or the same inode number reused, but never the same birth time.
- */
-function identityOf(stat: BigIntStats | undefined): string | undefined {
-  return stat?.isDirectory() ? `${stat.dev}:${stat.ino}:${stat.birthtimeNs}` : undefined
-}
 
 function lostLock(file: string): KeystoreError {
   return new KeystoreError(

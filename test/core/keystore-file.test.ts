@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {chmodSync, chownSync, existsSync, lchownSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
 import {promises as fsPromises} from 'node:fs'
 import path from 'node:path'
 
@@ -155,6 +155,27 @@ describe('core/keystore-file', () => {
       assert.equal(readFileSync(victim, 'utf8'), 'precious')
       assert.equal(modeOf(victim), 0o644)
       assert.deepEqual(await readKeystoreFile(file), Buffer.from('one'))
+      assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'victim'])
+    })
+
+    it('a temp file swapped for a link after it was written is never renamed into place (a directory others can write)', async () => {
+      await writeKeystoreFile(file, Buffer.from('one'))
+      const victim = path.join(tmp.dir, 'victim')
+      writeFileSync(victim, 'theirs', {mode: 0o600})
+      const swap = async () => {
+        const temp = readdirSync(tmp.dir).find((name) => name.includes('.tmp-'))!
+        rmSync(path.join(tmp.dir, temp))
+        symlinkSync(victim, path.join(tmp.dir, temp))
+      }
+
+      await assertKeystoreError(
+        writeKeystoreFile(file, Buffer.from('two'), {beforeReplace: swap, strictPerms: false}),
+        'EIO',
+        `cannot write keystore ${file}: its temp file was removed or replaced by another process; make ${tmp.dir} writable by its owner only ("chmod go-w") and retry`,
+      )
+      assert.equal(lstatSync(file).isFile(), true)
+      assert.deepEqual(await readKeystoreFile(file), Buffer.from('one'))
+      assert.equal(readFileSync(victim, 'utf8'), 'theirs')
       assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'victim'])
     })
 
