@@ -58,6 +58,7 @@ const checks: Check[] = [
   {name: 'crash', run: () => checkCrash({kills: 1000, lanes: 4, naturalEvery: 10, seed})},
   {name: 'crash', run: () => checkSymlinkCrash(20)},
   ...(await serverChecks()),
+  {name: 'review-core', run: async () => (await import('./review-core.js')).checkReviewCore({full: true})},
 ]
 
 function machine(): string {
