@@ -15,7 +15,7 @@
  */
 import {ChildProcess, execFile, spawn} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {closeSync, promises as fs, openSync, readSync} from 'node:fs'
+import {closeSync, promises as fs, openSync, readSync, watch} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
@@ -38,6 +38,7 @@ import {
   sleep,
   snapshot,
   startCli,
+  TEMP_FILE,
   tempDir,
 } from './lib.js'
 
@@ -319,21 +320,22 @@ const SLOW_KDF = 'm=262144,t=4,p=1'
  */
 export async function checkLostLock(options: ReviewCoreOptions): Promise<CheckResult> {
   const result = newResult()
-  // Where P1 is stopped: just after the lock appears (reading, first KDF), or later (second KDF, writing).
-  const delays = options.full ? [0, 300, 900, 1500, 2000] : [20]
+  // Where P1 is stopped: ms after the lock appears (reading, first KDF, second KDF), or as its temp file appears.
+  const moments: Array<number | 'temp'> = options.full ? [0, 250, 600, 1000, 1400, 'temp', 'temp'] : [20]
   const outcomes: string[] = []
-  for (const delay of delays) {
+  for (const moment of moments) {
     // eslint-disable-next-line no-await-in-loop -- one stopped writer at a time
-    outcomes.push(await lostLockRound(delay, result))
+    outcomes.push(await lostLockRound(moment, result))
   }
 
-  result.figures.push({check: 'review-core', figure: `writer SIGSTOPped holding the lock (${delays.join(', ')} ms after taking it), lock taken over by another`, value: outcomes.join('; ')})
+  const shown = moments.map((moment) => (moment === 'temp' ? 'as its temp file appeared' : `${moment} ms after the lock`)).join(', ')
+  result.figures.push({check: 'review-core', figure: `writer SIGSTOPped holding the lock (${shown}), lock taken over by another`, value: outcomes.join('; ')})
   return result
 }
 
-async function lostLockRound(delayMs: number, result: CheckResult): Promise<string> {
+async function lostLockRound(moment: number | 'temp', result: CheckResult): Promise<string> {
   const tmp = tempDir()
-  const where = `lost lock (stopped ${delayMs} ms after the lock)`
+  const where = `lost lock (stopped ${moment === 'temp' ? 'as its temp file appeared' : `${moment} ms after the lock`})`
   try {
     const cwd = tmp.dir
     const file = keystorePath(cwd)
@@ -341,13 +343,21 @@ async function lostLockRound(delayMs: number, result: CheckResult): Promise<stri
     const env = {APM_SERVER_KEYSTORE_KDF_PARAMS: SLOW_KDF, APM_SERVER_KEYSTORE_PASSWORD: password}
     await cli(['keystore', 'create', '--password'], {cwd, env})
     await cli(['keystore', 'add', 'K0', '--stdin'], {cwd, env, input: 'v0'})
-    const p1 = startCli(['keystore', 'add', 'K1', '--stdin'], {cwd, env, input: 'v1', timeoutMs: 120_000})
     const lock = path.join(cwd, 'data', LOCK_DIR)
+    // The crash check's way to hit a narrow window: inotify on the data dir, and the stop at once.
+    const watcher = watch(path.dirname(file), (_event, name) => {
+      if (moment === 'temp' && name && TEMP_FILE.test(name)) p1.child.kill('SIGSTOP')
+    })
+    const p1 = startCli(['keystore', 'add', 'K1', '--stdin'], {cwd, env, input: 'v1', timeoutMs: 120_000})
     const deadline = Date.now() + 30_000
-    // eslint-disable-next-line no-await-in-loop -- polling for the lock directory
-    while (!(await fs.stat(lock).catch(() => undefined)) && Date.now() < deadline) await sleep(2)
-    await sleep(delayMs)
-    p1.child.kill('SIGSTOP')
+    const stopped = async () => (moment === 'temp' ? isStopped(p1.child.pid!) : Boolean(await fs.stat(lock).catch(() => undefined)))
+    // eslint-disable-next-line no-await-in-loop -- polling for the lock directory, or the stop
+    while (!(await stopped()) && p1.child.exitCode === null && Date.now() < deadline) await sleep(2)
+    watcher.close()
+    if (moment !== 'temp') {
+      await sleep(moment)
+      p1.child.kill('SIGSTOP')
+    }
     const before = await snapshot(file, [password])
     const heldWhenStopped = (await isStopped(p1.child.pid!)) && Boolean(await fs.stat(lock).catch(() => undefined))
     const untouched = !('error' in before) && [...before.entries.keys()].join(',') === 'K0'
