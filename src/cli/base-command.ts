@@ -12,7 +12,7 @@ export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
 const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EUSAGE'])
 
 const strictPermsFlag = Flags.custom<boolean>({
-  description: 'refuse a keystore readable by group/others or owned by another user (also BEAT_STRICT_PERMS)',
+  description: 'refuse a keystore (or its directory) open to group/others or owned by another user (also BEAT_STRICT_PERMS)',
   helpValue: 'true|false',
   options: ['true', 'false'],
   async parse(input) {

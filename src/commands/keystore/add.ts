@@ -23,7 +23,7 @@ function describeKeys(names: string[]): string {
 
 export default class Add extends BaseCommand<typeof Add> {
   static summary = 'Add keys to the keystore, or replace them with --force.'
-  static description = `Values never come from arguments. On a terminal each value is asked for with a masked prompt. With --stdin and one key, all of stdin is the value (binary safe) minus one trailing newline; with several keys, stdin holds one line per key. --file stores a file's bytes. --generate stores a random URL-safe token and prints it once.`
+  static description = `Values never come from arguments. On a terminal each value is asked for with a masked prompt. With --stdin and one key, all of stdin is the value (binary safe) minus one trailing newline; with several keys, stdin holds one line per key. --file stores a file's bytes. A value, and all of stdin, may be at most 64 MiB. --generate stores a random URL-safe token and prints it once.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> APM_SECRET_TOKEN', description: 'Type the secret token at a masked prompt'},

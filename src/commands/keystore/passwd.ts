@@ -13,7 +13,7 @@ export interface PasswdResult {
 
 export default class Passwd extends BaseCommand<typeof Passwd> {
   static summary = 'Set, change or remove the keystore password.'
-  static description = `The current password comes from APM_SERVER_KEYSTORE_PASSWORD, the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE, or a prompt. The new one is asked twice on a terminal, or with --stdin is the first line of stdin.`
+  static description = `The current password comes from APM_SERVER_KEYSTORE_PASSWORD, the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE, or a prompt. The new one is asked twice on a terminal, or with --stdin is the first line of stdin (at most 4 KiB).`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Set or change the password at prompts'},
