@@ -183,7 +183,7 @@ describe('core/format/native', () => {
     it('the size is predicted exactly: a file of exactly the limit is made, one byte less is refused', async () => {
       for (const entries of [entriesOf({}), entriesOf({A: Buffer.from('x')}), entriesOf({A: ALL_BYTES, B_LONGER_NAME: Buffer.alloc(1000, 7)})]) {
         // eslint-disable-next-line no-await-in-loop -- a table
-        const size = (await encodeNative(entries, NONE, undefined)).length
+        const size: number = (await encodeNative(entries, NONE, undefined)).length
         // eslint-disable-next-line no-await-in-loop -- a table
         assert.equal((await encodeNative(entries, NONE, undefined, undefined, size)).length, size)
         // eslint-disable-next-line no-await-in-loop -- a table
