@@ -287,8 +287,23 @@ const STALE_TAKEOVER_MS = 10_000
 /** proper-lockfile's own stale takeover is never used: see removeStaleLock. */
 const NEVER_STALE_MS = 2 ** 31 - 1
 
-/** proper-lockfile's file-system calls, with its lock directory made 0700 whatever the umask. */
-const LOCK_FS = {...fsCallbacks, mkdir: (dir: string, callback: (error: NodeJS.ErrnoException | null) => void) => fsCallbacks.mkdir(dir, {mode: 0o700}, callback)}
+/** The identity of each lock directory this process holds, as made (see {@link identityOf}). */
+const heldLocks = new Map<string, string>()
+
+/**
+ * proper-lockfile's file-system calls, with its lock directory made 0700 whatever the umask, and its
+ * exit handler (SIGINT, SIGTERM) removing the directory only while it is still the one this process made:
+ * a writer stopped past the stale time and then interrupted must not remove its successor's lock.
+ */
+const LOCK_FS = {
+  ...fsCallbacks,
+  mkdir: (dir: string, callback: (error: NodeJS.ErrnoException | null) => void) => fsCallbacks.mkdir(dir, {mode: 0o700}, callback),
+  rmdirSync(dir: string) {
+    const held = heldLocks.get(dir)
+    if (held !== undefined && identityOf(fsCallbacks.lstatSync(dir, {bigint: true, throwIfNoEntry: false})) !== held) return
+    fsCallbacks.rmdirSync(dir)
+  },
+}
 /** The same, for letting go of a lock that another process has taken over: its directory is theirs now. */
 const LOST_LOCK_FS = {...LOCK_FS, rmdir: (_dir: string, callback: (error: null) => void) => callback(null)}
 
@@ -374,6 +389,7 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
 
   const currentIdentity = async () => identityOf(await fs.lstat(lockfilePath, {bigint: true}).catch(() => undefined))
   const identity = await currentIdentity()
+  if (identity !== undefined) heldLocks.set(lockfilePath, identity)
   const held = async () => compromised === undefined && identity !== undefined && (await currentIdentity()) === identity
   // A takeover marker left by a process killed mid-takeover: harmless to remove while we hold a fresh lock,
   // since a takeover only removes a lock it finds stale under the marker.
@@ -388,5 +404,6 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
     if (await held()) await release().catch(() => {})
     // Forget it without removing the directory, which is the new holder's.
     else await lockfile.unlock(file, {fs: LOST_LOCK_FS, lockfilePath, realpath: false}).catch(() => {})
+    heldLocks.delete(lockfilePath)
   }
 }

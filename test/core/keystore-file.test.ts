@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
 import {promises as fsPromises} from 'node:fs'
 import path from 'node:path'
@@ -10,7 +11,7 @@ import {
   withKeystoreLock,
   writeKeystoreFile,
 } from '../../src/core/keystore-file.js'
-import {makeTempDir} from '../helpers/cli.js'
+import {makeTempDir, ROOT} from '../helpers/cli.js'
 import {assertKeystoreError, modeOf, namesIn} from '../helpers/keystore.js'
 
 describe('core/keystore-file', () => {
@@ -296,6 +297,23 @@ describe('core/keystore-file', () => {
       assert.deepEqual(await readKeystoreFile(file), Buffer.from('before'))
       assert.equal(existsSync(lockDir), true, 'the new holder\'s lock was removed')
       assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'apm-server.keystore.lock'])
+    })
+
+    it('interrupted (SIGTERM) after its lock was taken over, a holder leaves the new holder\'s lock directory alone', () => {
+      const script = [
+        "import {mkdirSync, rmSync} from 'node:fs'",
+        `import {withKeystoreLock} from ${JSON.stringify(path.join(ROOT, 'src', 'core', 'keystore-file.ts'))}`,
+        `const file = ${JSON.stringify(file)}`,
+        'await withKeystoreLock(file, async () => {',
+        "  rmSync(`${file}.lock`, {recursive: true})",
+        "  mkdirSync(`${file}.lock`)",
+        "  process.kill(process.pid, 'SIGTERM')",
+        '  await new Promise((resolve) => setTimeout(resolve, 5000))',
+        '})',
+      ].join('\n')
+      const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {cwd: ROOT, encoding: 'utf8'})
+      assert.equal(child.signal, 'SIGTERM', child.stderr)
+      assert.equal(existsSync(`${file}.lock`), true, 'the exit handler removed the new holder\'s lock')
     })
 
     it('makes its lock directory 0700 whatever the umask', async () => {
