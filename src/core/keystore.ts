@@ -244,18 +244,20 @@ export async function inspectKeystore(file: string, options: ReadOptions = {}): 
 
 async function decode(file: string, data: Buffer, options: OpenOptions): Promise<Keystore> {
   return withPathAsync(file, async () => {
+    // onUnprotected only for a keystore that opens: a damaged one gets its one error, nothing more.
     if (looksBeatsV1(data)) {
+      const entries = decodeBeatsV1(data)
       options.onUnprotected?.(file)
-      return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
+      return Keystore.fromParts(file, 'beats-v1', entries, {type: 'none'})
     }
 
-    if (options.onUnprotected && readNativeHeader(data).kdf.type === 'none') options.onUnprotected(file)
     let password: Buffer | undefined
     const contents = await openNative(data, async () => {
       if (!options.password) throw new KeystoreError('ENOPASSWORD', `keystore ${file} is password protected; set APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE`)
       password = await options.password()
       return password
     })
+    if (contents.kdf.type === 'none') options.onUnprotected?.(file)
     return Keystore.fromNative(file, contents, password)
   })
 }
