@@ -167,7 +167,10 @@ async function plantedLinksRound(uid: number, round: number, result: CheckResult
     const writer = startCli(['keystore', 'add', 'B', '--stdin', '--force', ...lax], {cwd, input: `value-B-${round}`})
     attacker.target([1, 2, 3].map((invocation) => oldTempName(file, writer.child.pid!, invocation)))
     const done = await writer.done
+    // Reaped before the next round: userdel refuses a user that still has a process, even a zombie.
+    const gone = new Promise((resolve) => attacker.child.once('exit', resolve))
     attacker.child.kill('SIGKILL')
+    await gone
     const stolen = Buffer.alloc(65_536)
     const stolenBytes = readSync(fd, stolen, 0, stolen.length, 0)
     closeSync(fd)
