@@ -2,6 +2,7 @@ import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {ErrorCode, KeystoreError} from '../core/errors.js'
 import {OpenOptions} from '../core/keystore.js'
+import {passwordSupplied, unusedPasswordProblem} from '../core/password-env.js'
 import {resolvePaths, ResolvedPaths} from '../core/settings.js'
 import {readPassword} from './secrets.js'
 
@@ -11,7 +12,7 @@ export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
 const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EUSAGE'])
 
 const strictPermsFlag = Flags.custom<boolean>({
-  description: 'refuse a keystore readable by group/others or owned by another user (also BEAT_STRICT_PERMS)',
+  description: 'refuse a keystore (or its directory) open to group/others or owned by another user (also BEAT_STRICT_PERMS)',
   helpValue: 'true|false',
   options: ['true', 'false'],
   async parse(input) {
@@ -65,10 +66,20 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return process.env.BEAT_STRICT_PERMS?.toLowerCase() !== 'false'
   }
 
-  /** Options for opening a keystore: permission check and the password sources, asked lazily. */
+  /**
+   * Options for opening a keystore: permission check, the password sources (asked lazily), and one
+   * warning when the environment supplies a password the keystore does not have.
+   */
   protected openOptions(): OpenOptions {
     let password: Promise<Buffer> | undefined
+    let warned = false
     return {
+      onUnprotected: passwordSupplied(process.env)
+        ? (file) => {
+            if (!warned) this.note(unusedPasswordProblem(file))
+            warned = true
+          }
+        : undefined,
       password: () => {
         password ??= readPassword()
         return password

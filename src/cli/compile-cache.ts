@@ -15,7 +15,7 @@
  * the CLI slower, never fail it. NODE_DISABLE_COMPILE_CACHE (Node 22's name) turns caching off.
  */
 import {isAscii} from 'node:buffer'
-import {createHash} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, Stats, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import os from 'node:os'
@@ -86,11 +86,22 @@ function readCache({file, trustedUid}: Cache, key: Buffer): Buffer | undefined {
   }
 }
 
-/** Writes a cache atomically: a temp file of `mode` in the same directory, then a rename. */
+/**
+ * Writes a cache atomically: a new temp file of `mode` in the same directory, then a rename. The temp
+ * name is random and made with O_EXCL|O_NOFOLLOW: a pid-based name could be left over by a killed run
+ * with the same pid (blocking every later write) or, in a directory others could write, planted. The
+ * user's cache directory is checked to be ours before this is called; the build writes into dist/.
+ */
 function writeCache(file: string, key: Buffer, data: Buffer, mode: number): void {
-  const temp = `${file}.${process.pid}.tmp`
+  const temp = `${file}.${randomBytes(8).toString('hex')}.tmp`
   try {
-    writeFileSync(temp, Buffer.concat([key, createHash('sha256').update(data).digest(), data]), {flag: 'wx', mode})
+    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+    try {
+      writeFileSync(fd, Buffer.concat([key, createHash('sha256').update(data).digest(), data]))
+    } finally {
+      closeSync(fd)
+    }
+
     renameSync(temp, file)
   } catch (error) {
     rmSync(temp, {force: true})

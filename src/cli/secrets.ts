@@ -81,11 +81,21 @@ export async function readNewPassword(): Promise<Buffer> {
   )
 }
 
-/** All of stdin as bytes. */
-export async function readStdin(): Promise<Buffer> {
+/**
+ * All of stdin as bytes, at most `maxBytes` of them: past that, reading stops (the pipe is closed, so
+ * the writer gets EPIPE) and `tooBig` is thrown. `head -c 1G /dev/zero | ... --stdin` is never buffered.
+ */
+export async function readStdin(maxBytes: number, tooBig: () => KeystoreError): Promise<Buffer> {
   const chunks: Buffer[] = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
+  let length = 0
+  // Leaving the loop by a throw destroys the stream: nothing more is read.
+  for await (const chunk of process.stdin) {
+    length += (chunk as Buffer).length
+    if (length > maxBytes) throw tooBig()
+    chunks.push(chunk as Buffer)
+  }
+
+  return Buffer.concat(chunks, length)
 }
 
 /** Removes one trailing "\n" or "\r\n", and nothing else. */

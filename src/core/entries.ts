@@ -16,6 +16,12 @@ export type Entries = Map<string, Entry>
  */
 export const MAX_KEYS = 100_000
 
+/**
+ * The most one value may hold: a quarter of the largest keystore file readers accept (so a few of them
+ * still fit), and far above any secret or certificate bundle.
+ */
+export const MAX_VALUE_BYTES = 64 * 1024 * 1024
+
 export const KEY_NAME_RULE = 'key names are 1 to 255 characters from A-Z a-z 0-9 _ . -'
 const KEY_NAME = /^[A-Za-z0-9_.-]{1,255}$/
 

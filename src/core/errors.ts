@@ -40,3 +40,14 @@ export const DECRYPT_FAILED_MESSAGE = 'wrong password or keystore file tampered 
 export function isKeystoreError(error: unknown, code?: ErrorCode): error is KeystoreError {
   return error instanceof KeystoreError && (code === undefined || error.code === code)
 }
+
+/**
+ * Thrown by a format's encoder for a keystore its readers would refuse (too many keys, too large an index
+ * or file); the message says what would be over which limit, and the keystore names the file and the fix.
+ */
+export class EncodeLimitError extends KeystoreError {
+  constructor(detail: string) {
+    super('ELIMITS', detail)
+    this.name = 'EncodeLimitError'
+  }
+}

@@ -1,21 +1,30 @@
 /**
  * Locked, atomic, permission-checked file I/O for keystore files. Knows nothing of formats.
+ *
+ * The atomic write is written here rather than taken from write-file-atomic: that library names its temp
+ * file predictably (a hash of its own path, the pid and a counter), opens it following symbolic links and
+ * without O_EXCL, then chowns and chmods it by path, so another user who could write the directory planted
+ * a link at the predicted name, read the new keystore through it and had root chown a file of their choice.
+ * No maintained library creates the temp file with O_CREAT|O_EXCL|O_NOFOLLOW under a random name and sets
+ * owner and mode on the descriptor, so those few calls are made here.
  */
-import {constants, promises as fs} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import * as fsCallbacks from 'node:fs'
+import {BigIntStats, constants, promises as fs, Stats} from 'node:fs'
 import path from 'node:path'
 
-import {KeystoreError} from './errors.js'
+import {readRegularFile, RefusedFileError} from './bounded-read.js'
+import {isKeystoreError, KeystoreError} from './errors.js'
 
-// The lock and atomic-write libraries (and signal-exit under them) are loaded by writers only: reading
-// commands such as `list` start faster without them. Both are CommonJS: the module is the default export.
+// The lock library (and signal-exit under it) is loaded by writers only: reading commands such as `list`
+// start faster without it. It is CommonJS: the module is the default export.
 const loadLockfile = async () => (await import('proper-lockfile')).default
-const loadWriteFileAtomic = async () => (await import('write-file-atomic')).default
 
 /** Nothing legitimate comes close: 10,000 keys of 1 KiB are ~14 MiB. Larger files are refused unread. */
 export const MAX_KEYSTORE_BYTES = 256 * 1024 * 1024
 
 export interface ReadOptions {
-  /** check owner and mode as Beats does; default true */
+  /** check owner and mode of the file and its directory, as Beats does for the file; default true */
   strictPerms?: boolean
 }
 
@@ -28,50 +37,98 @@ function ioError(action: string, file: string, error: unknown): unknown {
 
 /** Reads the whole file, or returns undefined when there is none. */
 export async function readKeystoreFile(file: string, options: ReadOptions = {}): Promise<Buffer | undefined> {
-  let handle: fs.FileHandle
   try {
-    // Symbolic links are followed (secret mounts use them); the checks below apply to the target.
-    // O_NONBLOCK: opening a FIFO would wait for a writer forever; for a regular file it changes nothing,
-    // and anything that is not a regular file is refused below.
-    handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK)
+    // Symbolic links are followed (secret mounts use them); the checks apply to the target and where it is.
+    return await readRegularFile(file, MAX_KEYSTORE_BYTES, async (stat, fd) => {
+      if (options.strictPerms === false) return
+      checkPermissions(file, stat)
+      await checkDirectories(file, await openedPath(fd, file))
+    })
   } catch (error) {
+    if (error instanceof RefusedFileError) {
+      const {refusal} = error
+      if (refusal.reason === 'not-regular') throw new KeystoreError('EFORMAT', `keystore ${file} is not a regular file; point keystore.path at a file`)
+      throw new KeystoreError('ELIMITS', `keystore ${file} is ${refusal.size} bytes, over the ${MAX_KEYSTORE_BYTES}-byte limit; the file is not a keystore or is damaged`)
+    }
+
+    if (isKeystoreError(error)) throw error
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw ioError('open keystore', file, error)
   }
-
-  try {
-    const stat = await handle.stat()
-    if (!stat.isFile()) throw new KeystoreError('EFORMAT', `keystore ${file} is not a regular file; point keystore.path at a file`)
-    if (options.strictPerms !== false) checkPermissions(file, stat)
-    if (stat.size > MAX_KEYSTORE_BYTES) {
-      throw new KeystoreError('ELIMITS', `keystore ${file} is ${stat.size} bytes, over the ${MAX_KEYSTORE_BYTES}-byte limit; the file is not a keystore or is damaged`)
-    }
-
-    return await handle.readFile()
-  } finally {
-    await handle.close()
-  }
 }
+
+/** Where the opened file really is: the kernel's name for the descriptor, else realpath of the name. */
+async function openedPath(fd: number, file: string): Promise<string> {
+  return fs.readlink(`/proc/self/fd/${fd}`).catch(() => fs.realpath(file))
+}
+
+function isOwnerTrusted(owner: number, uid: number): boolean {
+  return owner === uid || owner === 0
+}
+
+const strictHint = '(--strict.perms=false disables this check)'
 
 /** The Beats rule: owned by us or root, and no access for group or others. */
 function checkPermissions(file: string, stat: {mode: number; uid: number}): void {
   const uid = process.getuid?.()
-  if (uid !== undefined && stat.uid !== uid && stat.uid !== 0) {
+  if (uid !== undefined && !isOwnerTrusted(stat.uid, uid)) {
     throw new KeystoreError(
       'EPERMS',
-      `keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root; run "chown ${uid} ${file}" or run as its owner ` +
-        '(--strict.perms=false disables this check)',
+      `keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root; run "chown ${uid} ${file}" or run as its owner ${strictHint}`,
     )
   }
 
   // eslint-disable-next-line no-bitwise -- permission bits
   const open = stat.mode & 0o077
   if (open !== 0) {
-    // eslint-disable-next-line no-bitwise -- permission bits
-    const mode = (stat.mode & 0o777).toString(8).padStart(4, '0')
+    throw new KeystoreError('EPERMS', `keystore ${file} has mode ${modeOf(stat)}, open to group or others; run "chmod 600 ${file}" ${strictHint}`)
+  }
+}
+
+function modeOf(stat: {mode: number}): string {
+  // eslint-disable-next-line no-bitwise -- permission bits, with setuid/setgid/sticky
+  return (stat.mode & 0o7777).toString(8).padStart(4, '0')
+}
+
+/**
+ * Whoever can write the directory a keystore is in can replace it, or plant names the writer uses: the
+ * directory of the real file (symbolic links resolved) must be owned by us or root and writable by nobody
+ * else. A keystore path that is itself a symbolic link must be owned by us or root, in a directory others
+ * cannot write, or one with the sticky bit (a Kubernetes secret mount), where they cannot replace our names.
+ */
+async function checkDirectories(file: string, real: string): Promise<void> {
+  const uid = process.getuid?.()
+  if (uid === undefined) return
+  const dir = path.dirname(real)
+  checkDirectory(file, dir, await fs.stat(dir), uid, false)
+  const link = await fs.lstat(file).catch(() => undefined)
+  if (!link?.isSymbolicLink()) return
+  if (!isOwnerTrusted(link.uid, uid)) {
     throw new KeystoreError(
       'EPERMS',
-      `keystore ${file} has mode ${mode}, open to group or others; run "chmod 600 ${file}" (--strict.perms=false disables this check)`,
+      `keystore ${file} is a symbolic link owned by uid ${link.uid}, not by the current user (uid ${uid}) or root; check where it points, then run "chown -h ${uid} ${file}" ${strictHint}`,
+    )
+  }
+
+  const linkDir = await fs.realpath(path.dirname(file))
+  if (linkDir !== dir) checkDirectory(file, linkDir, await fs.stat(linkDir), uid, true)
+}
+
+function checkDirectory(file: string, dir: string, stat: Stats, uid: number, stickyIsEnough: boolean): void {
+  if (!isOwnerTrusted(stat.uid, uid)) {
+    throw new KeystoreError(
+      'EPERMS',
+      `directory ${dir} of keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root, and its owner could replace the keystore; run "chown ${uid} ${dir}" or run as its owner ${strictHint}`,
+    )
+  }
+
+  // eslint-disable-next-line no-bitwise -- permission bits
+  const writable = (stat.mode & 0o022) !== 0
+  // eslint-disable-next-line no-bitwise -- the sticky bit
+  if (writable && !(stickyIsEnough && (stat.mode & 0o1000) !== 0)) {
+    throw new KeystoreError(
+      'EPERMS',
+      `directory ${dir} of keystore ${file} has mode ${modeOf(stat)}, writable by group or others, who could replace the keystore; run "chmod go-w ${dir}" ${strictHint}`,
     )
   }
 }
@@ -85,49 +142,141 @@ export async function ensureKeystoreDir(file: string): Promise<void> {
   }
 }
 
+export interface WriteOptions extends ReadOptions {
+  /** runs right before the rename that replaces the file; throwing aborts the write (a lost lock) */
+  beforeReplace?: () => Promise<void>
+}
+
 /**
- * Replaces the file atomically: temp file in the same directory (mode 0600, fsynced), rename over the
- * old one, then fsync the directory so the rename itself survives a power cut. Call under the lock.
+ * What a name refers to, as a string to compare: a file or directory removed and replaced by another
+ * gets another inode, or the same inode number reused (ext4 does at once), but never the same birth time.
  */
-export async function writeKeystoreFile(file: string, data: Buffer): Promise<void> {
+function identityOf(stat: BigIntStats | undefined): string | undefined {
+  if (!stat || !(stat.isFile() || stat.isDirectory())) return undefined
+  return `${stat.isFile() ? 'f' : 'd'}:${stat.dev}:${stat.ino}:${stat.birthtimeNs}:${stat.uid}`
+}
+
+/** Temp files are `<name>.tmp-<32 hex digits>`, next to the real file. */
+const TEMP_INFIX = '.tmp-'
+const TEMP_SUFFIX = /^[0-9a-f]{32}$/
+
+/**
+ * Replaces the file atomically: a new temp file in the real file's directory (O_EXCL|O_NOFOLLOW, a random
+ * name, mode 0600 and the old file's owner set on the descriptor, fsynced), renamed over the old one, then
+ * the directory fsynced so the rename itself survives a power cut. Call under the lock. A symbolic link
+ * at `file` is followed (secret mounts), as write-file-atomic did: the link's target is replaced.
+ */
+export async function writeKeystoreFile(file: string, data: Buffer, options: WriteOptions = {}): Promise<void> {
   await ensureKeystoreDir(file)
-  // write-file-atomic follows a symbolic link and writes next to its target: clean up and sync there.
-  const target = await fs.realpath(file).catch(() => file)
-  await removeStaleTempFiles(target)
+  let target: string
   try {
-    const writeFileAtomic = await loadWriteFileAtomic()
-    await writeFileAtomic(file, data, {fsync: true, mode: 0o600})
-    const dir = await fs.open(path.dirname(target), constants.O_RDONLY)
-    try {
-      await dir.sync()
-    } finally {
-      await dir.close()
-    }
+    target = await realTarget(file)
+    if (options.strictPerms !== false) await checkDirectories(file, target)
   } catch (error) {
-    throw ioError('write keystore', file, error)
+    throw isKeystoreError(error) ? error : ioError('write keystore', file, error)
+  }
+
+  const old = await fs.stat(target).catch(() => undefined)
+  await removeStaleTempFiles(target)
+  const temp = `${target}${TEMP_INFIX}${randomBytes(16).toString('hex')}`
+  try {
+    const written = await writeNewFile(temp, data, old)
+    await options.beforeReplace?.()
+    await checkStillOurs(temp, written, file)
+    await fs.rename(temp, target)
+    await syncDirectory(path.dirname(target))
+  } catch (error) {
+    // unlink never follows a link; after a successful rename there is nothing left to remove.
+    await fs.unlink(temp).catch(() => {})
+    throw isKeystoreError(error) ? error : ioError('write keystore', file, error)
+  }
+}
+
+/** The file a write replaces: the target of a symbolic link, else the name in its real directory. */
+async function realTarget(file: string): Promise<string> {
+  try {
+    return await fs.realpath(file)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    // No file yet, or a dangling link, which is replaced by the new file as write-file-atomic did.
+    return path.join(await fs.realpath(path.dirname(file)), path.basename(file))
+  }
+}
+
+/** Writes the new file; returns its identity (see {@link identityOf}). */
+async function writeNewFile(temp: string, data: Buffer, old: Stats | undefined): Promise<string | undefined> {
+  // O_EXCL fails on any existing name, a planted link included; O_NOFOLLOW says so twice.
+  const handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+  try {
+    if (old) await keepOwner(handle, old)
+    // The umask may have taken bits away from 0600; nothing else has had the file.
+    await handle.chmod(0o600)
+    await handle.writeFile(data)
+    await handle.sync()
+    return identityOf(await handle.stat({bigint: true}))
+  } finally {
+    await handle.close()
   }
 }
 
 /**
- * write-file-atomic names its temp file `<file>.<uint32>` and removes it on exit and on signals, but a
- * SIGKILL leaves it behind. Writers only run under the lock, so any such file now is a leftover.
+ * rename(2) takes names, not descriptors: in a directory others can write (only with --strict.perms=false)
+ * they could swap the temp name for a link of theirs, which the rename would then put in place. Checked
+ * right before the rename; the kernel offers no rename by descriptor to close the last microseconds.
+ */
+async function checkStillOurs(temp: string, written: string | undefined, file: string): Promise<void> {
+  const now = identityOf(await fs.lstat(temp, {bigint: true}).catch(() => undefined))
+  if (now !== undefined && now === written) return
+  throw new KeystoreError(
+    'EIO',
+    `cannot write keystore ${file}: its temp file was removed or replaced by another process; make ${path.dirname(temp)} writable by its owner only ("chmod go-w") and retry`,
+  )
+}
+
+/** The new file gets the old one's owner and group, e.g. when root rewrites a keystore it does not own. */
+async function keepOwner(handle: fs.FileHandle, old: Stats): Promise<void> {
+  const own = await handle.stat()
+  if (own.uid === old.uid && own.gid === old.gid) return
+  try {
+    await handle.chown(old.uid, old.gid)
+  } catch (error) {
+    // Only root may give a file away: anyone else keeps the file as their own, as write-file-atomic did.
+    const code = (error as NodeJS.ErrnoException).code
+    if (process.getuid?.() === 0 || (code !== 'EPERM' && code !== 'EINVAL')) throw error
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/**
+ * A writer killed by SIGKILL leaves its temp file behind. Writers only run under the lock, so any such
+ * file now is a leftover (of a dead writer, or of one whose lock was taken over and which will not rename).
+ * unlink removes a link, never what it points to.
  */
 async function removeStaleTempFiles(file: string): Promise<void> {
-  const base = path.basename(file)
-  const pattern = new RegExp(`^${base.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\d{1,10}$`)
-  let names: string[]
-  try {
-    names = await fs.readdir(path.dirname(file))
-  } catch {
-    return
-  }
-
-  await Promise.all(names.filter((name) => pattern.test(name)).map((name) => fs.rm(path.join(path.dirname(file), name), {force: true})))
+  const dir = path.dirname(file)
+  const prefix = `${path.basename(file)}${TEMP_INFIX}`
+  const names = await fs.readdir(dir).catch(() => [] as string[])
+  const stale = names.filter((name) => name.startsWith(prefix) && TEMP_SUFFIX.test(name.slice(prefix.length)))
+  await Promise.all(stale.map((name) => fs.unlink(path.join(dir, name)).catch(() => {})))
 }
 
 export interface LockOptions {
   /** how long to wait for another process's lock, in ms */
   timeoutMs?: number
+}
+
+/** The lock held by {@link withKeystoreLock}. */
+export interface KeystoreLock {
+  /** Throws ELOCKED unless the lock is still ours: call it right before replacing the file. */
+  verify(): Promise<void>
 }
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 15_000
@@ -138,39 +287,71 @@ const STALE_TAKEOVER_MS = 10_000
 /** proper-lockfile's own stale takeover is never used: see removeStaleLock. */
 const NEVER_STALE_MS = 2 ** 31 - 1
 
+/** The identity of each lock directory this process holds, as made (see {@link identityOf}). */
+const heldLocks = new Map<string, string>()
+
+/**
+ * proper-lockfile's file-system calls, with its lock directory made 0700 whatever the umask, and its
+ * exit handler (SIGINT, SIGTERM) removing the directory only while it is still the one this process made:
+ * a writer stopped past the stale time and then interrupted must not remove its successor's lock.
+ */
+const LOCK_FS = {
+  ...fsCallbacks,
+  mkdir: (dir: string, callback: (error: NodeJS.ErrnoException | null) => void) => fsCallbacks.mkdir(dir, {mode: 0o700}, callback),
+  rmdirSync(dir: string) {
+    const held = heldLocks.get(dir)
+    if (held !== undefined && identityOf(fsCallbacks.lstatSync(dir, {bigint: true, throwIfNoEntry: false})) !== held) return
+    fsCallbacks.rmdirSync(dir)
+  },
+}
+/** The same, for letting go of a lock that another process has taken over: its directory is theirs now. */
+const LOST_LOCK_FS = {...LOCK_FS, rmdir: (_dir: string, callback: (error: null) => void) => callback(null)}
+
 /**
  * Removes `lockDir` when its holder stopped refreshing it. proper-lockfile's own takeover (stat, then
  * rmdir) lets a process that found the lock stale remove the lock another process took over meanwhile,
  * and both then write (moxystudio/node-proper-lockfile#121). Here one process at a time takes over
  * (mkdir of a marker is atomic) and it checks staleness again, under the marker, before removing.
+ * lstat and rm: a symbolic link planted at either name is judged and removed as the link it is.
  */
 async function removeStaleLock(lockDir: string): Promise<void> {
-  const stat = await fs.stat(lockDir).catch(() => undefined)
+  const stat = await fs.lstat(lockDir).catch(() => undefined)
   if (!stat || Date.now() - stat.mtimeMs <= STALE_LOCK_MS) return
   const marker = `${lockDir}.takeover`
   try {
-    await fs.mkdir(marker)
+    await fs.mkdir(marker, {mode: 0o700})
   } catch {
-    const left = await fs.stat(marker).catch(() => undefined)
-    if (left && Date.now() - left.mtimeMs > STALE_TAKEOVER_MS) await fs.rmdir(marker).catch(() => {})
+    const left = await fs.lstat(marker).catch(() => undefined)
+    if (left && Date.now() - left.mtimeMs > STALE_TAKEOVER_MS) await fs.rm(marker, {force: true, recursive: true}).catch(() => {})
     return
   }
 
   try {
-    const again = await fs.stat(lockDir).catch(() => undefined)
+    const again = await fs.lstat(lockDir).catch(() => undefined)
     if (again && Date.now() - again.mtimeMs > STALE_LOCK_MS) await fs.rm(lockDir, {force: true, recursive: true})
   } finally {
     await fs.rmdir(marker).catch(() => {})
   }
 }
 
+
+function lostLock(file: string): KeystoreError {
+  return new KeystoreError(
+    'ELOCKED',
+    `lost the lock on ${file}: this process stalled for over ${STALE_LOCK_MS / 1000}s and another one took the lock over; nothing was written, check the keystore ("apm-server keystore list") and retry`,
+  )
+}
+
 /**
- * Runs `fn` holding the cross-process lock `<file>.lock` (a directory, refreshed while held).
+ * Runs `fn` holding the cross-process lock `<file>.lock` (a directory, refreshed while held). `fn` gets
+ * the lock to verify right before it replaces the file: a holder stopped for longer than the stale time
+ * (SIGSTOP, a suspended VM) may have lost it to another writer, and must then write nothing.
  */
-export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock) => Promise<T>, options: LockOptions = {}): Promise<T> {
   await ensureKeystoreDir(file)
   const timeoutMs = options.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
   const lockfile = await loadLockfile()
+  const lockfilePath = `${file}.lock`
   let compromised: Error | undefined
   const started = Date.now()
   let release: () => Promise<void>
@@ -178,7 +359,8 @@ export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, op
     try {
       // eslint-disable-next-line no-await-in-loop -- waiting for the lock is sequential by nature
       release = await lockfile.lock(file, {
-        lockfilePath: `${file}.lock`,
+        fs: LOCK_FS,
+        lockfilePath,
         onCompromised(error) {
           compromised = error
         },
@@ -190,11 +372,11 @@ export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, op
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw ioError('lock keystore', file, error)
       // eslint-disable-next-line no-await-in-loop -- a dead holder's lock is taken over, one process at a time
-      await removeStaleLock(`${file}.lock`)
+      await removeStaleLock(lockfilePath)
       if (Date.now() - started >= timeoutMs) {
         throw new KeystoreError(
           'ELOCKED',
-          `keystore ${file} is locked by another process (waited ${Math.round(timeoutMs / 1000)}s); retry, or remove ${file}.lock if no apm-server process is running`,
+          `keystore ${file} is locked by another process (waited ${Math.round(timeoutMs / 1000)}s); retry, or remove ${lockfilePath} if no apm-server process is running`,
         )
       }
 
@@ -205,14 +387,23 @@ export async function withKeystoreLock<T>(file: string, fn: () => Promise<T>, op
     }
   }
 
+  const currentIdentity = async () => identityOf(await fs.lstat(lockfilePath, {bigint: true}).catch(() => undefined))
+  const identity = await currentIdentity()
+  if (identity !== undefined) heldLocks.set(lockfilePath, identity)
+  const held = async () => compromised === undefined && identity !== undefined && (await currentIdentity()) === identity
   // A takeover marker left by a process killed mid-takeover: harmless to remove while we hold a fresh lock,
   // since a takeover only removes a lock it finds stale under the marker.
-  await fs.rmdir(`${file}.lock.takeover`).catch(() => {})
+  await fs.rmdir(`${lockfilePath}.takeover`).catch(() => {})
   try {
-    const result = await fn()
-    if (compromised) throw new KeystoreError('ELOCKED', `lost the lock on ${file} while writing; check the keystore and retry`)
-    return result
+    return await fn({
+      async verify() {
+        if (!(await held())) throw lostLock(file)
+      },
+    })
   } finally {
-    await release().catch(() => {})
+    if (await held()) await release().catch(() => {})
+    // Forget it without removing the directory, which is the new holder's.
+    else await lockfile.unlock(file, {fs: LOST_LOCK_FS, lockfilePath, realpath: false}).catch(() => {})
+    heldLocks.delete(lockfilePath)
   }
 }

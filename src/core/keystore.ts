@@ -6,8 +6,8 @@
  * writes only when something changed.
  */
 import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
-import {assertValidKeyName, Entries, Entry, MAX_KEYS} from './entries.js'
-import {KeystoreError} from './errors.js'
+import {assertValidKeyName, Entries, Entry, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
+import {EncodeLimitError, KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
 import {
   checkArgon2Limits,
@@ -20,7 +20,7 @@ import {
   readNativeHeader,
   StoredValues,
 } from './format/native.js'
-import {readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
+import {MAX_KEYSTORE_BYTES, readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
 
 export type KeystoreFormat = 'beats-v1' | 'native'
 export const KEYSTORE_FORMATS: readonly KeystoreFormat[] = ['native', 'beats-v1']
@@ -30,6 +30,12 @@ export type PasswordSource = () => Promise<Buffer>
 
 export interface OpenOptions extends ReadOptions {
   password?: PasswordSource
+  /**
+   * Called with the path when the keystore read has no password (native without one, or Beats v1). A
+   * caller that was given a password warns here, or refuses by throwing: a keystore swapped for one
+   * without a password must not be used without a word.
+   */
+  onUnprotected?: (file: string) => void
   /** how long to wait for another writer's lock, in ms */
   lockTimeoutMs?: number
 }
@@ -126,6 +132,10 @@ export class Keystore {
   set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
     if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${name}; give a non-empty value`)
+    if (value.length > MAX_VALUE_BYTES) {
+      throw new KeystoreError('EBADVALUE', `the value for key ${name} is ${value.length} bytes, over the ${MAX_VALUE_BYTES}-byte limit for one value; store a smaller value`)
+    }
+
     const existing = this.entries.has(name) ? this.entry(name) : undefined
     if (existing && !options.overwrite) throw new KeystoreError('EKEYEXISTS', `key ${name} already exists in ${this.path}; use --force to overwrite it`)
     if (!existing && this.entries.size >= MAX_KEYS) {
@@ -183,14 +193,26 @@ export class Keystore {
     this.dirty = true
   }
 
-  /** @internal */
+  /**
+   * The file's bytes. Refuses (ELIMITS) a keystore that the readers would refuse, before it is built:
+   * written, it would put every secret in it out of reach.
+   * @internal
+   */
   async encode(): Promise<Buffer> {
     // The values of the file read are decrypted and checked before any rewrite, even when none is kept.
     const stored = this.readStoredValues ? this.stored() : undefined
-    if (this.currentFormat === 'native') return encodeNative(this.entries, this.kdf, this.password, stored)
-    const entries: Entries = new Map()
-    for (const name of this.entries.keys()) entries.set(name, this.entry(name))
-    return encodeBeatsV1(entries)
+    try {
+      if (this.currentFormat === 'native') return await encodeNative(this.entries, this.kdf, this.password, stored, MAX_KEYSTORE_BYTES)
+      const entries: Entries = new Map()
+      for (const name of this.entries.keys()) entries.set(name, this.entry(name))
+      return encodeBeatsV1(entries, MAX_KEYSTORE_BYTES)
+    } catch (error) {
+      if (!(error instanceof EncodeLimitError)) throw error
+      throw new KeystoreError(
+        'ELIMITS',
+        `keystore ${this.path} ${error.message}, and could then not be read again; nothing was written: remove keys, or keep large values outside the keystore`,
+      )
+    }
   }
 }
 
@@ -222,13 +244,20 @@ export async function inspectKeystore(file: string, options: ReadOptions = {}): 
 
 async function decode(file: string, data: Buffer, options: OpenOptions): Promise<Keystore> {
   return withPathAsync(file, async () => {
-    if (looksBeatsV1(data)) return Keystore.fromParts(file, 'beats-v1', decodeBeatsV1(data), {type: 'none'})
+    // onUnprotected only for a keystore that opens: a damaged one gets its one error, nothing more.
+    if (looksBeatsV1(data)) {
+      const entries = decodeBeatsV1(data)
+      options.onUnprotected?.(file)
+      return Keystore.fromParts(file, 'beats-v1', entries, {type: 'none'})
+    }
+
     let password: Buffer | undefined
     const contents = await openNative(data, async () => {
       if (!options.password) throw new KeystoreError('ENOPASSWORD', `keystore ${file} is password protected; set APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE`)
       password = await options.password()
       return password
     })
+    if (contents.kdf.type === 'none') options.onUnprotected?.(file)
     return Keystore.fromNative(file, contents, password)
   })
 }
@@ -267,14 +296,14 @@ export interface UpdateOptions extends OpenOptions {
 export async function updateKeystore<T>(file: string, options: UpdateOptions, change: (keystore: Keystore) => Promise<T> | T): Promise<T> {
   return withKeystoreLock(
     file,
-    async () => {
+    async (lock) => {
       const data = await readKeystoreFile(file, options)
       let keystore: Keystore
       if (data !== undefined) keystore = await decode(file, data, options)
       else if (options.createIfMissing) keystore = newKeystore(file, options.createIfMissing)
       else throw noKeystore(file)
       const result = await change(keystore)
-      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode())
+      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode(), {beforeReplace: lock.verify, strictPerms: options.strictPerms})
       return result
     },
     {timeoutMs: options.lockTimeoutMs},
@@ -284,19 +313,22 @@ export async function updateKeystore<T>(file: string, options: UpdateOptions, ch
 /**
  * Creates an empty keystore. An existing file is an error unless `overwrite`.
  */
-export async function createKeystore(file: string, spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number}): Promise<Keystore> {
+export async function createKeystore(
+  file: string,
+  spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number; strictPerms?: boolean},
+): Promise<Keystore> {
   const keystore = newKeystore(file, spec)
   const data = await keystore.encode()
   await withKeystoreLock(
     file,
-    async () => {
+    async (lock) => {
       // Existence only: an unreadable or damaged file may still be replaced with --force.
       const exists = await readKeystoreFile(file, {strictPerms: false}).then(
         (found) => found !== undefined,
         () => true,
       )
       if (exists && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
-      await writeKeystoreFile(file, data)
+      await writeKeystoreFile(file, data, {beforeReplace: lock.verify, strictPerms: spec.strictPerms})
     },
     {timeoutMs: spec.lockTimeoutMs},
   )

@@ -2,13 +2,16 @@
  * Beats-style settings: nested or dotted YAML keys ("a.b: 1" and "a: {b: 1}" are the same setting),
  * and the `path.*` layout that decides where the keystore lives.
  */
-import {promises as fs} from 'node:fs'
 import path from 'node:path'
 
+import {readRegularFile, RefusedFileError} from './bounded-read.js'
 import {KeystoreError} from './errors.js'
 import {resolveTemplate} from './references.js'
 
 export type Settings = Record<string, unknown>
+
+/** An apm-server.yml is a few KiB; a bigger file is not one (the server's loader has the same cap). */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 /** Reads a setting by dotted name, whichever way the YAML spelled it. */
 export function getSetting(settings: unknown, name: string): unknown {
@@ -73,6 +76,28 @@ function stringSetting(settings: Settings | undefined, name: string, file: strin
 }
 
 /**
+ * The config file's text, or undefined when there is none at the default path. A regular file only, read
+ * without blocking and up to {@link MAX_CONFIG_BYTES}: every keystore command reads ./apm-server.yml when
+ * there is one, so a FIFO or a device planted there must not hang or exhaust it.
+ */
+async function readConfigFile(file: string, explicit: boolean): Promise<string | undefined> {
+  try {
+    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8')
+  } catch (error) {
+    if (error instanceof RefusedFileError) {
+      const {refusal} = error
+      if (refusal.reason === 'not-regular') throw new KeystoreError('ECONFIG', `config file ${file} is ${refusal.type}, not a regular file; point -c/--config at a file`)
+      throw new KeystoreError('ECONFIG', `config file ${file} is over ${MAX_CONFIG_BYTES} bytes; it is not an apm-server.yml, point -c/--config at the right file`)
+    }
+
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== 'ENOENT') throw new KeystoreError('ECONFIG', `cannot read config file ${file}: ${code}; check the path and its permissions`)
+    if (explicit) throw new KeystoreError('ECONFIG', `config file ${file} does not exist; check the -c/--config path`)
+    return undefined
+  }
+}
+
+/**
  * Works out home, config, data and keystore paths as Beats does: flags beat the config file, which
  * beats the defaults (`path.home` = the current directory, `path.data` = `${path.home}/data`,
  * keystore = `${path.data}/apm-server.keystore`).
@@ -83,15 +108,7 @@ export async function resolvePaths(flags: PathFlags, cwd: string = process.cwd()
   const configBase = configDirFlag ?? homeFlag ?? cwd
   const configFile = path.resolve(configBase, flags.config ?? 'apm-server.yml')
   let settings: Settings | undefined
-  let text: string | undefined
-  try {
-    text = await fs.readFile(configFile, 'utf8')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code !== 'ENOENT') throw new KeystoreError('ECONFIG', `cannot read config file ${configFile}: ${code}; check the path and its permissions`)
-    if (flags.config) throw new KeystoreError('ECONFIG', `config file ${configFile} does not exist; check the -c/--config path`)
-  }
-
+  const text = await readConfigFile(configFile, Boolean(flags.config))
   if (text !== undefined) settings = await parseConfigText(text, configFile)
   // Path settings may use the environment and ${path.*} (not the keystore: they decide where it is),
   // exactly as the server's config loader resolves them.

@@ -22,6 +22,7 @@ import {isAlias, isMap, isScalar, isSeq, LineCounter, Node, parseDocument, YAMLM
 import {KEY_NAME_RULE} from '../core/entries.js'
 import {ErrorCode, isKeystoreError, KeystoreError} from '../core/errors.js'
 import {Keystore, openKeystore, PasswordSource} from '../core/keystore.js'
+import {refuseUnusedPassword} from '../core/password-env.js'
 import {Lookup, LookupResult, ReferenceProblem, resolveTemplate} from '../core/references.js'
 
 export interface ServerConfig {
@@ -629,7 +630,8 @@ function readConfigSettings(text: string, file: string, settings: SettingList, p
 async function openKeystoreIfAny(file: string, options: LoadOptions): Promise<Keystore | undefined> {
   const strictPerms = options.strictPerms ?? options.flags['strict.perms'] ?? options.env.BEAT_STRICT_PERMS?.toLowerCase() !== 'false'
   try {
-    return await openKeystore(file, {password: options.password, strictPerms})
+    // A keystore without a password while one is supplied may have been swapped: refused (issue 11).
+    return await openKeystore(file, {onUnprotected: refuseUnusedPassword(options.env), password: options.password, strictPerms})
   } catch (error) {
     // No keystore holds no keys: references fall through to the environment.
     if (isKeystoreError(error, 'ENOKEYSTORE')) return undefined

@@ -16,7 +16,7 @@
  * {@link TICK_BUDGET_BYTES} were written or queued in the current turn of the event loop, and writers
  * are expected to wait for the next turn (a setImmediate) before writing more.
  */
-import {close, closeSync, existsSync, fstatSync, fsync, fsyncSync, openSync, promises as fs, renameSync, rmSync, writevSync} from 'node:fs'
+import {close, closeSync, constants, existsSync, fstatSync, fsync, fsyncSync, openSync, promises as fs, renameSync, rmSync, writevSync} from 'node:fs'
 import path from 'node:path'
 import {promisify} from 'node:util'
 
@@ -77,8 +77,8 @@ export class FileOutput {
 
     await fs.mkdir(full.path, {mode: 0o750, recursive: true})
     // A plain descriptor: every write is synchronous (see above).
-    const fd = openSync(path.join(full.path, full.filename), 'a', full.permissions)
-    return new FileOutput(fd, fstatSync(fd).size, full)
+    const {fd, size} = openOutputFile(path.join(full.path, full.filename), full.permissions)
+    return new FileOutput(fd, size, full)
   }
 
   /**
@@ -245,7 +245,9 @@ export class FileOutput {
     const last = this.options.numberOfFiles - 1
     let free = 1
     while (free < last && existsSync(name(free))) free++
-    const fd = openSync(next, 'a', this.options.permissions)
+    // A leftover (or a link another user planted) goes first; the new file is then made, never opened.
+    rmSync(next, {force: true})
+    const {fd} = openOutputFile(next, this.options.permissions, true)
     let removed: number | undefined
     let moved = false
     let size: number
@@ -253,7 +255,7 @@ export class FileOutput {
       size = fstatSync(fd).size
       if (free === last) {
         try {
-          removed = openSync(name(last), 'r')
+          removed = openSync(name(last), constants.O_RDONLY | constants.O_NOFOLLOW)
         } catch {}
       }
 
@@ -296,15 +298,7 @@ export class FileOutput {
 
   /** After a rotation that left the current file without its name: a new file under the name, if it opens. */
   private reopen(): void {
-    const fd = openSync(this.currentFile, 'a', this.options.permissions)
-    let size: number
-    try {
-      size = fstatSync(fd).size
-    } catch (error) {
-      closeSync(fd)
-      throw error
-    }
-
+    const {fd, size} = openOutputFile(this.currentFile, this.options.permissions)
     this.broken = false
     this.adopt(fd, size, undefined)
   }
@@ -316,6 +310,40 @@ export class FileOutput {
     this.size = size
     const sync = syncRotated(rotated, removed, this.options.path).finally(() => this.syncs.delete(sync))
     this.syncs.add(sync)
+  }
+}
+
+/**
+ * Opens an output file for appending, as the server's user, never through what another user could have
+ * put at its name: a symbolic link is not followed (O_NOFOLLOW), a FIFO is refused (O_NONBLOCK keeps
+ * opening one from waiting), and so is a file owned by another user (not root), who could read it. With
+ * `create`, only a new file will do (O_EXCL). The output directory itself may be writable by others
+ * (Beats does not refuse that): such a user can then delete or rename files, and so stop a rotation,
+ * but never redirect a write or read one.
+ */
+function openOutputFile(file: string, mode: number, create = false): {fd: number; size: number} {
+  const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK | (create ? constants.O_EXCL : 0)
+  let fd: number
+  try {
+    fd = openSync(file, flags, mode)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error
+    throw new Error(`${file} is a symbolic link, which the output never follows; remove it (someone else may have planted it)`)
+  }
+
+  try {
+    const stat = fstatSync(fd)
+    const euid = process.geteuid?.()
+    // Anyone can make a FIFO; devices only root can (/dev/null as a sink stays possible).
+    if (stat.isFIFO()) throw new Error(`${file} is a FIFO, not a file; remove it`)
+    if (euid !== undefined && stat.uid !== euid && stat.uid !== 0) {
+      throw new Error(`${file} is owned by uid ${stat.uid}, not by the server's user (uid ${euid}) or root, and its owner could read the events; remove it or chown it`)
+    }
+    return {fd, size: stat.size}
+  } catch (error) {
+    closeSync(fd)
+    if (create) rmSync(file, {force: true})
+    throw error
   }
 }
 

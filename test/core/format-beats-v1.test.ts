@@ -4,9 +4,9 @@ import {readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {deriveBeatsKey, encryptAesGcm} from '../../src/core/crypto.js'
-import {Entries} from '../../src/core/entries.js'
+import {Entries, MAX_KEYS} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE} from '../../src/core/errors.js'
-import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from '../../src/core/format/beats-v1.js'
+import {decodeBeatsV1, encodeBeatsV1, encodedBeatsV1Size, looksBeatsV1} from '../../src/core/format/beats-v1.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {ALL_BYTES, BEATS_V1_PY, FIXTURES, python3, readBeatsV1WithPython, writeBeatsV1WithPython} from '../helpers/keystore.js'
 
@@ -60,6 +60,28 @@ describe('core/format/beats-v1', () => {
     const text = sealBeats('{"A":{"value":"eHl6"}}\n').subarray(2).toString('latin1')
     const wrapped = Buffer.from(`v1${text.slice(0, 40)}\r\n${text.slice(40)}\n`, 'latin1')
     assert.deepEqual(valuesOf(decodeBeatsV1(wrapped)), {A: Buffer.from('xyz')})
+  })
+
+  it('predicts its file size exactly, and refuses a file over the limit (or over MAX_KEYS keys) before building it', () => {
+    const table: Entries[] = [
+      new Map(),
+      new Map([['A', {created: 0, updated: 0, value: Buffer.from('x')}]]),
+      new Map([
+        ['A', {created: 0, updated: 0, value: ALL_BYTES}],
+        ['B.longer-name_1', {created: 0, updated: 0, value: Buffer.alloc(1001, 7)}],
+        ['C', {created: 0, updated: 0, value: Buffer.alloc(2)}],
+      ]),
+    ]
+    for (const entries of table) {
+      const size = encodeBeatsV1(entries).length
+      assert.equal(encodedBeatsV1Size(entries), size)
+      assert.equal(encodeBeatsV1(entries, size).length, size)
+      assert.throws(() => encodeBeatsV1(entries, size - 1), {code: 'ELIMITS', message: `would be ${size} bytes, over the ${size - 1}-byte limit`})
+    }
+
+    const many: Entries = new Map()
+    for (let i = 0; i <= MAX_KEYS; i++) many.set(`K${i}`, {created: 0, updated: 0, value: Buffer.from('v')})
+    assert.throws(() => encodeBeatsV1(many), {code: 'ELIMITS', message: `would hold ${MAX_KEYS + 1} keys, over the limit of ${MAX_KEYS}`})
   })
 
   describe('distinct errors', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 
 import {ARGON2_LIMITS, bindKeyToHeader, deriveObfuscationKey, openSecretbox} from '../../src/core/crypto.js'
-import {Entries} from '../../src/core/entries.js'
+import {Entries, MAX_KEYS} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
 import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NATIVE_MAGIC, NativeKdf, readNativeHeader} from '../../src/core/format/native.js'
 import {ALL_BYTES, assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
@@ -177,6 +177,25 @@ describe('core/format/native', () => {
     // One byte less is within the cap and reaches decryption.
     crafted.writeUInt32BE(indexLength - 1, headerLength - 4)
     await assertKeystoreError(decodeNative(crafted, noPasswordExpected()), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+  })
+
+  describe('limits the readers enforce, checked before encoding (a keystore nobody could open is never made)', () => {
+    it('the size is predicted exactly: a file of exactly the limit is made, one byte less is refused', async () => {
+      for (const entries of [entriesOf({}), entriesOf({A: Buffer.from('x')}), entriesOf({A: ALL_BYTES, B_LONGER_NAME: Buffer.alloc(1000, 7)})]) {
+        // eslint-disable-next-line no-await-in-loop -- a table
+        const size: number = (await encodeNative(entries, NONE, undefined)).length
+        // eslint-disable-next-line no-await-in-loop -- a table
+        assert.equal((await encodeNative(entries, NONE, undefined, undefined, size)).length, size)
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await assertKeystoreError(encodeNative(entries, NONE, undefined, undefined, size - 1), 'ELIMITS', `would be ${size} bytes, over the ${size - 1}-byte limit`)
+      }
+    })
+
+    it('more than MAX_KEYS keys are refused', async () => {
+      const entries: Entries = new Map()
+      for (let i = 0; i <= MAX_KEYS; i++) entries.set(`K${i}`, {created: 0, updated: 0, value: Buffer.from('v')})
+      await assertKeystoreError(encodeNative(entries, NONE, undefined), 'ELIMITS', `would hold ${MAX_KEYS + 1} keys, over the limit of ${MAX_KEYS}`)
+    })
   })
 
   describe('capped KDF parameters (ELIMITS before any work)', () => {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
-import {chmodSync, chownSync, existsSync, mkdirSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {spawnSync} from 'node:child_process'
+import {chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {promises as fsPromises} from 'node:fs'
 import path from 'node:path'
 
 import {
@@ -9,7 +11,7 @@ import {
   withKeystoreLock,
   writeKeystoreFile,
 } from '../../src/core/keystore-file.js'
-import {makeTempDir} from '../helpers/cli.js'
+import {makeTempDir, ROOT} from '../helpers/cli.js'
 import {assertKeystoreError, modeOf, namesIn} from '../helpers/keystore.js'
 
 describe('core/keystore-file', () => {
@@ -107,13 +109,155 @@ describe('core/keystore-file', () => {
       assert.deepEqual(namesIn(path.dirname(deep)), ['apm-server.keystore'])
     })
 
-    it('removes temp files a killed writer left behind, and only those', async () => {
-      for (const name of ['apm-server.keystore.12345', 'apm-server.keystore.4294967295', 'apm-server.keystore.bak', 'other.1']) {
+    it('removes temp files a killed writer left behind, and only those; a planted link is removed, not followed', async () => {
+      const outside = path.join(tmp.dir, 'outside')
+      writeFileSync(outside, 'not ours', {mode: 0o600})
+      const leftover = `apm-server.keystore.tmp-${'0123456789abcdef'.repeat(2)}`
+      for (const name of [leftover, 'apm-server.keystore.12345', 'apm-server.keystore.tmp-x', 'apm-server.keystore.bak', 'other.tmp-0123456789abcdef0123456789abcdef']) {
         writeFileSync(path.join(tmp.dir, name), 'left over')
       }
 
+      const link = `apm-server.keystore.tmp-${'fedcba9876543210'.repeat(2)}`
+      symlinkSync(outside, path.join(tmp.dir, link))
       await writeKeystoreFile(file, Buffer.from('x'))
-      assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'apm-server.keystore.bak', 'other.1'])
+      assert.deepEqual(namesIn(tmp.dir), [
+        'apm-server.keystore',
+        'apm-server.keystore.12345',
+        'apm-server.keystore.bak',
+        'apm-server.keystore.tmp-x',
+        'other.tmp-0123456789abcdef0123456789abcdef',
+        'outside',
+      ])
+      assert.equal(readFileSync(outside, 'utf8'), 'not ours')
+    })
+
+    it('an entry planted at the temp name the instant before it is opened (a link to another file) fails the write; the target is untouched', async () => {
+      await writeKeystoreFile(file, Buffer.from('one'))
+      const victim = path.join(tmp.dir, 'victim')
+      writeFileSync(victim, 'precious', {mode: 0o644})
+      // The attacker who wins every race: a link at exactly the name the writer opens, made just before.
+      const realOpen = fsPromises.open
+      let planted = ''
+      fsPromises.open = (async (name: string, ...rest: unknown[]) => {
+        if (typeof name === 'string' && name.includes('.tmp-')) {
+          planted = name
+          symlinkSync(victim, name)
+        }
+
+        return (realOpen as (...args: unknown[]) => Promise<unknown>)(name, ...rest)
+      }) as typeof fsPromises.open
+      try {
+        await assertKeystoreError(writeKeystoreFile(file, Buffer.from('two')), 'EIO', `cannot write keystore ${file}: EEXIST; check the path and its permissions`)
+      } finally {
+        fsPromises.open = realOpen
+      }
+
+      assert.match(path.basename(planted), /^apm-server\.keystore\.tmp-[0-9a-f]{32}$/)
+      assert.equal(readFileSync(victim, 'utf8'), 'precious')
+      assert.equal(modeOf(victim), 0o644)
+      assert.deepEqual(await readKeystoreFile(file), Buffer.from('one'))
+      assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'victim'])
+    })
+
+    it('a temp file swapped for a link after it was written is never renamed into place (a directory others can write)', async () => {
+      await writeKeystoreFile(file, Buffer.from('one'))
+      const victim = path.join(tmp.dir, 'victim')
+      writeFileSync(victim, 'theirs', {mode: 0o600})
+      const swap = async () => {
+        const temp = readdirSync(tmp.dir).find((name) => name.includes('.tmp-'))!
+        rmSync(path.join(tmp.dir, temp))
+        symlinkSync(victim, path.join(tmp.dir, temp))
+      }
+
+      await assertKeystoreError(
+        writeKeystoreFile(file, Buffer.from('two'), {beforeReplace: swap, strictPerms: false}),
+        'EIO',
+        `cannot write keystore ${file}: its temp file was removed or replaced by another process; make ${tmp.dir} writable by its owner only ("chmod go-w") and retry`,
+      )
+      assert.equal(lstatSync(file).isFile(), true)
+      assert.deepEqual(await readKeystoreFile(file), Buffer.from('one'))
+      assert.equal(readFileSync(victim, 'utf8'), 'theirs')
+      assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'victim'])
+    })
+
+    it('sets mode 0600 on the descriptor whatever the umask, and keeps the old owner when root rewrites another user\'s file', async function () {
+      const previous = process.umask(0o777)
+      try {
+        await writeKeystoreFile(file, Buffer.from('one'))
+      } finally {
+        process.umask(previous)
+      }
+
+      assert.equal(modeOf(file), 0o600)
+      if (process.getuid?.() !== 0) this.skip()
+      chownSync(file, 54_321, 54_322)
+      await writeKeystoreFile(file, Buffer.from('two'), {strictPerms: false})
+      assert.deepEqual([statSync(file).uid, statSync(file).gid], [54_321, 54_322])
+      assert.equal(modeOf(file), 0o600)
+    })
+
+    it('strict perms: refuses a directory writable by group or others, naming it and the chmod fix; writes nothing', async () => {
+      const dir = path.join(tmp.dir, 'open')
+      const inOpen = path.join(dir, 'apm-server.keystore')
+      mkdirSync(dir)
+      writeFileSync(inOpen, 'old', {mode: 0o600})
+      for (const mode of [0o777, 0o770, 0o1777, 0o720, 0o702]) {
+        chmodSync(dir, mode)
+        const shown = mode.toString(8).padStart(4, '0')
+        const message = `directory ${dir} of keystore ${inOpen} has mode ${shown}, writable by group or others, who could replace the keystore; run "chmod go-w ${dir}" (--strict.perms=false disables this check)`
+        // eslint-disable-next-line no-await-in-loop -- a table of modes
+        await assertKeystoreError(writeKeystoreFile(inOpen, Buffer.from('new')), 'EPERMS', message)
+        // eslint-disable-next-line no-await-in-loop -- a table of modes
+        await assertKeystoreError(readKeystoreFile(inOpen), 'EPERMS', message)
+        // eslint-disable-next-line no-await-in-loop -- a table of modes
+        assert.deepEqual(await readKeystoreFile(inOpen, {strictPerms: false}), Buffer.from('old'))
+        assert.deepEqual(namesIn(dir), ['apm-server.keystore'])
+      }
+
+      chmodSync(dir, 0o755)
+      await writeKeystoreFile(inOpen, Buffer.from('new'))
+      assert.deepEqual(await readKeystoreFile(inOpen), Buffer.from('new'))
+    })
+
+    it('strict perms: refuses a directory owned by another user (not root), after resolving links', async function () {
+      if (process.getuid?.() !== 0) this.skip()
+      const dir = path.join(tmp.dir, 'theirs')
+      mkdirSync(dir, {mode: 0o700})
+      const real = path.join(dir, 'apm-server.keystore')
+      writeFileSync(real, 'old', {mode: 0o600})
+      chownSync(dir, 54_321, 54_321)
+      symlinkSync(real, file)
+      const message = `directory ${dir} of keystore ${file} is owned by uid 54321, not by the current user (uid 0) or root, and its owner could replace the keystore; run "chown 0 ${dir}" or run as its owner (--strict.perms=false disables this check)`
+      await assertKeystoreError(readKeystoreFile(file), 'EPERMS', message)
+      await assertKeystoreError(writeKeystoreFile(file, Buffer.from('new')), 'EPERMS', message)
+      assert.equal(readFileSync(real, 'utf8'), 'old')
+    })
+
+    it('strict perms: a keystore link must be ours, in a directory others cannot write unless it is sticky (secret mounts)', async function () {
+      const mount = path.join(tmp.dir, 'mount')
+      const data = path.join(mount, '..data')
+      mkdirSync(data, {recursive: true, mode: 0o755})
+      const real = path.join(data, 'apm-server.keystore')
+      writeFileSync(real, 'mounted', {mode: 0o600})
+      const link = path.join(mount, 'apm-server.keystore')
+      symlinkSync(real, link)
+      chmodSync(mount, 0o1777)
+      assert.deepEqual(await readKeystoreFile(link), Buffer.from('mounted'))
+      chmodSync(mount, 0o777)
+      await assertKeystoreError(
+        readKeystoreFile(link),
+        'EPERMS',
+        `directory ${mount} of keystore ${link} has mode 0777, writable by group or others, who could replace the keystore; run "chmod go-w ${mount}" (--strict.perms=false disables this check)`,
+      )
+      if (process.getuid?.() !== 0) return
+      chmodSync(mount, 0o1777)
+      lchownSync(link, 54_321, 54_321)
+      await assertKeystoreError(
+        writeKeystoreFile(link, Buffer.from('x')),
+        'EPERMS',
+        `keystore ${link} is a symbolic link owned by uid 54321, not by the current user (uid 0) or root; check where it points, then run "chown -h 0 ${link}" (--strict.perms=false disables this check)`,
+      )
+      assert.equal(readFileSync(real, 'utf8'), 'mounted')
     })
 
     it('ensureKeystoreDir leaves an existing directory alone', async () => {
@@ -134,6 +278,51 @@ describe('core/keystore-file', () => {
         /inside/,
       )
       assert.equal(existsSync(`${file}.lock`), false)
+    })
+
+    it('verify() fails once another process took the lock over, and the new holder\'s lock is left in place', async () => {
+      const lockDir = `${file}.lock`
+      await writeKeystoreFile(file, Buffer.from('before'))
+      await withKeystoreLock(file, async (lock) => {
+        await lock.verify()
+        // What a takeover does: the stale directory removed, a new one made (often the same inode number on ext4).
+        rmSync(lockDir, {recursive: true})
+        mkdirSync(lockDir)
+        await assertKeystoreError(
+          writeKeystoreFile(file, Buffer.from('stale'), {beforeReplace: lock.verify}),
+          'ELOCKED',
+          `lost the lock on ${file}: this process stalled for over 4s and another one took the lock over; nothing was written, check the keystore ("apm-server keystore list") and retry`,
+        )
+      })
+      assert.deepEqual(await readKeystoreFile(file), Buffer.from('before'))
+      assert.equal(existsSync(lockDir), true, 'the new holder\'s lock was removed')
+      assert.deepEqual(namesIn(tmp.dir), ['apm-server.keystore', 'apm-server.keystore.lock'])
+    })
+
+    it('interrupted (SIGTERM) after its lock was taken over, a holder leaves the new holder\'s lock directory alone', () => {
+      const script = [
+        "import {mkdirSync, rmSync} from 'node:fs'",
+        `import {withKeystoreLock} from ${JSON.stringify(path.join(ROOT, 'src', 'core', 'keystore-file.ts'))}`,
+        `const file = ${JSON.stringify(file)}`,
+        'await withKeystoreLock(file, async () => {',
+        "  rmSync(`${file}.lock`, {recursive: true})",
+        "  mkdirSync(`${file}.lock`)",
+        "  process.kill(process.pid, 'SIGTERM')",
+        '  await new Promise((resolve) => setTimeout(resolve, 5000))',
+        '})',
+      ].join('\n')
+      const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {cwd: ROOT, encoding: 'utf8'})
+      assert.equal(child.signal, 'SIGTERM', child.stderr)
+      assert.equal(existsSync(`${file}.lock`), true, 'the exit handler removed the new holder\'s lock')
+    })
+
+    it('makes its lock directory 0700 whatever the umask', async () => {
+      const previous = process.umask(0)
+      try {
+        assert.equal(await withKeystoreLock(file, async () => modeOf(`${file}.lock`)), 0o700)
+      } finally {
+        process.umask(previous)
+      }
     })
 
     it('serialises holders and fails with ELOCKED after the timeout, naming the lock and the fix', async () => {

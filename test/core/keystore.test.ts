@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import {chmodSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
+import {MAX_VALUE_BYTES} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
 import {decodeNative, readNativeHeader} from '../../src/core/format/native.js'
 import {
@@ -202,6 +203,43 @@ describe('core/keystore', () => {
     })
   })
 
+  describe('onUnprotected (a password supplied, a keystore without one)', () => {
+    it('is called with the path for a native keystore without a password and a Beats v1 one, once they open; never for a protected one', async () => {
+      const seen: string[] = []
+      const onUnprotected = (path: string) => seen.push(path)
+      const table: Array<[KeystoreFormat, string | undefined, number]> = [
+        ['native', undefined, 1],
+        ['beats-v1', undefined, 1],
+        ['native', 'pw', 0],
+      ]
+      for (const [format, password, calls] of table) {
+        seen.length = 0
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await createKeystore(file, {format, kdfParams: CHEAP_KDF, overwrite: true, password: password ? Buffer.from(password) : undefined})
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await openKeystore(file, {onUnprotected, password: passwordOf('pw')})
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await updateKeystore(file, {onUnprotected, password: passwordOf('pw')}, (keystore) => keystore.touch())
+        assert.deepEqual(seen, Array.from({length: 2 * calls}, () => file), `${format} ${password ? 'with' : 'without'} a password`)
+      }
+
+      // A refusal is a throw, and nothing is written.
+      await createKeystore(file, {format: 'native', overwrite: true})
+      const before = readFileSync(file)
+      const refuse = (path: string) => {
+        throw new KeystoreError('EPASSWORD', `keystore ${path} refused`)
+      }
+
+      await assertKeystoreError(updateKeystore(file, {onUnprotected: refuse}, (keystore) => keystore.set('A', Buffer.from('a'))), 'EPASSWORD', `keystore ${file} refused`)
+      assert.deepEqual(readFileSync(file), before)
+      // A file that does not open gets its own error, not the callback.
+      writeFileSync(file, Buffer.concat([before.subarray(0, 60), Buffer.from('damaged')]), {mode: 0o600})
+      seen.length = 0
+      await assert.rejects(openKeystore(file, {onUnprotected}))
+      assert.deepEqual(seen, [])
+    })
+  })
+
   describe('entries', () => {
     beforeEach(async () => {
       await createKeystore(file, {format: 'native'})
@@ -221,11 +259,16 @@ describe('core/keystore', () => {
       assert.ok(created > 0 && updated >= created)
     })
 
-    it('set: bad name EBADKEY with the rule, empty value EBADVALUE, existing key EKEYEXISTS; nothing written', async () => {
+    it('set: bad name EBADKEY with the rule, empty or over-64-MiB value EBADVALUE, existing key EKEYEXISTS; nothing written', async () => {
       const before = readFileSync(file)
       const {ino} = statSync(file)
       await assertKeystoreError(updateKeystore(file, {}, (ks) => ks.set('bad name', Buffer.from('x'))), 'EBADKEY', `invalid key name "bad name": ${KEY_RULE}`)
       await assertKeystoreError(updateKeystore(file, {}, (ks) => ks.set('C', Buffer.alloc(0))), 'EBADVALUE', 'empty value for key C; give a non-empty value')
+      await assertKeystoreError(
+        updateKeystore(file, {}, (ks) => ks.set('C', Buffer.alloc(MAX_VALUE_BYTES + 1))),
+        'EBADVALUE',
+        `the value for key C is ${MAX_VALUE_BYTES + 1} bytes, over the ${MAX_VALUE_BYTES}-byte limit for one value; store a smaller value`,
+      )
       await assertKeystoreError(
         updateKeystore(file, {}, (ks) => ks.set('A', Buffer.from('new'))),
         'EKEYEXISTS',

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import {chmodSync, mkdirSync, writeFileSync} from 'node:fs'
+import {execFileSync} from 'node:child_process'
+import {chmodSync, mkdirSync, truncateSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {getSetting, parseConfigText, resolvePaths} from '../../src/core/settings.js'
+import {getSetting, MAX_CONFIG_BYTES, parseConfigText, resolvePaths} from '../../src/core/settings.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {assertKeystoreError} from '../helpers/keystore.js'
 
@@ -113,12 +114,23 @@ describe('core/settings', () => {
       assert.equal((await resolvePaths({}, cwd)).configExists, false)
     })
 
+    it('a config file that is a FIFO, a device or over 4 MiB is ECONFIG at once (every keystore command reads ./apm-server.yml)', async () => {
+      const fifo = path.join(cwd, 'apm-server.yml')
+      execFileSync('mkfifo', [fifo])
+      await assertKeystoreError(resolvePaths({}, cwd), 'ECONFIG', `config file ${fifo} is a FIFO, not a regular file; point -c/--config at a file`)
+      await assertKeystoreError(resolvePaths({config: '/dev/zero'}, cwd), 'ECONFIG', 'config file /dev/zero is a character device, not a regular file; point -c/--config at a file')
+      const big = path.join(cwd, 'big.yml')
+      writeFileSync(big, '')
+      truncateSync(big, MAX_CONFIG_BYTES + 1)
+      await assertKeystoreError(resolvePaths({config: 'big.yml'}, cwd), 'ECONFIG', `config file ${big} is over ${MAX_CONFIG_BYTES} bytes; it is not an apm-server.yml, point -c/--config at the right file`)
+    })
+
     it('a keystore.path that is not a string, and an unreadable config, are ECONFIG', async () => {
       writeFileSync(path.join(cwd, 'apm-server.yml'), 'keystore.path: [1, 2]\n')
       await assertKeystoreError(resolvePaths({}, cwd), 'ECONFIG', `setting keystore.path in ${path.join(cwd, 'apm-server.yml')} must be a string path`)
       const dir = path.join(cwd, 'dir.yml')
       mkdirSync(dir)
-      await assertKeystoreError(resolvePaths({config: 'dir.yml'}, cwd), 'ECONFIG', `cannot read config file ${dir}: EISDIR; check the path and its permissions`)
+      await assertKeystoreError(resolvePaths({config: 'dir.yml'}, cwd), 'ECONFIG', `config file ${dir} is a directory, not a regular file; point -c/--config at a file`)
       if (process.getuid?.() !== 0) {
         writeFileSync(path.join(cwd, 'secret.yml'), 'a: 1\n')
         chmodSync(path.join(cwd, 'secret.yml'), 0)

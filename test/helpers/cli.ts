@@ -11,7 +11,10 @@ import {fileURLToPath} from 'node:url'
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'run.js')
 
-/** Cheap argon2id parameters for tests (the documented APM_SERVER_KEYSTORE_KDF_PARAMS option). */
+/**
+ * Cheap argon2id parameters for tests (the documented APM_SERVER_KEYSTORE_KDF_PARAMS option), honoured
+ * because cleanEnv also sets APM_SERVER_KEYSTORE_KDF_TEST_MODE=1.
+ */
 export const TEST_KDF_PARAMS = 'm=1024,t=1,p=1'
 
 export interface CliResult {
@@ -38,6 +41,7 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   }
 
   env.APM_SERVER_KEYSTORE_KDF_PARAMS = TEST_KDF_PARAMS
+  env.APM_SERVER_KEYSTORE_KDF_TEST_MODE = '1'
   for (const [name, value] of Object.entries(extra)) {
     if (value === undefined) delete env[name]
     else env[name] = value

@@ -236,7 +236,7 @@ describe('server/output', () => {
         'openSync',
         (realOpen) =>
           ((...args: Parameters<typeof fsModule.openSync>) => {
-            if (args[1] === 'a') throw Object.assign(new Error(`EMFILE: too many open files, open '${String(args[0])}'`), {code: 'EMFILE'})
+            if (args[1] === 'a' || (typeof args[1] === 'number' && (args[1] & fsModule.constants.O_APPEND) !== 0)) throw Object.assign(new Error(`EMFILE: too many open files, open '${String(args[0])}'`), {code: 'EMFILE'})
             return realOpen(...args)
           }) as typeof fsModule.openSync,
         body,

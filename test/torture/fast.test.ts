@@ -184,7 +184,7 @@ describe('defects found by the torture suite (regression tests)', function () {
     assertPassed(result)
   })
 
-  // write-file-atomic writes next to the link's target, but leftovers were looked for next to the link.
+  // The writer writes next to the link's target, but leftovers were looked for next to the link.
   it('cleans the temp file a kill left next to the target of a symlinked keystore', async () => {
     const result = await checkSymlinkCrash(3)
     assertPassed(result)

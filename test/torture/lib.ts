@@ -13,8 +13,8 @@ import {BIN, cleanEnv, CliResult, makeTempDir, RunningChild, startChild} from '.
 export {BIN, ROOT, TEST_KDF_PARAMS} from '../helpers/cli.js'
 
 export const KEYSTORE_NAME = 'apm-server.keystore'
-/** write-file-atomic's temp file next to the keystore: `<file>.<uint32>` */
-export const TEMP_FILE = /^apm-server\.keystore\.\d{1,10}$/
+/** The writer's temp file next to the keystore: `<file>.tmp-<32 random hex digits>` */
+export const TEMP_FILE = /^apm-server\.keystore\.tmp-[0-9a-f]{32}$/
 export const LOCK_DIR = 'apm-server.keystore.lock'
 
 /** One line of the figures table. */

@@ -1,14 +1,12 @@
-import {promises as fs} from 'node:fs'
-
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {confirm, interactive, promptSecret, readStdin, splitLines, stripOneNewline} from '../../cli/secrets.js'
+import {readRegularFile, RefusedFileError} from '../../core/bounded-read.js'
 import {generateToken} from '../../core/crypto.js'
-import {assertValidKeyName} from '../../core/entries.js'
+import {assertValidKeyName, MAX_VALUE_BYTES} from '../../core/entries.js'
 import {KeystoreError} from '../../core/errors.js'
 import {inspectKeystore, NewKeystoreSpec, openKeystore, updateKeystore} from '../../core/keystore.js'
-import {MAX_KEYSTORE_BYTES} from '../../core/keystore-file.js'
 
 export interface AddResult {
   path: string
@@ -25,7 +23,7 @@ function describeKeys(names: string[]): string {
 
 export default class Add extends BaseCommand<typeof Add> {
   static summary = 'Add keys to the keystore, or replace them with --force.'
-  static description = `Values never come from arguments. On a terminal each value is asked for with a masked prompt. With --stdin and one key, all of stdin is the value (binary safe) minus one trailing newline; with several keys, stdin holds one line per key. --file stores a file's bytes. --generate stores a random URL-safe token and prints it once.`
+  static description = `Values never come from arguments. On a terminal each value is asked for with a masked prompt. With --stdin and one key, all of stdin is the value (binary safe) minus one trailing newline; with several keys, stdin holds one line per key. --file stores a file's bytes. A value, and all of stdin, may be at most 64 MiB. --generate stores a random URL-safe token and prints it once.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> APM_SECRET_TOKEN', description: 'Type the secret token at a masked prompt'},
@@ -108,15 +106,19 @@ export default class Add extends BaseCommand<typeof Add> {
 
   private async readValues(names: string[], valueFile: string | undefined, stdin: boolean): Promise<Buffer[]> {
     if (valueFile) {
-      const stat = await fs.stat(valueFile).catch((error: NodeJS.ErrnoException) => {
+      // Read with the cap, not stat-then-read: the file may grow, or be swapped for a FIFO, in between.
+      const value = await readRegularFile(valueFile, MAX_VALUE_BYTES).catch((error: NodeJS.ErrnoException) => {
+        if (error instanceof RefusedFileError) throw new KeystoreError('EUSAGE', `--file ${valueFile} is not a regular file of at most 64 MiB`)
         throw new KeystoreError('EUSAGE', `cannot read --file ${valueFile}: ${error.code}; check the path`)
       })
-      if (!stat.isFile() || stat.size > MAX_KEYSTORE_BYTES / 4) throw new KeystoreError('EUSAGE', `--file ${valueFile} is not a regular file of at most 64 MiB`)
-      return [await fs.readFile(valueFile)]
+      return [value]
     }
 
     if (stdin) {
-      const data = await readStdin()
+      const data = await readStdin(
+        MAX_VALUE_BYTES,
+        () => new KeystoreError('EUSAGE', `stdin holds more than ${MAX_VALUE_BYTES} bytes (64 MiB), the most a value may be; store a smaller value`),
+      )
       if (names.length === 1) return [stripOneNewline(data)]
       const lines = splitLines(data)
       if (lines.length !== names.length) {

@@ -4,7 +4,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {interactive, promptNewPassword, readStdin, splitLines} from '../../cli/secrets.js'
 import {KeystoreError} from '../../core/errors.js'
 import {inspectKeystore, openKeystore, updateKeystore} from '../../core/keystore.js'
-import {kdfParamsFromEnvironment} from '../../core/password-env.js'
+import {kdfParamsFromEnvironment, MAX_PASSWORD_BYTES} from '../../core/password-env.js'
 
 export interface PasswdResult {
   path: string
@@ -13,7 +13,7 @@ export interface PasswdResult {
 
 export default class Passwd extends BaseCommand<typeof Passwd> {
   static summary = 'Set, change or remove the keystore password.'
-  static description = `The current password comes from APM_SERVER_KEYSTORE_PASSWORD, the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE, or a prompt. The new one is asked twice on a terminal, or with --stdin is the first line of stdin.`
+  static description = `The current password comes from APM_SERVER_KEYSTORE_PASSWORD, the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE, or a prompt. The new one is asked twice on a terminal, or with --stdin is the first line of stdin (at most 4 KiB).`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Set or change the password at prompts'},
@@ -28,7 +28,8 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
 
   async run(): Promise<PasswdResult> {
     const {keystore: file} = await this.paths()
-    const options = this.openOptions()
+    // The variables are the current password, which this command may be about to set: no warning that it is unused.
+    const options = {...this.openOptions(), onUnprotected: undefined}
     const info = await inspectKeystore(file, options)
     if (!info) throw new KeystoreError('ENOKEYSTORE', `no keystore at ${file}; create one with "apm-server keystore create --password"`)
     if (info.format !== 'native') {
@@ -42,7 +43,11 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
 
     let password: Buffer | undefined
     if (this.flags.stdin) {
-      password = splitLines(await readStdin())[0] ?? Buffer.alloc(0)
+      const input = await readStdin(
+        MAX_PASSWORD_BYTES,
+        () => new KeystoreError('EUSAGE', `stdin holds more than ${MAX_PASSWORD_BYTES} bytes, more than a password may be; give the new password as the first line`),
+      )
+      password = splitLines(input)[0] ?? Buffer.alloc(0)
       if (password.length === 0) throw new KeystoreError('EPASSWORD', 'the new password on stdin is empty; give it as the first line')
     } else if (!this.flags.remove) {
       if (!interactive()) throw new KeystoreError('EUSAGE', 'no terminal to ask for the new password; give it with --stdin, or use --remove')
@@ -51,7 +56,9 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
       password = await promptNewPassword()
     }
 
-    await updateKeystore(file, options, (keystore) => keystore.setPassword(password, kdfParamsFromEnvironment(process.env)))
+    const kdf = kdfParamsFromEnvironment(process.env)
+    if (password && kdf.warning) this.note(kdf.warning)
+    await updateKeystore(file, options, (keystore) => keystore.setPassword(password, kdf.params))
     this.say(password ? `Password of ${file} ${info.passwordProtected ? 'changed' : 'set'}.` : `Password removed from ${file}; it is now obfuscated only.`)
     return {passwordProtected: password !== undefined, path: file}
   }

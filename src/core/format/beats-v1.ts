@@ -9,7 +9,7 @@
  */
 import {BEATS_V1, decryptAesGcm, deriveBeatsKey, encryptAesGcm, randomBytesOf} from '../crypto.js'
 import {Entries, isValidKeyName, MAX_KEYS} from '../entries.js'
-import {KeystoreError} from '../errors.js'
+import {EncodeLimitError, KeystoreError} from '../errors.js'
 import {jsonDepthWithin} from './json-guard.js'
 
 export const BEATS_V1_PREFIX = Buffer.from('v1', 'latin1')
@@ -35,7 +35,23 @@ export function decodeBeatsV1(data: Buffer): Entries {
   return parseBeatsPayload(plaintext)
 }
 
-export function encodeBeatsV1(entries: Entries): Buffer {
+/**
+ * The size of the file {@link encodeBeatsV1} writes, computed before anything is built: each entry is
+ * `"NAME":{"value":"BASE64"}` (names are ASCII and never escaped), commas between, braces around, then
+ * salt, IV and tag around the ciphertext, all in base64 after the "v1" prefix.
+ */
+export function encodedBeatsV1Size(entries: Entries): number {
+  let json = 2 + Math.max(entries.size - 1, 0)
+  for (const [name, entry] of entries) json += name.length + 4 * Math.ceil(entry.value.length / 3) + 15
+  const raw = BEATS_V1.saltBytes + BEATS_V1.ivBytes + json + BEATS_V1.tagBytes
+  return BEATS_V1_PREFIX.length + 4 * Math.ceil(raw / 3)
+}
+
+export function encodeBeatsV1(entries: Entries, maxFileBytes = Number.POSITIVE_INFINITY): Buffer {
+  // Refused before the payload is built: a file over the readers' limits could never be opened again.
+  if (entries.size > MAX_KEYS) throw new EncodeLimitError(`would hold ${entries.size} keys, over the limit of ${MAX_KEYS}`)
+  const size = encodedBeatsV1Size(entries)
+  if (size > maxFileBytes) throw new EncodeLimitError(`would be ${size} bytes, over the ${maxFileBytes}-byte limit`)
   // No prototype: on a plain object, assigning a key named __proto__ sets the prototype and the key vanishes.
   const payload: Record<string, {value: string}> = Object.create(null)
   for (const [name, entry] of entries) payload[name] = {value: entry.value.toString('base64')}

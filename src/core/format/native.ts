@@ -39,7 +39,7 @@ import {
   sealSecretbox,
 } from '../crypto.js'
 import {Entries, Entry, isValidKeyName, MAX_KEYS} from '../entries.js'
-import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../errors.js'
+import {DECRYPT_FAILED_MESSAGE, EncodeLimitError, KeystoreError} from '../errors.js'
 import {jsonDepthWithin} from './json-guard.js'
 
 export const NATIVE_MAGIC = Buffer.from('APMKEYS\0', 'latin1')
@@ -269,6 +269,7 @@ export async function encodeNative(
   kdf: NativeKdf,
   password: Buffer | undefined,
   stored?: StoredValues,
+  maxFileBytes = Number.POSITIVE_INFINITY,
 ): Promise<Buffer> {
   const salt = randomBytesOf(SALT_BYTES)
   const nonce = randomBytesOf(SECRETBOX_NONCE_BYTES)
@@ -303,6 +304,7 @@ export async function encodeNative(
     valuesLength += length
   }
 
+  checkEncodedLimits(entries.size, rows.length, header.length, valuesLength, maxFileBytes)
   const plaintext = Buffer.alloc(valuesLength + TIME_BYTES * entries.size)
   let valueAt = 0
   let timeAt = valuesLength
@@ -346,6 +348,22 @@ export async function encodeNative(
   index.write(digest(valuesBox), digestAt, 'latin1')
   const indexBox = sealSecretbox(index, nonce, boxKey(master, 'index', header))
   return Buffer.concat([header, indexBox, valuesBox])
+}
+
+/** `{"entries":[` rows `],"values":"` digest `"}` around the rows. */
+const INDEX_FRAME_BYTES = '{"entries":[],"values":""}'.length + DIGEST_PLACEHOLDER.length
+
+/**
+ * Refuses, before anything is allocated or sealed, a file that readNativeHeader, parseIndex or the file
+ * reader would refuse: a keystore nobody can open again. `rowsLength` is the index rows' length in
+ * characters, which is their length in bytes: key names and numbers are ASCII.
+ */
+function checkEncodedLimits(count: number, rowsLength: number, headerLength: number, valuesLength: number, maxFileBytes: number): void {
+  if (count > MAX_KEYS) throw new EncodeLimitError(`would hold ${count} keys, over the limit of ${MAX_KEYS}`)
+  const indexLength = rowsLength + INDEX_FRAME_BYTES
+  if (indexLength > MAX_INDEX_BYTES) throw new EncodeLimitError(`would have a ${indexLength}-byte index, over the ${MAX_INDEX_BYTES}-byte limit`)
+  const fileLength = headerLength + indexLength + valuesLength + TIME_BYTES * count + 2 * SECRETBOX_OVERHEAD_BYTES
+  if (fileLength > maxFileBytes) throw new EncodeLimitError(`would be ${fileLength} bytes, over the ${maxFileBytes}-byte limit`)
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {

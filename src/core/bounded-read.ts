@@ -1,0 +1,76 @@
+/**
+ * Reading a file that someone else may have put in our way (the keystore, the password file, a value for
+ * `add --file`, a config file): regular files only, opened without blocking, and never more than a cap
+ * read, whatever the path turns out to be (a FIFO, /dev/zero behind a symlink, a file still growing).
+ */
+import {constants, promises as fs, Stats} from 'node:fs'
+
+/** Why a file was refused before (or while) it was read. */
+export type FileRefusal = {reason: 'not-regular'; type: string} | {reason: 'too-big'; size: number}
+
+export class RefusedFileError extends Error {
+  constructor(readonly refusal: FileRefusal) {
+    super(refusal.reason === 'not-regular' ? `${refusal.type}, not a regular file` : `over the size limit (${refusal.size} bytes)`)
+    this.name = 'RefusedFileError'
+  }
+}
+
+/** What a non-regular file is, in words for an error message: "a directory", "a FIFO", ... */
+export function describeFileType(stat: Stats): string {
+  if (stat.isDirectory()) return 'a directory'
+  if (stat.isFIFO()) return 'a FIFO'
+  if (stat.isCharacterDevice()) return 'a character device'
+  if (stat.isBlockDevice()) return 'a block device'
+  if (stat.isSocket()) return 'a socket'
+  return stat.isFile() ? 'a regular file' : 'not a file'
+}
+
+/**
+ * The bytes of the regular file at `file` (symbolic links followed), at most `maxBytes` of them.
+ * Throws {@link RefusedFileError} for anything that is not a regular file or holds more, file-system
+ * errors (ENOENT, EACCES, ...) as they are. `inspect` sees the opened file's stat (and descriptor) before
+ * anything is read, e.g. to check its owner and mode.
+ *
+ * O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; on a regular file it
+ * changes nothing. O_NOCTTY: a terminal device never becomes our controlling terminal.
+ */
+export async function readRegularFile(
+  file: string,
+  maxBytes: number,
+  inspect?: (stat: Stats, fd: number) => Promise<void> | void,
+): Promise<Buffer> {
+  const handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile()) throw new RefusedFileError({reason: 'not-regular', type: describeFileType(stat)})
+    await inspect?.(stat, handle.fd)
+    if (stat.size > maxBytes) throw new RefusedFileError({reason: 'too-big', size: stat.size})
+    return await readAtMost(handle, stat.size, maxBytes)
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Reads to the end, sized by `expected`, but refuses (without reading on) once more than `maxBytes` came. */
+async function readAtMost(handle: fs.FileHandle, expected: number, maxBytes: number): Promise<Buffer> {
+  // One byte more than expected: a file that grew since its stat is noticed, not cut short.
+  let buffer = Buffer.alloc(Math.min(expected, maxBytes) + 1)
+  let length = 0
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > maxBytes) throw new RefusedFileError({reason: 'too-big', size: length})
+      const bigger = Buffer.alloc(Math.min(maxBytes + 1, Math.max(2 * buffer.length, 64 * 1024)))
+      buffer.copy(bigger, 0, 0, length)
+      buffer.fill(0)
+      buffer = bigger
+    }
+
+    // eslint-disable-next-line no-await-in-loop -- a file is read in order
+    const {bytesRead} = await handle.read(buffer, length, buffer.length - length, null)
+    if (bytesRead === 0) break
+    length += bytesRead
+  }
+
+  if (length > maxBytes) throw new RefusedFileError({reason: 'too-big', size: length})
+  return buffer.subarray(0, length)
+}
