@@ -3,7 +3,7 @@
  * `add --file`, a config file): regular files only, opened without blocking, and never more than a cap
  * read, whatever the path turns out to be (a FIFO, /dev/zero behind a symlink, a file still growing).
  */
-import {constants, promises as fs, Stats} from 'node:fs'
+import {closeSync, constants, fstatSync, openSync, promises as fs, readSync, Stats} from 'node:fs'
 
 /** Why a file was refused before (or while) it was read. */
 export type FileRefusal = {reason: 'not-regular'; type: string} | {reason: 'too-big'; size: number}
@@ -73,4 +73,25 @@ async function readAtMost(handle: fs.FileHandle, expected: number, maxBytes: num
 
   if (length > maxBytes) throw new RefusedFileError({reason: 'too-big', size: length})
   return buffer.subarray(0, length)
+}
+
+/**
+ * {@link readRegularFile} for callers that cannot wait (a reload applied synchronously, e.g. TLS material):
+ * the same rules, read with one synchronous call per chunk.
+ */
+export function readRegularFileSync(file: string, maxBytes: number): Buffer {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+  try {
+    const stat = fstatSync(fd)
+    if (!stat.isFile()) throw new RefusedFileError({reason: 'not-regular', type: describeFileType(stat)})
+    if (stat.size > maxBytes) throw new RefusedFileError({reason: 'too-big', size: stat.size})
+    // One byte more than the cap: a file that grew past it since its stat is refused, not cut short.
+    const buffer = Buffer.alloc(maxBytes + 1)
+    let length = 0
+    for (let read = -1; read !== 0 && length < buffer.length; length += read) read = readSync(fd, buffer, length, buffer.length - length, null)
+    if (length > maxBytes) throw new RefusedFileError({reason: 'too-big', size: length})
+    return buffer.subarray(0, length)
+  } finally {
+    closeSync(fd)
+  }
 }

@@ -19,6 +19,7 @@ import path from 'node:path'
 
 import {isAlias, isMap, isScalar, isSeq, LineCounter, Node, parseDocument, YAMLMap} from 'yaml'
 
+import {readRegularFile, RefusedFileError} from '../core/bounded-read.js'
 import {KEY_NAME_RULE} from '../core/entries.js'
 import {ErrorCode, isKeystoreError, KeystoreError} from '../core/errors.js'
 import {Keystore, openKeystore, PasswordSource} from '../core/keystore.js'
@@ -221,12 +222,14 @@ function locateConfigFile(flags: LoadOptions['flags'], cwd: string): string {
 
 async function readConfigText(file: string, explicit: boolean): Promise<string | undefined> {
   try {
-    const stat = await fs.stat(file)
-    if (!stat.isFile()) throw new ConfigError([`config file ${file} is not a regular file; point -c/--config at a file`])
-    if (stat.size > MAX_CONFIG_BYTES) throw new ConfigError([`config file ${file} is over ${MAX_CONFIG_BYTES} bytes; it is not an apm-server.yml`])
-    return await fs.readFile(file, 'utf8')
+    // A regular file, opened without blocking and read up to the cap: a FIFO or /dev/zero at the path must not hang or fill memory.
+    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8')
   } catch (error) {
-    if (error instanceof ConfigError) throw error
+    if (error instanceof RefusedFileError) {
+      if (error.refusal.reason === 'too-big') throw new ConfigError([`config file ${file} is over ${MAX_CONFIG_BYTES} bytes; it is not an apm-server.yml`])
+      throw new ConfigError([`config file ${file} is ${error.refusal.type}, not a regular file; point -c/--config at a file`])
+    }
+
     const code = (error as NodeJS.ErrnoException).code
     if (code !== 'ENOENT') throw new ConfigError([`cannot read config file ${file}: ${code}; check the path and its permissions`])
     if (explicit) throw new ConfigError([`config file ${file} does not exist; check the -c/--config path`])

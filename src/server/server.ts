@@ -11,13 +11,14 @@
  * after `shutdownTimeoutMs` it cuts every connection and ends every request still reading, and
  * {@link SHUTDOWN_GRACE_MS} later it closes the output whatever is still running.
  */
-import {readFileSync, statSync} from 'node:fs'
+import {statSync} from 'node:fs'
 import http, {IncomingMessage, ServerResponse} from 'node:http'
 import https from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
 import tls from 'node:tls'
 import {fileURLToPath} from 'node:url'
 
+import {readRegularFileSync, RefusedFileError} from '../core/bounded-read.js'
 import {KeystoreError} from '../core/errors.js'
 import {Authenticator, AuthOutcome} from './auth.js'
 import type {ServerConfig} from './config.js'
@@ -103,6 +104,9 @@ interface TlsMaterial {
   passphrase?: string
 }
 
+/** A certificate chain or key is a few KiB; a bigger file is not one (and /dev/zero must not be read without end). */
+const MAX_PEM_BYTES = 1024 * 1024
+
 function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
   if (!ssl.certificate || !ssl.key) {
     throw new KeystoreError('ECONFIG', 'apm-server.ssl.enabled is true but apm-server.ssl.certificate or apm-server.ssl.key is not set; set both paths')
@@ -110,8 +114,9 @@ function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
 
   const read = (file: string, setting: string) => {
     try {
-      return readFileSync(file)
+      return readRegularFileSync(file, MAX_PEM_BYTES)
     } catch (error) {
+      if (error instanceof RefusedFileError) throw new KeystoreError('ECONFIG', `cannot read ${setting} ${file}: it is ${error.message}; point it at a PEM file of at most 1 MiB`)
       throw new KeystoreError('ECONFIG', `cannot read ${setting} ${file}: ${(error as NodeJS.ErrnoException).code}; check the path and its permissions`)
     }
   }

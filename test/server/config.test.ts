@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
 import {chmodSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
@@ -283,6 +284,16 @@ describe('server/config', () => {
         ])
       })
     }
+
+    // stat, then readFile: a FIFO put at the path in between blocked the start (or a reload) for ever.
+    it('refuses a config file that is a FIFO or a character device at once, naming what it is', async () => {
+      const fifo = path.join(home, 'apm-server.yml')
+      execFileSync('mkfifo', [fifo])
+      assert.deepEqual((await problemsOf()).problems, [`config file ${fifo} is a FIFO, not a regular file; point -c/--config at a file`])
+      assert.deepEqual((await problemsOf({flags: {config: '/dev/zero'}})).problems, [
+        'config file /dev/zero is a character device, not a regular file; point -c/--config at a file',
+      ])
+    })
 
     it('refuses a token that does not resolve (one problem, not two)', async () => {
       const file = writeConfig('apm-server.auth.secret_token: ${APM_TOKEN}\n')

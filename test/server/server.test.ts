@@ -62,6 +62,13 @@ function makeCertificate(dir: string, passphrase: string): {cert: string; key: s
   return {cert, encryptedKey, key}
 }
 
+/** A FIFO named cert.fifo in `dir`, which nobody writes to. */
+function makeFifo(dir: string): string {
+  const fifo = path.join(dir, 'cert.fifo')
+  execFileSync('mkfifo', [fifo])
+  return fifo
+}
+
 describe('server', () => {
   let tmp: ReturnType<typeof makeTempDir>
   let server: RunningServer | undefined
@@ -268,6 +275,9 @@ describe('server', () => {
       ['a wrong key passphrase', (f) => ({certificate: f.cert, enabled: true, key: f.encryptedKey, keyPassphrase: 'not-the-pass'}), /cannot use the certificate .*cert\.pem with the key .*key-encrypted\.pem/],
       ['a missing certificate', (f) => ({certificate: `${f.cert}.missing`, enabled: true, key: f.key}), /cannot read apm-server\.ssl\.certificate .*cert\.pem\.missing: ENOENT/],
       ['no key', (f) => ({certificate: f.cert, enabled: true}), /apm-server\.ssl\.certificate or apm-server\.ssl\.key is not set/],
+      // Read without a bound, /dev/zero filled memory and a FIFO blocked the start (or a reload) for ever.
+      ['/dev/zero as the key', (f) => ({certificate: f.cert, enabled: true, key: '/dev/zero'}), /cannot read apm-server\.ssl\.key \/dev\/zero: it is a character device, not a regular file/],
+      ['a FIFO as the certificate', (f) => ({certificate: makeFifo(path.dirname(f.cert)), enabled: true, key: f.key}), /cannot read apm-server\.ssl\.certificate .*cert\.fifo: it is a FIFO/],
     ]
     for (const [name, ssl, message] of bad) {
       it(`refuses to start with ${name}, without echoing a secret`, async () => {
