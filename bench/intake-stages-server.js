@@ -26,7 +26,7 @@ import zlib from 'node:zlib'
 
 import {eventMembers, ingest, LineSplitter} from '../src/server/intake.ts'
 import {createLogger} from '../src/server/logger.ts'
-import {FileOutput} from '../src/server/output.ts'
+import {FileOutput} from '../src/server/outputs/file.ts'
 import {startServer} from '../src/server/server.ts'
 
 const [stage, outputArg] = process.argv.slice(2)

@@ -36,6 +36,7 @@ import {
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
 } from './limits.js'
+import type {EventSink} from './outputs/output.js'
 import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED, TokenBucket} from './rum.js'
 
 export const EVENT_TYPES = new Set(['error', 'log', 'metricset', 'span', 'transaction'])
@@ -64,25 +65,7 @@ export interface IntakeResult {
   stopped: boolean
 }
 
-/** Where accepted events go (a FileOutput). */
-export interface EventSink {
-  /** Queues one line, without its newline: a string, or the concatenation of byte parts (kept, not copied). */
-  write(line: string | readonly Buffer[]): void
-  /** Resolves once every line queued so far is written; rejects when that write fails. */
-  flush(): Promise<void>
-  /**
-   * True when the output took enough for now: the reader then stops after the current line, calls
-   * flush() and waits for the next turn of the event loop (setImmediate) before reading on.
-   */
-  readonly congested: boolean
-  /**
-   * Writes that failed so far. Lines of several requests share a write, so a request whose lines were
-   * queued while this changed may have lost some even though its own flush succeeds.
-   */
-  readonly failures: number
-  /** the error of the latest failed write */
-  readonly lastFailure?: Error
-}
+export type {EventSink} from './outputs/output.js'
 
 export interface IntakeOptions {
   maxEventSize: number

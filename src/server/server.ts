@@ -25,7 +25,7 @@ import type {ServerConfig} from './config.js'
 import {checkIntakeRequest, ingest, intakeResponseBody, IntakeResult} from './intake.js'
 import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget, OUTPUT_MULTIPLE, QUEUE_FULL} from './limits.js'
 import type {Logger} from './logger.js'
-import {FileOutput, HIGH_WATER_BYTES} from './output.js'
+import {openOutput} from './outputs/open.js'
 import {corsDecision, RATE_LIMITED_MESSAGE, RateLimitStore, RUM_DISABLED_MESSAGE} from './rum.js'
 
 /** Reported as the server version, so agents behave as with an 8.x server. */
@@ -157,21 +157,15 @@ function keyword(status: number, failure?: string): string {
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const {hostname, port} = parseHost(config.host)
   const material = config.ssl.enabled ? readTls(config.ssl) : undefined
-  let output: FileOutput
-  try {
-    output = await FileOutput.open(config.output)
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    throw new KeystoreError('ECONFIG', `cannot open the output file in ${config.output.path}: ${code ?? (error as Error).message}; check output.file.path and its permissions`)
-  }
+  const output = await openOutput(config.output)
 
   let current = config
   const now = options.now ?? Date.now
   const authenticator = new Authenticator(authSettings(config), now)
   let rateLimits = new RateLimitStore(config.anonymous.rateLimit.eventLimit, config.anonymous.rateLimit.ipLimit, now)
   let outputLimits = outputLimitStore(config, now)
-  // The output's queue (written once it passes HIGH_WATER_BYTES) is a fixed share of the budget.
-  const memory = new MemoryBudget((options.memoryBudgetBytes ?? MEMORY_BUDGET_BYTES) - HIGH_WATER_BYTES)
+  // The output's queue is a fixed share of the budget.
+  const memory = new MemoryBudget((options.memoryBudgetBytes ?? MEMORY_BUDGET_BYTES) - output.maxQueuedBytes)
   /** the connections of the requests being read: shutdown cuts them when it runs out of time, which ends their reading */
   const reading = new Set<Socket>()
   const info = {build_date: buildDate(), build_sha: 'unknown', publish_ready: true, version: SERVER_VERSION}

@@ -19,7 +19,7 @@ import {
   WHOLE_BODY_DECODED_MAX_BYTES,
   WHOLE_BODY_MAX_BYTES,
 } from '../../src/server/intake.js'
-import {FileOutput, TICK_BUDGET_BYTES} from '../../src/server/output.js'
+import {FileOutput, TICK_BUDGET_BYTES} from '../../src/server/outputs/file.js'
 import {TokenBucket} from '../../src/server/rum.js'
 import {makeTempDir} from '../helpers/cli.js'
 
