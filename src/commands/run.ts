@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {loadOptionsFrom, serverFlags} from '../cli/server-flags.js'
+import {serverFlags} from '../cli/server-flags.js'
 import {KeystoreError} from '../core/errors.js'
 import {PASSWORD_ENV, PASSWORD_FILE_ENV, passwordFromEnvironment} from '../core/password-env.js'
-import type {ConfigError as ConfigErrorClass, LoadedConfig, ServerConfig} from '../server/config.js'
+import type {ConfigError as ConfigErrorClass, LoadedConfig, ServerConfig} from '../server/config/server-config.js'
 import type {LogFormat, Logger} from '../server/logger.js'
 import type {RunningServer} from '../server/server.js'
 
@@ -171,8 +171,10 @@ SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requ
     const ignoreHangup = () => {}
     process.on('SIGHUP', ignoreHangup)
     // The server's modules load here, not at the top: every command's module is loaded at start-up.
-    const [{ConfigError, loadServerConfig}, {createLogger}, {startServer}] = await Promise.all([
-      import('../server/config.js'),
+    const [{ConfigError}, {loadServerConfig}, {loadOptionsFrom}, {createLogger}, {startServer}] = await Promise.all([
+      import('../server/config/server-config.js'),
+      import('../server/config/load.js'),
+      import('../server/config/options.js'),
       import('../server/logger.js'),
       import('../server/server.js'),
     ])

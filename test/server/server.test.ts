@@ -6,7 +6,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {gzipSync} from 'node:zlib'
 
-import type {ServerConfig} from '../../src/server/config.js'
+import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RUM_DISABLED_MESSAGE} from '../../src/server/rum.js'
 import {AGENT_CONFIG_DISABLED_MESSAGE, RunningServer, startServer} from '../../src/server/server.js'

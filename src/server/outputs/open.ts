@@ -3,7 +3,7 @@
  * here, chosen by its config section.
  */
 import {KeystoreError} from '../../core/errors.js'
-import type {ServerConfig} from '../config.js'
+import type {ServerConfig} from '../config/server-config.js'
 import {FileOutput} from './file.js'
 import type {Output} from './output.js'
 
