@@ -11,7 +11,7 @@ import {EVENT_TOO_LARGE, intakeResponseBody, IntakeResult} from '../../src/serve
 import {checkIntakeRequest, ingest, IntakeOptions, WHOLE_BODY_DECODED_MAX_BYTES, WHOLE_BODY_MAX_BYTES} from '../../src/server/intake/v2.js'
 import {FileOutput, TICK_BUDGET_BYTES} from '../../src/server/outputs/file.js'
 import type {EventSink} from '../../src/server/outputs/output.js'
-import {TokenBucket} from '../../src/server/rum.js'
+import {TokenBucket} from '../../src/server/anonymous.js'
 import {makeTempDir} from '../helpers/cli.js'
 
 const METADATA_OBJECT = {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'intake-test'}}

@@ -23,7 +23,7 @@ import {
   QUEUE_FULL,
 } from '../../src/server/limits.js'
 import type {EventSink} from '../../src/server/outputs/output.js'
-import {TokenBucket} from '../../src/server/rum.js'
+import {TokenBucket} from '../../src/server/anonymous.js'
 
 const METADATA = JSON.stringify({metadata: {service: {agent: {name: 'rum-js', version: '5.16.0'}, name: 'limits-test'}}})
 const SPAN = JSON.stringify({span: {id: 'sp1', name: 'SELECT', type: 'db'}})

@@ -8,8 +8,9 @@ import {gzipSync} from 'node:zlib'
 
 import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
-import {RUM_DISABLED_MESSAGE} from '../../src/server/rum.js'
-import {AGENT_CONFIG_DISABLED_MESSAGE, RunningServer, startServer} from '../../src/server/server.js'
+import {AGENT_CONFIG_DISABLED_MESSAGE} from '../../src/server/api/agent-config.js'
+import {RUM_DISABLED_MESSAGE} from '../../src/server/api/rum.js'
+import {RunningServer, startServer} from '../../src/server/server.js'
 import {makeTempDir, runCli} from '../helpers/cli.js'
 import {killStartedServers, open, send, SendOptions, startRun} from '../helpers/run-server.js'
 

@@ -19,7 +19,7 @@ import {
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
 } from '../limits.js'
-import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED} from '../rum.js'
+import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED} from '../anonymous.js'
 import {eventMembers} from './json-scan.js'
 import {EVENT_TOO_LARGE, EVENT_TYPES, IntakeError, IntakeResult, MAX_LISTED_ERRORS} from './model.js'
 import type {IntakeOptions} from './v2.js'

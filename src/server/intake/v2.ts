@@ -19,7 +19,7 @@ import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
 import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
 import type {EventSink} from '../outputs/output.js'
-import type {TokenBucket} from '../rum.js'
+import type {TokenBucket} from '../anonymous.js'
 import {EventReader} from './events.js'
 import {Ending, LineFeed, OutputFailure, OverBudget} from './line-feed.js'
 import {failure, IntakeResult} from './model.js'
