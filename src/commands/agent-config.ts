@@ -1,3 +1,6 @@
+/**
+ * `apm-server agent-config`: the settings each APM agent needs to reach this server, in each agent's forms.
+ */
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'

@@ -1,3 +1,7 @@
+/**
+ * `apm-server run`: parse the flags and serve (src/server/lifecycle.ts); a configuration that cannot
+ * start is reported as `test config` reports it.
+ */
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'

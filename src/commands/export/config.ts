@@ -1,3 +1,6 @@
+/**
+ * `apm-server export config`: the resolved configuration as YAML or JSON, secrets redacted.
+ */
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
 import {serverFlags} from '../../cli/server-flags.js'
 

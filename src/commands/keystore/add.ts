@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore add`: add keys, or replace them with --force; values from src/cli/values.ts or --generate.
+ */
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'

@@ -1,3 +1,6 @@
+/**
+ * `apm-server test config`: load the configuration as `run` does and report every problem, or Config OK.
+ */
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
 import {serverFlags} from '../../cli/server-flags.js'
 
