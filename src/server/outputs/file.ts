@@ -20,6 +20,7 @@
 import {closeSync, fsyncSync, promises as fs, writevSync} from 'node:fs'
 import path from 'node:path'
 
+import {LineBatch} from './batch.js'
 import {openOutputFile, rotateFiles, syncRotated} from './files.js'
 import type {Output, OutputStats} from './output.js'
 
@@ -38,14 +39,10 @@ export const HIGH_WATER_BYTES = 4 * 1024 * 1024
 /** Bytes written or queued in one turn of the event loop past which the output reports itself `congested`. */
 export const TICK_BUDGET_BYTES = 4 * 1024 * 1024
 
-const NEWLINE = Buffer.from('\n')
-
 export class FileOutput implements Output {
   readonly maxQueuedBytes = HIGH_WATER_BYTES
-  /** the bytes of the queued lines, newlines included, and how many bytes each line has */
-  private parts: Buffer[] = []
-  private lineSizes: number[] = []
-  private queuedBytes = 0
+  /** the lines queued for the next write */
+  private readonly queue = new LineBatch()
   private scheduled: NodeJS.Immediate | undefined
   /** bytes written in this turn of the event loop, and the immediate that sets it back to 0 */
   private tickBytes = 0
@@ -93,7 +90,7 @@ export class FileOutput implements Output {
    * one request's output cannot hold the event loop. Writes are still taken.
    */
   get congested(): boolean {
-    return this.tickBytes + this.queuedBytes > TICK_BUDGET_BYTES
+    return this.tickBytes + this.queue.bytes > TICK_BUDGET_BYTES
   }
 
   /** The file being written now. */
@@ -112,7 +109,7 @@ export class FileOutput implements Output {
   }
 
   stats(): OutputStats {
-    return {failed: this.failed, pending: this.lineSizes.length, published: this.published}
+    return {failed: this.failed, pending: this.queue.count, published: this.published}
   }
 
   /**
@@ -121,24 +118,8 @@ export class FileOutput implements Output {
    */
   write(line: string | readonly Buffer[]): void {
     if (this.closed) throw new Error('the output is closed')
-    let bytes = 0
-    if (typeof line === 'string') {
-      const data = Buffer.from(`${line}\n`, 'utf8')
-      this.parts.push(data)
-      bytes = data.length
-    } else {
-      for (const part of line) {
-        this.parts.push(part)
-        bytes += part.length
-      }
-
-      this.parts.push(NEWLINE)
-      bytes++
-    }
-
-    this.lineSizes.push(bytes)
-    this.queuedBytes += bytes
-    if (this.queuedBytes >= HIGH_WATER_BYTES) this.writeQueued()
+    this.queue.add(line)
+    if (this.queue.bytes >= HIGH_WATER_BYTES) this.writeQueued()
     else this.scheduled ??= setImmediate(() => this.writeQueued())
   }
 
@@ -178,15 +159,12 @@ export class FileOutput implements Output {
       this.scheduled = undefined
     }
 
-    if (this.lineSizes.length === 0) return
-    const {lineSizes, parts, queuedBytes} = this
-    this.parts = []
-    this.lineSizes = []
-    this.queuedBytes = 0
-    this.tickBytes += queuedBytes
+    if (this.queue.count === 0) return
+    const {bytes, lineSizes, parts} = this.queue.take()
+    this.tickBytes += bytes
     this.tickReset ??= setImmediate(this.resetTick)
     try {
-      this.writeLines(parts, lineSizes, queuedBytes)
+      this.writeLines(parts, lineSizes, bytes)
       this.published += lineSizes.length
     } catch (error) {
       this.failureCount++
