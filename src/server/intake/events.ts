@@ -7,6 +7,7 @@
  * (./json-scan.ts) as its own bytes when it can, else parsed and re-serialised.
  */
 import {jsonDepthWithin} from '../../core/format/json-guard.js'
+import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED} from '../anonymous.js'
 import {
   ANONYMOUS_METADATA_MAX_BYTES,
   ANONYMOUS_METADATA_TOO_LARGE,
@@ -19,7 +20,6 @@ import {
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
 } from '../limits.js'
-import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED} from '../anonymous.js'
 import {eventMembers} from './json-scan.js'
 import {EVENT_TOO_LARGE, EVENT_TYPES, IntakeError, IntakeResult, MAX_LISTED_ERRORS} from './model.js'
 import type {IntakeOptions} from './v2.js'
