@@ -24,9 +24,11 @@ import os from 'node:os'
 import path from 'node:path'
 import zlib from 'node:zlib'
 
-import {eventMembers, ingest, LineSplitter} from '../src/server/intake.ts'
+import {eventMembers} from '../src/server/intake/json-scan.ts'
+import {LineSplitter} from '../src/server/intake/line-splitter.ts'
+import {ingest} from '../src/server/intake/v2.ts'
 import {createLogger} from '../src/server/logger.ts'
-import {FileOutput} from '../src/server/output.ts'
+import {FileOutput} from '../src/server/outputs/file.ts'
 import {startServer} from '../src/server/server.ts'
 
 const [stage, outputArg] = process.argv.slice(2)

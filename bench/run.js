@@ -11,8 +11,9 @@
  * bench/tmp/RESULTS.partial.md unless --out says otherwise, so RESULTS.md always holds a full run.
  * The CLI measured is a snapshot of the build taken at the start (lib/snapshot.js), as `npm test`
  * rebuilds dist/; --no-snapshot runs the working tree's build in place. --baseline names another built
- * checkout (its bin/, dist/ and manifest, e.g. main's): the intake group then also measures its
- * `apm-server run` with Bearer auth, in the same rounds, to compare two versions side by side.
+ * checkout (its bin/, dist/ and manifest, e.g. main's): the list group then also measures its `keystore
+ * list` of 1,000 keys, and the intake group its `apm-server run` with Bearer auth, in the same rounds,
+ * to compare two versions side by side.
  */
 import {existsSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
@@ -140,7 +141,7 @@ async function main() {
     if (CLI_GROUPS.some(wanted)) {
       log(`building fixtures in ${path.relative(ROOT, scratch)}`)
       const homes = prepareCli(scratch, log, CLI_GROUPS.filter(wanted))
-      const planned = cliGroups(homes, {scale: options.scale})
+      const planned = cliGroups(homes, {baseline: options.baseline, scale: options.scale})
       if (wanted('peers')) planned.push(peerGroup(homes, preparePeers(scratch, homes), {scale: options.scale}))
       // eslint-disable-next-line no-await-in-loop -- groups run one after another
       for (const group of planned.filter((candidate) => wanted(candidate.id))) await measure(group)

@@ -61,8 +61,11 @@ function list(home, count, options = {}) {
   return cli(['keystore', 'list'], {check: expectLines(count), cwd: home, env: cliEnv(options)})
 }
 
-/** Groups of CLI cases; `runs` are rounds of the alternation. */
-export function cliGroups(homes, {scale = 1} = {}) {
+/**
+ * Groups of CLI cases; `runs` are rounds of the alternation. `baseline`: another built checkout whose
+ * `keystore list` of 1,000 keys is measured in the same rounds (bench/run.js --baseline).
+ */
+export function cliGroups(homes, {baseline, scale = 1} = {}) {
   const runs = (n) => Math.max(3, Math.round(n * scale))
   const sourceAdd10 = keystorePath(homes.plain10)
   const sourceAdd10000 = keystorePath(homes.plain10000)
@@ -84,6 +87,7 @@ export function cliGroups(homes, {scale = 1} = {}) {
         {base: 'node', case: 'list10'},
         {base: 'node', case: 'list1000', target: {op: '<=', ratio: 1.6}},
         {base: 'node', case: 'list10000'},
+        ...(baseline ? [{base: 'baselineList1000', case: 'list1000'}] : []),
       ],
       id: 'list',
       runs: runs(15),
@@ -95,6 +99,16 @@ export function cliGroups(homes, {scale = 1} = {}) {
           measure: () => timeSync(list(homes[`plain${size}`], size)).ms,
           unit: 'ms',
         })),
+        ...(baseline
+          ? [
+              {
+                id: 'baselineList1000',
+                label: `\`keystore list\`, passwordless, 1,000 keys, baseline (${baseline})`,
+                measure: () => timeSync({...list(homes.plain1000, 1000), args: [path.join(baseline, 'bin', 'run.js'), 'keystore', 'list']}).ms,
+                unit: 'ms',
+              },
+            ]
+          : []),
       ],
       title: '`keystore list`, passwordless keystore',
     },

@@ -1,3 +1,7 @@
+/**
+ * The base class of every command: the global flags, the keystore's location and open options from
+ * them, human output that --json silences, and the one place where errors become a message and an exit code.
+ */
 import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {ErrorCode, KeystoreError} from '../core/errors.js'

@@ -1,3 +1,7 @@
+/**
+ * Running the CLI: oclif's `execute`, with the CLI's own plugin alone when one of its commands runs
+ * (see executeCli), and the parsing of a command id from the arguments.
+ */
 import {fileURLToPath} from 'node:url'
 
 import {execute as oclifExecute, Plugin} from '@oclif/core'

@@ -1,10 +1,9 @@
 /**
- * Flags and helpers shared by the commands that load the server configuration (`run`, `test config`,
- * `export config`). The flags are a plain object: spread it into a command's `static flags`.
+ * The flags shared by the commands that load the server configuration (`run`, `test config`, `export
+ * config`): a plain object to spread into a command's `static flags`. Turning them into load options is
+ * the server's side (src/server/config/options.ts): the CLI layer never imports the server.
  */
 import {Flags} from '@oclif/core'
-
-import type {LoadOptions} from '../server/config.js'
 
 export const serverFlags = {
   E: Flags.string({
@@ -14,19 +13,4 @@ export const serverFlags = {
     multiple: true,
     multipleNonGreedy: true,
   }),
-}
-
-/** What `loadServerConfig` needs from a command's parsed flags. */
-export function loadOptionsFrom(
-  flags: LoadOptions['flags'] & {E?: string[]},
-  keystore: Pick<LoadOptions, 'password' | 'strictPerms'>,
-): LoadOptions {
-  const {config, 'path.config': pathConfig, 'path.data': pathData, 'path.home': pathHome, 'strict.perms': strictPerms} = flags
-  return {
-    env: process.env,
-    flags: {config, 'path.config': pathConfig, 'path.data': pathData, 'path.home': pathHome, 'strict.perms': strictPerms},
-    overrides: flags.E ?? [],
-    password: keystore.password,
-    strictPerms: keystore.strictPerms,
-  }
 }

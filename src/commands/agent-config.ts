@@ -1,3 +1,6 @@
+/**
+ * `apm-server agent-config`: the settings each APM agent needs to reach this server, in each agent's forms.
+ */
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
@@ -19,7 +22,7 @@ export default class AgentConfig extends BaseCommand<typeof AgentConfig> {
   static summary = "Print the settings each APM agent needs to reach this server: secret token, https URL, certificate."
   static description = `Follows the agent tables of Elastic's "Secret token" page: Go, Java, .NET, Node.js, PHP, Python and Ruby.
 
---format env prints shell "export" lines (ELASTIC_APM_* variables, which every agent reads). --format yaml prints each agent's own config-file form, whatever its syntax: elasticapm.properties (Java), appsettings.json (.NET), elastic-apm-node.js (Node.js), php.ini (PHP), the ELASTIC_APM dict (Python), config/elastic_apm.yml (Ruby); the Go agent has no config file, so it stays in env form. --format json prints the --json document.
+--format env prints shell "export" lines (ELASTIC_APM_* variables, which every agent reads). --format file prints each agent's own config-file form, in that file's syntax: elasticapm.properties (Java), appsettings.json (.NET), elastic-apm-node.js (Node.js), php.ini (PHP), the ELASTIC_APM dict (Python), config/elastic_apm.yml (Ruby); the Go agent has no config file, so it stays in env form. --format yaml is the earlier name of --format file, kept as an alias for existing scripts. --format json prints the --json document.
 
 The server URL defaults to the one apm-server.yml implies (apm-server.host, https when apm-server.ssl is enabled), else ${DEFAULT_SERVER_URL}. A URL that is not https gets a warning on stderr.
 
@@ -28,7 +31,7 @@ The token is the placeholder <APM_SECRET_TOKEN> (<KEY> with --token-key) and the
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Every agent, as environment variables, token as a placeholder'},
     {command: '<%= config.bin %> <%= command.id %> --agent nodejs --ca-cert /etc/apm-server/ca.pem', description: 'The Node.js agent, trusting a self-signed server certificate'},
-    {command: '<%= config.bin %> <%= command.id %> --agent java --format yaml --server-url https://apm.example.com:8200 > elasticapm.properties', description: "The Java agent's config file"},
+    {command: '<%= config.bin %> <%= command.id %> --agent java --format file --server-url https://apm.example.com:8200 > elasticapm.properties', description: "The Java agent's config file"},
     {command: 'eval "$(<%= config.bin %> <%= command.id %> --agent go --show-secret)" && ./my-go-service', description: 'Start a Go service with the real token from the keystore'},
     {command: '<%= config.bin %> <%= command.id %> --agent python --json', description: 'Machine-readable: setting names and values for both forms'},
   ]
@@ -36,7 +39,11 @@ The token is the placeholder <APM_SECRET_TOKEN> (<KEY> with --token-key) and the
   static flags = {
     agent: Flags.option({description: 'one agent [default: all]', options: AGENT_NAMES})(),
     'ca-cert': Flags.string({description: "path, on the agent's host, of the server certificate or its CA, for self-signed or private-CA servers", helpValue: 'PATH'}),
-    format: Flags.option({default: 'env' as const, description: 'env: export lines; yaml: the agent\'s config-file form (whatever its syntax); json: the --json document', options: ['env', 'yaml', 'json'] as const})(),
+    format: Flags.option({
+      default: 'env' as const,
+      description: "env: export lines; file: the agent's own config-file form, in that file's syntax; yaml: an alias of file (its earlier name); json: the --json document",
+      options: ['env', 'file', 'yaml', 'json'] as const,
+    })(),
     'server-url': Flags.string({description: `URL agents use to reach the server [default: from apm-server.yml, else ${DEFAULT_SERVER_URL}]`, helpValue: 'URL'}),
     'show-secret': Flags.boolean({description: 'read the token from the keystore and print it (also in JSON output)'}),
     'token-key': Flags.string({default: DEFAULT_TOKEN_KEY, description: 'keystore key holding the token', helpValue: 'KEY'}),

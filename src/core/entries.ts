@@ -1,3 +1,6 @@
+/**
+ * Keystore entries: a secret's bytes and times, the key-name rule, and the size bounds of a value.
+ */
 import {KeystoreError} from './errors.js'
 
 /** One secret. Values are bytes: nothing is trimmed, split or coerced. */

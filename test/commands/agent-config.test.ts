@@ -15,7 +15,7 @@ const RUM_NOTE =
 type Agent = 'dotnet' | 'go' | 'java' | 'nodejs' | 'php' | 'python' | 'ruby'
 
 /** One row per agent per format: the exact block printed for `URL_FLAGS`. */
-const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> = [
+const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'file'; block: string[]}> = [
   {
     agent: 'go',
     block: [
@@ -39,7 +39,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       '# this agent has no config file: set these in the environment of the service (or in code)',
       "# ELASTIC_APM_SERVER_CERT pins the server's own certificate; if /etc/apm-server/ca.pem is a CA that signed it, set ELASTIC_APM_SERVER_CA_CERT_FILE instead",
     ],
-    format: 'yaml',
+    format: 'file',
   },
   {
     agent: 'java',
@@ -65,7 +65,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       '# do not pass the token as -Delastic.apm.secret_token: command lines are visible to every user of the host',
       '# no CA setting: a self-signed or private-CA certificate goes into the JVM trustStore: keytool -importcert -cacerts -alias apm-server -file /etc/apm-server/ca.pem (Java 8: -keystore $JAVA_HOME/jre/lib/security/cacerts instead of -cacerts)',
     ],
-    format: 'yaml',
+    format: 'file',
   },
   {
     agent: 'dotnet',
@@ -95,7 +95,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       '// environment variables work in every setup; appsettings.json (or any IConfiguration source) where the agent is given the configuration, as in ASP.NET Core',
       '// ServerCert needs agent 1.9 or later',
     ],
-    format: 'yaml',
+    format: 'file',
   },
   {
     agent: 'nodejs',
@@ -121,7 +121,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       '}',
       "// elastic-apm-node.js is read from the working directory (or ELASTIC_APM_CONFIG_FILE); the same options can be passed to require('elastic-apm-node').start({...})",
     ],
-    format: 'yaml',
+    format: 'file',
   },
   {
     agent: 'php',
@@ -145,7 +145,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       '; environment variables must reach the PHP process (for PHP-FPM: env[...] in the pool config, or clear_env = no)',
       '; no CA setting: a self-signed or private-CA certificate goes into the system trust store (copy /etc/apm-server/ca.pem to /usr/local/share/ca-certificates/apm-server.crt, run update-ca-certificates); verify_server_cert=false keeps encryption but not server identity, a last resort',
     ],
-    format: 'yaml',
+    format: 'file',
   },
   {
     agent: 'python',
@@ -173,7 +173,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       "# the ELASTIC_APM dict is Django's settings.py or Flask's app.config; elasticapm.Client() takes the same names in lower case (secret_token, server_url, server_cert, verify_server_cert)",
       "# server_cert pins the server's own certificate (its validity is not checked); if /etc/apm-server/ca.pem is a CA that signed it, use server_ca_cert_file (ELASTIC_APM_SERVER_CA_CERT_FILE) instead",
     ],
-    format: 'yaml',
+    format: 'file',
   },
   {
     agent: 'ruby',
@@ -199,7 +199,7 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'yaml'; block: string[]}> 
       '# config/elastic_apm.yml is evaluated as ERB, so it can read the token from the environment instead of holding it',
       '# agents before 4.0 call this option server_ca_cert (ELASTIC_APM_SERVER_CA_CERT)',
     ],
-    format: 'yaml',
+    format: 'file',
   },
 ]
 
@@ -298,18 +298,19 @@ describe('apm-server agent-config', () => {
 
   describe('the table, every agent in every format (no keystore anywhere)', () => {
     // Each format runs once for all agents; the rows below check one agent's block each.
-    let outputs: {env: CliResult; yaml: CliResult; json: CliResult; jsonFlag: CliResult}
+    let outputs: {env: CliResult; file: CliResult; yaml: CliResult; json: CliResult; jsonFlag: CliResult}
     let shared: ReturnType<typeof makeTempDir>
     before(async () => {
       shared = makeTempDir()
       const cwd = shared.dir
-      const [env, yaml, json, jsonFlag] = await Promise.all([
+      const [env, file, yaml, json, jsonFlag] = await Promise.all([
         runCli(['agent-config', ...URL_FLAGS], {cwd}),
+        runCli(['agent-config', ...URL_FLAGS, '--format', 'file'], {cwd}),
         runCli(['agent-config', ...URL_FLAGS, '--format', 'yaml'], {cwd}),
         runCli(['agent-config', ...URL_FLAGS, '--format', 'json'], {cwd}),
         runCli(['agent-config', ...URL_FLAGS, '--json'], {cwd}),
       ])
-      outputs = {env: ok(env), json: ok(json), jsonFlag: ok(jsonFlag), yaml: ok(yaml)}
+      outputs = {env: ok(env), file: ok(file), json: ok(json), jsonFlag: ok(jsonFlag), yaml: ok(yaml)}
     })
     after(() => shared.cleanup())
 
@@ -338,8 +339,13 @@ describe('apm-server agent-config', () => {
 
     it('prints only the RUM note on stderr for text formats, nothing for json', () => {
       assert.equal(outputs.env.stderr, RUM_NOTE)
-      assert.equal(outputs.yaml.stderr, RUM_NOTE)
+      assert.equal(outputs.file.stderr, RUM_NOTE)
       assert.equal(outputs.json.stderr, '')
+    })
+
+    it('--format yaml, the earlier name of --format file, prints exactly the same', () => {
+      assert.equal(outputs.yaml.stdout, outputs.file.stdout)
+      assert.equal(outputs.yaml.stderr, outputs.file.stderr)
     })
 
     it('--json and --format json print the same document, in agent order, with the RUM note and no secret', () => {
@@ -404,7 +410,7 @@ describe('apm-server agent-config', () => {
   describe('bad input exits 2 with one error line', () => {
     const rows: Array<{args: string[]; stderr: string}> = [
       {args: ['--agent', 'cobol'], stderr: 'error: expected --agent=cobol to be one of: go, java, dotnet, nodejs, php, python, ruby; see --help\n'},
-      {args: ['--format', 'toml'], stderr: 'error: expected --format=toml to be one of: env, yaml, json; see --help\n'},
+      {args: ['--format', 'toml'], stderr: 'error: expected --format=toml to be one of: env, file, yaml, json; see --help\n'},
       {args: ['--server-url', 'apm:8200'], stderr: 'error: server url "apm:8200" is not http or https; give a url such as https://localhost:8200\n'},
       {args: ['--server-url', 'not a url'], stderr: 'error: invalid server url "not a url"; give an absolute url such as https://localhost:8200\n'},
       {args: ['--token-key', 'NO SPACES'], stderr: 'error: invalid key name "NO SPACES": key names are 1 to 255 characters from A-Z a-z 0-9 _ . -\n'},
@@ -429,7 +435,7 @@ describe('apm-server agent-config', () => {
       const [text, json, other] = await Promise.all([
         runCli(['agent-config', '--agent', 'go', '--show-secret'], {cwd: tmp.dir, env: PASSWORD}),
         runCli(['agent-config', '--agent', 'ruby', '--show-secret', '--json'], {cwd: tmp.dir, env: PASSWORD}),
-        runCli(['agent-config', '--agent', 'php', '--format', 'yaml', '--show-secret', '--token-key', 'OTHER_TOKEN'], {cwd: tmp.dir, env: PASSWORD}),
+        runCli(['agent-config', '--agent', 'php', '--format', 'file', '--show-secret', '--token-key', 'OTHER_TOKEN'], {cwd: tmp.dir, env: PASSWORD}),
       ])
       assert.equal(ok(text).stdout.split('\n')[1], `export ELASTIC_APM_SECRET_TOKEN=${TOKEN}`)
       const document = JSON.parse(ok(json).stdout) as Document
@@ -473,16 +479,16 @@ describe('apm-server agent-config', () => {
   describe('a token with quotes, backslash, $ and <% survives each form', () => {
     const HOSTILE = `a'b"c\\d$e{f}<%g`
     let env: CliResult
-    let yaml: CliResult
+    let file: CliResult
     beforeEach(async () => {
       ok(await runCli(['keystore', 'create'], {cwd: tmp.dir}))
       ok(await runCli(['keystore', 'add', 'APM_SECRET_TOKEN', '--stdin'], {cwd: tmp.dir, input: HOSTILE}))
-      ;[env, yaml] = await Promise.all([
+      ;[env, file] = await Promise.all([
         runCli(['agent-config', '--show-secret'], {cwd: tmp.dir}),
-        runCli(['agent-config', '--show-secret', '--format', 'yaml'], {cwd: tmp.dir}),
+        runCli(['agent-config', '--show-secret', '--format', 'file'], {cwd: tmp.dir}),
       ])
       ok(env)
-      ok(yaml)
+      ok(file)
     })
 
     it('shell: a POSIX sh evaluating the export line gets the exact token', () => {
@@ -492,7 +498,7 @@ describe('apm-server agent-config', () => {
     })
 
     it('config forms: parsed back by YAML (after ERB), JSON and JavaScript; properties escaped; php.ini refuses', () => {
-      const blocks = blocksOf(yaml.stdout)
+      const blocks = blocksOf(file.stdout)
       const ruby = blocks.get('ruby')!.filter((line) => !line.startsWith('#')).join('\n').replaceAll('<%%', '<%')
       assert.equal(parseYaml(ruby).secret_token, HOSTILE)
       const dotnet = blocks.get('dotnet')!.filter((line) => !line.startsWith('//')).join('\n')

@@ -3,7 +3,7 @@ import http from 'node:http'
 import path from 'node:path'
 
 import {AUTH_FAILED, AUTH_MISSING, Authenticator, parseAuthorizationHeader, secretsEqual, tokenDigest, unknownSchemeMessage} from '../../src/server/auth.js'
-import type {ServerConfig} from '../../src/server/config.js'
+import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'

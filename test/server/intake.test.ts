@@ -5,22 +5,13 @@ import {PassThrough} from 'node:stream'
 import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
 import {deflateSync, gzipSync} from 'node:zlib'
 
-import {
-  checkIntakeRequest,
-  EVENT_TOO_LARGE,
-  eventMembers,
-  EventSink,
-  FAIR_SHARE_BYTES,
-  ingest,
-  IntakeOptions,
-  intakeResponseBody,
-  IntakeResult,
-  scanJsonValue,
-  WHOLE_BODY_DECODED_MAX_BYTES,
-  WHOLE_BODY_MAX_BYTES,
-} from '../../src/server/intake.js'
-import {FileOutput, TICK_BUDGET_BYTES} from '../../src/server/output.js'
-import {TokenBucket} from '../../src/server/rum.js'
+import {eventMembers, scanJsonValue} from '../../src/server/intake/json-scan.js'
+import {FAIR_SHARE_BYTES} from '../../src/server/intake/line-feed.js'
+import {EVENT_TOO_LARGE, intakeResponseBody, IntakeResult} from '../../src/server/intake/model.js'
+import {checkIntakeRequest, ingest, IntakeOptions, WHOLE_BODY_DECODED_MAX_BYTES, WHOLE_BODY_MAX_BYTES} from '../../src/server/intake/v2.js'
+import {FileOutput, TICK_BUDGET_BYTES} from '../../src/server/outputs/file.js'
+import type {EventSink} from '../../src/server/outputs/output.js'
+import {TokenBucket} from '../../src/server/anonymous.js'
 import {makeTempDir} from '../helpers/cli.js'
 
 const METADATA_OBJECT = {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'intake-test'}}

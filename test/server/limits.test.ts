@@ -4,7 +4,9 @@ import {PassThrough} from 'node:stream'
 import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
 import {gzipSync} from 'node:zlib'
 
-import {DECODER_BYTES, eventMembers, EventSink, ingest, IntakeOptions, IntakeResult, INTERNAL_ERROR, scanJsonValue, WHOLE_BODY_DECODED_MAX_BYTES} from '../../src/server/intake.js'
+import {eventMembers, scanJsonValue} from '../../src/server/intake/json-scan.js'
+import type {IntakeResult} from '../../src/server/intake/model.js'
+import {DECODER_BYTES, ingest, IntakeOptions, INTERNAL_ERROR, WHOLE_BODY_DECODED_MAX_BYTES} from '../../src/server/intake/v2.js'
 import {
   ANONYMOUS_METADATA_MAX_BYTES,
   ANONYMOUS_METADATA_TOO_LARGE,
@@ -20,7 +22,8 @@ import {
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
 } from '../../src/server/limits.js'
-import {TokenBucket} from '../../src/server/rum.js'
+import type {EventSink} from '../../src/server/outputs/output.js'
+import {TokenBucket} from '../../src/server/anonymous.js'
 
 const METADATA = JSON.stringify({metadata: {service: {agent: {name: 'rum-js', version: '5.16.0'}, name: 'limits-test'}}})
 const SPAN = JSON.stringify({span: {id: 'sp1', name: 'SELECT', type: 'db'}})

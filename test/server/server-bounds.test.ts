@@ -10,7 +10,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {gzipSync} from 'node:zlib'
 
-import type {ServerConfig} from '../../src/server/config.js'
+import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer, StartOptions} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'

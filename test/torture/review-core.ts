@@ -20,7 +20,7 @@ import path from 'node:path'
 import {promisify} from 'node:util'
 
 import {openKeystore, updateKeystore} from '../../src/core/keystore.js'
-import {FileOutput} from '../../src/server/output.js'
+import {FileOutput} from '../../src/server/outputs/file.js'
 import type {CliResult} from '../helpers/cli.js'
 import {
   CheckResult,

@@ -14,7 +14,7 @@ import path from 'node:path'
 import {deflateSync, gzipSync} from 'node:zlib'
 
 import {ANONYMOUS_METADATA_MAX_BYTES, ANONYMOUS_METADATA_TOO_LARGE, LINE_TOO_COMPLEX, MEMORY_BUDGET_BYTES, OUTPUT_LIMIT_EXCEEDED, OUTPUT_MULTIPLE, QUEUE_FULL} from '../../src/server/limits.js'
-import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/server.js'
+import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/shutdown.js'
 import {CheckResult, fail, newResult, pool, sleep} from './lib.js'
 import {launch, Launched, METADATA, Reply, request, safeJson} from './server.js'
 

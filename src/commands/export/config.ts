@@ -1,5 +1,8 @@
+/**
+ * `apm-server export config`: the resolved configuration as YAML or JSON, secrets redacted.
+ */
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
-import {loadOptionsFrom, serverFlags} from '../../cli/server-flags.js'
+import {serverFlags} from '../../cli/server-flags.js'
 
 export default class ExportConfig extends BaseCommand<typeof ExportConfig> {
   static summary = 'Print the resolved configuration as YAML, with secrets redacted.'
@@ -16,7 +19,11 @@ With --json the same tree is printed as JSON. If the configuration has problems,
 
   async run(): Promise<Record<string, unknown>> {
     // Loaded here, not at the top: keystore commands must not pay for the YAML parser at start-up.
-    const {ConfigError, loadServerConfig} = await import('../../server/config.js')
+    const [{loadServerConfig}, {loadOptionsFrom}, {ConfigError}] = await Promise.all([
+      import('../../server/config/load.js'),
+      import('../../server/config/options.js'),
+      import('../../server/config/server-config.js'),
+    ])
     const {default: yaml} = await import('yaml') // CommonJS: the module is its default export
     let redacted: Record<string, unknown>
     try {

@@ -1,10 +1,13 @@
+/**
+ * `apm-server keystore add`: add keys, or replace them with --force; values from src/cli/values.ts or --generate.
+ */
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {confirm, interactive, promptSecret, readStdin, splitLines, stripOneNewline} from '../../cli/secrets.js'
-import {readRegularFile, RefusedFileError} from '../../core/bounded-read.js'
+import {confirm, interactive} from '../../cli/secrets.js'
+import {checkValueSource, readValues} from '../../cli/values.js'
 import {generateToken} from '../../core/crypto.js'
-import {assertValidKeyName, MAX_VALUE_BYTES} from '../../core/entries.js'
+import {assertValidKeyName} from '../../core/entries.js'
 import {KeystoreError} from '../../core/errors.js'
 import {inspectKeystore, NewKeystoreSpec, openKeystore, updateKeystore} from '../../core/keystore.js'
 
@@ -49,12 +52,8 @@ export default class Add extends BaseCommand<typeof Add> {
     const names = this.positionals
     for (const name of names) assertValidKeyName(name)
     if (new Set(names).size !== names.length) throw new KeystoreError('EUSAGE', 'a key is named twice; name each key once')
-    const {file: valueFile, force, generate, stdin} = this.flags
-    if ((valueFile || generate) && names.length !== 1) throw new KeystoreError('EUSAGE', `--${valueFile ? 'file' : 'generate'} sets one key; name exactly one`)
-    const prompting = !stdin && !valueFile && !generate
-    if (prompting && !interactive()) {
-      throw new KeystoreError('EUSAGE', `no value for ${names.join(', ')}: stdin is not a terminal; pipe the value with --stdin, or use --file PATH or --generate`)
-    }
+    const {force, generate} = this.flags
+    checkValueSource(names, this.flags)
 
     const options = this.openOptions()
     const info = await inspectKeystore(file, options)
@@ -82,10 +81,7 @@ export default class Add extends BaseCommand<typeof Add> {
     }
 
     const generated = generate ? generateToken(this.flags.length ?? 32) : undefined
-    const values = generated === undefined ? await this.readValues(names, valueFile, stdin) : [Buffer.from(generated)]
-    values.forEach((value, i) => {
-      if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${names[i]}; give a non-empty value`)
-    })
+    const values = generated === undefined ? await readValues(names, this.flags) : [Buffer.from(generated)]
 
     const outcome = await updateKeystore(file, {...options, createIfMissing}, (keystore) =>
       names.map((name, i) => keystore.set(name, values[i], {overwrite: overwrite.has(name)})),
@@ -102,35 +98,5 @@ export default class Add extends BaseCommand<typeof Add> {
     }
 
     return {added, path: file, updated, ...(generated === undefined ? {} : {generated})}
-  }
-
-  private async readValues(names: string[], valueFile: string | undefined, stdin: boolean): Promise<Buffer[]> {
-    if (valueFile) {
-      // Read with the cap, not stat-then-read: the file may grow, or be swapped for a FIFO, in between.
-      const value = await readRegularFile(valueFile, MAX_VALUE_BYTES).catch((error: NodeJS.ErrnoException) => {
-        if (error instanceof RefusedFileError) throw new KeystoreError('EUSAGE', `--file ${valueFile} is not a regular file of at most 64 MiB`)
-        throw new KeystoreError('EUSAGE', `cannot read --file ${valueFile}: ${error.code}; check the path`)
-      })
-      return [value]
-    }
-
-    if (stdin) {
-      const data = await readStdin(
-        MAX_VALUE_BYTES,
-        () => new KeystoreError('EUSAGE', `stdin holds more than ${MAX_VALUE_BYTES} bytes (64 MiB), the most a value may be; store a smaller value`),
-      )
-      if (names.length === 1) return [stripOneNewline(data)]
-      const lines = splitLines(data)
-      if (lines.length !== names.length) {
-        throw new KeystoreError('EUSAGE', `stdin has ${lines.length} line${lines.length === 1 ? '' : 's'} for ${names.length} keys; give one line per key`)
-      }
-
-      return lines
-    }
-
-    const values: Buffer[] = []
-    // eslint-disable-next-line no-await-in-loop -- one prompt at a time
-    for (const name of names) values.push(await promptSecret(`Value for ${name}:`))
-    return values
   }
 }

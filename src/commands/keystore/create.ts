@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore create`: a new empty keystore, native (optionally with a password) or Beats v1.
+ */
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'

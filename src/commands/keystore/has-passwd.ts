@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore has-passwd`: whether the keystore is password protected, as the exit code.
+ */
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
 import {inspectKeystore} from '../../core/keystore.js'
 

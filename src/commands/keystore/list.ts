@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore list`: the key names, sorted; never a value.
+ */
 import {BaseCommand} from '../../cli/base-command.js'
 import {openKeystore} from '../../core/keystore.js'
 

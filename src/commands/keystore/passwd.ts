@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore passwd`: set, change or remove the keystore's password.
+ */
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'

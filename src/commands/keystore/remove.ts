@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore remove`: remove keys.
+ */
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'

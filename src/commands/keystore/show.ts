@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore show`: one key's value, as its exact bytes (its size and times with --json).
+ */
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'

@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore upgrade`: rewrite the keystore in the current native format.
+ */
 import {BaseCommand} from '../../cli/base-command.js'
 import {KeystoreFormat, updateKeystore} from '../../core/keystore.js'
 

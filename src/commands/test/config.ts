@@ -1,5 +1,8 @@
+/**
+ * `apm-server test config`: load the configuration as `run` does and report every problem, or Config OK.
+ */
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
-import {loadOptionsFrom, serverFlags} from '../../cli/server-flags.js'
+import {serverFlags} from '../../cli/server-flags.js'
 
 export interface TestConfigResult {
   ok: boolean
@@ -23,7 +26,11 @@ Prints "Config OK" and exits 0, or prints every problem, one per line on stderr 
 
   async run(): Promise<TestConfigResult> {
     // Loaded here, not at the top: every command's module is loaded at start-up, and keystore commands must not pay for the YAML parser.
-    const {ConfigError, loadServerConfig} = await import('../../server/config.js')
+    const [{loadServerConfig}, {loadOptionsFrom}, {ConfigError}] = await Promise.all([
+      import('../../server/config/load.js'),
+      import('../../server/config/options.js'),
+      import('../../server/config/server-config.js'),
+    ])
     let result: TestConfigResult
     try {
       const loaded = await loadServerConfig(loadOptionsFrom(this.flags, this.openOptions()))

@@ -254,6 +254,25 @@ export async function decodeNative(data: Buffer, password: () => Promise<Buffer>
   return entries
 }
 
+/** The header of a new native file; its last field, the index length, is written once the index is known. */
+function nativeHeader(kdf: NativeKdf, salt: Buffer, nonce: Buffer): Buffer {
+  const header = Buffer.alloc(FIXED_HEADER_BYTES + SALT_BYTES + SECRETBOX_NONCE_BYTES + INDEX_LENGTH_BYTES)
+  NATIVE_MAGIC.copy(header, 0)
+  header[8] = NATIVE_VERSION
+  if (kdf.type === 'argon2id') {
+    checkArgon2Limits(kdf.params)
+    header[9] = KDF_ARGON2ID
+    header.writeUInt32BE(kdf.params.memoryKiB, 10)
+    header.writeUInt32BE(kdf.params.iterations, 14)
+    header[18] = kdf.params.parallelism
+  }
+
+  header[19] = SALT_BYTES
+  salt.copy(header, FIXED_HEADER_BYTES)
+  nonce.copy(header, FIXED_HEADER_BYTES + SALT_BYTES)
+  return header
+}
+
 /**
  * What {@link encodeNative} writes for one name: an entry, or the position of an unchanged entry in
  * `stored`, whose bytes are copied as they are.
@@ -273,20 +292,7 @@ export async function encodeNative(
 ): Promise<Buffer> {
   const salt = randomBytesOf(SALT_BYTES)
   const nonce = randomBytesOf(SECRETBOX_NONCE_BYTES)
-  const header = Buffer.alloc(FIXED_HEADER_BYTES + SALT_BYTES + SECRETBOX_NONCE_BYTES + INDEX_LENGTH_BYTES)
-  NATIVE_MAGIC.copy(header, 0)
-  header[8] = NATIVE_VERSION
-  if (kdf.type === 'argon2id') {
-    checkArgon2Limits(kdf.params)
-    header[9] = KDF_ARGON2ID
-    header.writeUInt32BE(kdf.params.memoryKiB, 10)
-    header.writeUInt32BE(kdf.params.iterations, 14)
-    header[18] = kdf.params.parallelism
-  }
-
-  header[19] = SALT_BYTES
-  salt.copy(header, FIXED_HEADER_BYTES)
-  nonce.copy(header, FIXED_HEADER_BYTES + SALT_BYTES)
+  const header = nativeHeader(kdf, salt, nonce)
   const master = await deriveMaster(kdf, salt, password)
   // The index JSON, {"entries":[[name,length],...],"values":digest}, written row by row instead of
   // JSON.stringify of [name, length] pairs built first, and without destructuring (which runs the iterator

@@ -1,7 +1,8 @@
 /**
- * The file output: accepted events appended as ndjson, one event a line, rotated by size the way Beats'
- * file output rotates (`apm-server` is written; when it would pass `rotate_every_kb` it becomes
- * `apm-server.1`, the older ones shift up, and at most `number_of_files` files are kept).
+ * The file output, the first {@link Output}: accepted events appended as ndjson, one event a line,
+ * rotated by size the way Beats' file output rotates (`apm-server` is written; when it would pass
+ * `rotate_every_kb` it becomes `apm-server.1`, the older ones shift up, and at most `number_of_files`
+ * files are kept; the file system work is in ./files.ts).
  *
  * Lines are queued in memory and appended with one synchronous `writev` per batch: when a request
  * calls `flush()` (it answers 202 only after that), at the end of the tick they were queued in, or as
@@ -16,9 +17,12 @@
  * {@link TICK_BUDGET_BYTES} were written or queued in the current turn of the event loop, and writers
  * are expected to wait for the next turn (a setImmediate) before writing more.
  */
-import {close, closeSync, constants, existsSync, fstatSync, fsync, fsyncSync, openSync, promises as fs, renameSync, rmSync, writevSync} from 'node:fs'
+import {closeSync, fsyncSync, promises as fs, writevSync} from 'node:fs'
 import path from 'node:path'
-import {promisify} from 'node:util'
+
+import {LineBatch} from './batch.js'
+import {openOutputFile, rotateFiles, syncRotated} from './files.js'
+import type {Output, OutputStats} from './output.js'
 
 export interface FileOutputOptions {
   /** directory */
@@ -35,13 +39,10 @@ export const HIGH_WATER_BYTES = 4 * 1024 * 1024
 /** Bytes written or queued in one turn of the event loop past which the output reports itself `congested`. */
 export const TICK_BUDGET_BYTES = 4 * 1024 * 1024
 
-const NEWLINE = Buffer.from('\n')
-
-export class FileOutput {
-  /** the bytes of the queued lines, newlines included, and how many bytes each line has */
-  private parts: Buffer[] = []
-  private lineSizes: number[] = []
-  private queuedBytes = 0
+export class FileOutput implements Output {
+  readonly maxQueuedBytes = HIGH_WATER_BYTES
+  /** the lines queued for the next write */
+  private readonly queue = new LineBatch()
   private scheduled: NodeJS.Immediate | undefined
   /** bytes written in this turn of the event loop, and the immediate that sets it back to 0 */
   private tickBytes = 0
@@ -52,6 +53,8 @@ export class FileOutput {
   }
   private failureCount = 0
   private latestFailure: Error | undefined
+  private published = 0
+  private failed = 0
   /** fsyncs of rotated files, running in the background; close() waits for them */
   private readonly syncs = new Set<Promise<void>>()
   private closed = false
@@ -87,7 +90,7 @@ export class FileOutput {
    * one request's output cannot hold the event loop. Writes are still taken.
    */
   get congested(): boolean {
-    return this.tickBytes + this.queuedBytes > TICK_BUDGET_BYTES
+    return this.tickBytes + this.queue.bytes > TICK_BUDGET_BYTES
   }
 
   /** The file being written now. */
@@ -105,30 +108,18 @@ export class FileOutput {
     return this.latestFailure
   }
 
+  stats(): OutputStats {
+    return {failed: this.failed, pending: this.queue.count, published: this.published}
+  }
+
   /**
    * Queues one line, without its newline: a string, or the concatenation of byte parts. Parts are kept
    * as they are until written (no copy), so the caller must not change them.
    */
   write(line: string | readonly Buffer[]): void {
     if (this.closed) throw new Error('the output is closed')
-    let bytes = 0
-    if (typeof line === 'string') {
-      const data = Buffer.from(`${line}\n`, 'utf8')
-      this.parts.push(data)
-      bytes = data.length
-    } else {
-      for (const part of line) {
-        this.parts.push(part)
-        bytes += part.length
-      }
-
-      this.parts.push(NEWLINE)
-      bytes++
-    }
-
-    this.lineSizes.push(bytes)
-    this.queuedBytes += bytes
-    if (this.queuedBytes >= HIGH_WATER_BYTES) this.writeQueued()
+    this.queue.add(line)
+    if (this.queue.bytes >= HIGH_WATER_BYTES) this.writeQueued()
     else this.scheduled ??= setImmediate(() => this.writeQueued())
   }
 
@@ -168,17 +159,16 @@ export class FileOutput {
       this.scheduled = undefined
     }
 
-    if (this.lineSizes.length === 0) return
-    const {lineSizes, parts, queuedBytes} = this
-    this.parts = []
-    this.lineSizes = []
-    this.queuedBytes = 0
-    this.tickBytes += queuedBytes
+    if (this.queue.count === 0) return
+    const {bytes, lineSizes, parts} = this.queue.take()
+    this.tickBytes += bytes
     this.tickReset ??= setImmediate(this.resetTick)
     try {
-      this.writeLines(parts, lineSizes, queuedBytes)
+      this.writeLines(parts, lineSizes, bytes)
+      this.published += lineSizes.length
     } catch (error) {
       this.failureCount++
+      this.failed += lineSizes.length
       this.latestFailure = error as Error
       if (rethrow) throw error
     }
@@ -225,74 +215,14 @@ export class FileOutput {
   }
 
   /**
-   * filename -> filename.1 -> ... -> filename.(n-1); the oldest is replaced. The new file is opened
-   * first, under a temporary name, so a rotation that cannot open it (out of descriptors, say) moves
-   * nothing. The moved file is fsynced in the background (its descriptor kept open until then), then the
-   * directory; the replaced file is held open across the rename over it, so that freeing its blocks
-   * (milliseconds for a large file) happens at its last close, in the background too. Requests do not
-   * wait for the disk; close() waits for both.
-   *
-   * Only the files below the first free slot shift, and the oldest is replaced only when there is none,
-   * by a rename, so a rotation that fails halfway loses no history file (its renames leave a free slot)
-   * and is tried again by every later batch. A failure leaves `this.fd` on the file named `filename`,
-   * or, when that cannot be restored, fails later batches until a new file can be opened under the name.
+   * Moves the files (./files.ts) and writes on in a new one. The moved file is fsynced in the background
+   * (its descriptor kept open until then), then the directory: requests do not wait for the disk;
+   * close() waits for it. A failed rotation is tried again by every later batch.
    */
   private rotate(): void {
-    const base = this.currentFile
-    const name = (index: number) => (index === 0 ? base : `${base}.${index}`)
-    // Hidden, so that nothing globbing `filename*` picks it up; only ever empty, so a leftover is harmless.
-    const next = path.join(this.options.path, `.${this.options.filename}.next`)
-    const last = this.options.numberOfFiles - 1
-    let free = 1
-    while (free < last && existsSync(name(free))) free++
-    // A leftover (or a link another user planted) goes first; the new file is then made, never opened.
-    rmSync(next, {force: true})
-    const {fd} = openOutputFile(next, this.options.permissions, true)
-    let removed: number | undefined
-    let moved = false
-    let size: number
-    try {
-      size = fstatSync(fd).size
-      if (free === last) {
-        try {
-          removed = openSync(name(last), constants.O_RDONLY | constants.O_NOFOLLOW)
-        } catch {}
-      }
-
-      // filename itself moves last: until then it is where this.fd writes.
-      for (let index = free - 1; index >= 0; index--) {
-        try {
-          renameSync(name(index), name(index + 1))
-          moved = index === 0
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-        }
-      }
-
-      try {
-        renameSync(next, base)
-      } catch (error) {
-        // Put the current file back under its name; filename.1 is then a free slot for the next try.
-        // If it had lost its name already (deleted from outside), it has none to get back.
-        try {
-          if (!moved) throw error
-          renameSync(name(1), base)
-        } catch {
-          this.broken = true
-        }
-
-        throw error
-      }
-    } catch (error) {
-      if (removed !== undefined) closeSync(removed)
-      closeSync(fd)
-      try {
-        rmSync(next, {force: true})
-      } catch {}
-
-      throw error
-    }
-
+    const {fd, removed, size} = rotateFiles(this.options, () => {
+      this.broken = true
+    })
     this.adopt(fd, size, removed)
   }
 
@@ -311,52 +241,4 @@ export class FileOutput {
     const sync = syncRotated(rotated, removed, this.options.path).finally(() => this.syncs.delete(sync))
     this.syncs.add(sync)
   }
-}
-
-/**
- * Opens an output file for appending, as the server's user, never through what another user could have
- * put at its name: a symbolic link is not followed (O_NOFOLLOW), a FIFO is refused (O_NONBLOCK keeps
- * opening one from waiting), and so is a file owned by another user (not root), who could read it. With
- * `create`, only a new file will do (O_EXCL). The output directory itself may be writable by others
- * (Beats does not refuse that): such a user can then delete or rename files, and so stop a rotation,
- * but never redirect a write or read one.
- */
-function openOutputFile(file: string, mode: number, create = false): {fd: number; size: number} {
-  const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK | (create ? constants.O_EXCL : 0)
-  let fd: number
-  try {
-    fd = openSync(file, flags, mode)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error
-    throw new Error(`${file} is a symbolic link, which the output never follows; remove it (someone else may have planted it)`)
-  }
-
-  try {
-    const stat = fstatSync(fd)
-    const euid = process.geteuid?.()
-    // Anyone can make a FIFO; devices only root can (/dev/null as a sink stays possible).
-    if (stat.isFIFO()) throw new Error(`${file} is a FIFO, not a file; remove it`)
-    if (euid !== undefined && stat.uid !== euid && stat.uid !== 0) {
-      throw new Error(`${file} is owned by uid ${stat.uid}, not by the server's user (uid ${euid}) or root, and its owner could read the events; remove it or chown it`)
-    }
-    return {fd, size: stat.size}
-  } catch (error) {
-    closeSync(fd)
-    if (create) rmSync(file, {force: true})
-    throw error
-  }
-}
-
-const fsyncAsync = promisify(fsync)
-const closeAsync = promisify(close)
-
-/** Closes a removed file; fsyncs and closes a rotated one, then fsyncs their directory. Errors are ignored: the data is written. */
-async function syncRotated(fd: number, removed: number | undefined, directory: string): Promise<void> {
-  if (removed !== undefined) await closeAsync(removed).catch(() => {})
-  await fsyncAsync(fd).catch(() => {})
-  await closeAsync(fd).catch(() => {})
-  const handle = await fs.open(directory, 'r').catch(() => undefined)
-  if (!handle) return
-  await handle.sync().catch(() => {})
-  await handle.close().catch(() => {})
 }

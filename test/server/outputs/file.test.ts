@@ -4,8 +4,8 @@ import {syncBuiltinESMExports} from 'node:module'
 import path from 'node:path'
 import {setImmediate as nextTurn} from 'node:timers/promises'
 
-import {FileOutput, FileOutputOptions, HIGH_WATER_BYTES, TICK_BUDGET_BYTES} from '../../src/server/output.js'
-import {makeTempDir} from '../helpers/cli.js'
+import {FileOutput, FileOutputOptions, HIGH_WATER_BYTES, TICK_BUDGET_BYTES} from '../../../src/server/outputs/file.js'
+import {makeTempDir} from '../../helpers/cli.js'
 
 /** A line of exactly `bytes` bytes with its newline, numbered. */
 function line(n: number, bytes = 100): string {
@@ -18,7 +18,7 @@ async function read(file: string): Promise<string[]> {
   return text === '' ? [] : text.slice(0, -1).split('\n')
 }
 
-describe('server/output', () => {
+describe('server/outputs/file', () => {
   let tmp: ReturnType<typeof makeTempDir>
   let dir: string
   beforeEach(() => {
@@ -124,6 +124,25 @@ describe('server/output', () => {
     assert.equal(output.failures, 2, 'a write at the end of the tick that fails is counted too')
     assert.equal((output.lastFailure as NodeJS.ErrnoException).code, 'ENOSPC')
     await assert.rejects(output.close(), {code: 'EINVAL'}) // fsync of /dev/full
+  })
+
+  it('counts the events published, lost in failed writes, and still queued (stats)', async function () {
+    const output = await FileOutput.open(options())
+    assert.deepEqual(output.stats(), {failed: 0, pending: 0, published: 0})
+    output.write(line(1))
+    output.write(line(2))
+    assert.deepEqual(output.stats(), {failed: 0, pending: 2, published: 0})
+    await output.flush()
+    output.write(line(3))
+    await output.close()
+    assert.deepEqual(output.stats(), {failed: 0, pending: 0, published: 3})
+    if (!existsSync('/dev/full')) this.skip()
+    const full = await FileOutput.open({filename: 'full', numberOfFiles: 2, path: '/dev', rotateEveryKb: 1024})
+    full.write(line(1))
+    full.write(line(2))
+    await assert.rejects(full.flush(), {code: 'ENOSPC'})
+    assert.deepEqual(full.stats(), {failed: 2, pending: 0, published: 0})
+    await assert.rejects(full.close(), {code: 'EINVAL'})
   })
 
   it('rotates by size as Beats does: filename, filename.1 ... and keeps number_of_files', async () => {
