@@ -9,7 +9,7 @@ import {readPassword} from './secrets.js'
 /** Exit codes, documented in the README. */
 export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
 
-const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EUSAGE'])
+const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EBADRECIPIENT', 'EUSAGE'])
 
 const strictPermsFlag = Flags.custom<boolean>({
   description: 'refuse a keystore (or its directory) open to group/others or owned by another user (also BEAT_STRICT_PERMS)',
