@@ -20,6 +20,15 @@ const strictPermsFlag = Flags.custom<boolean>({
   },
 })
 
+/**
+ * oclif reads a missing argument from piped stdin. Here stdin carries secrets (`add --stdin`, `seal
+ * --stdin`) and bundles: `printf "$TOKEN" | apm-server keystore add --stdin` without a key name made the
+ * token the key name, echoed in the error. Arguments only ever come from argv.
+ */
+function withoutStdin(args: Interfaces.ArgInput | undefined): Interfaces.ArgInput {
+  return Object.fromEntries(Object.entries(args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
+}
+
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
 /**
@@ -45,7 +54,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   public async init(): Promise<void> {
     await super.init()
     const {args, argv, flags} = await this.parse({
-      args: this.ctor.args,
+      args: withoutStdin(this.ctor.args),
       baseFlags: (super.ctor as unknown as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
       flags: this.ctor.flags,
