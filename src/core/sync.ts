@@ -54,7 +54,8 @@ export async function syncKeystore(file: string, dir: string, options: SyncOptio
 
 /** What a sync of `files` would change in `keystore` (undefined: none yet). */
 export function diffSync(keystore: Keystore | undefined, files: ReadonlyMap<string, Buffer>, prune: boolean): SyncChanges {
-  const changes: SyncChanges = {added: [], removed: [], unchanged: 0, updated: []}
+  // In the order the output lists them.
+  const changes: SyncChanges = {added: [], updated: [], removed: [], unchanged: 0}
   for (const name of [...files.keys()].sort()) {
     if (!keystore?.has(name)) changes.added.push(name)
     else if (keystore.get(name).equals(files.get(name)!)) changes.unchanged++

@@ -33,7 +33,7 @@ export default class Seal extends BaseCommand<typeof Seal> {
     binary: Flags.boolean({dependsOn: ['out'], description: 'write the binary bundle instead of ASCII armour (needs --out)'}),
     out: Flags.string({char: 'o', description: 'write the bundle to this file (replaced atomically) instead of stdout'}),
     stdin: Flags.boolean({description: 'seal the named keys with values read from stdin, as "keystore add --stdin" does'}),
-    to: Flags.string({description: "a host's recipient, from \"keystore recipient\" on that host (repeat for each host)", multiple: true, required: true}),
+    to: Flags.string({description: "a host's recipient, from \"keystore recipient\" on that host (repeat for each host)", multiple: true, multipleNonGreedy: true, required: true}),
   }
 
   async run(): Promise<SealResult> {
