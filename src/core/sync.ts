@@ -9,7 +9,7 @@
 import {Dirent, promises as fs} from 'node:fs'
 import path from 'node:path'
 
-import {readRegularFile, RefusedFileError} from './bounded-read.js'
+import {describeFileType, readRegularFile, RefusedFileError} from './bounded-read.js'
 import {isValidKeyName, KEY_NAME_RULE, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
 import {KeystoreError} from './errors.js'
 import {Keystore, openKeystore, UpdateOptions, updateKeystore} from './keystore.js'
@@ -37,8 +37,8 @@ export interface SyncOptions extends UpdateOptions {
 const MAX_DIRECTORY_ENTRIES = 2 * MAX_KEYS
 /** Files read at once: enough to keep the thread pool busy, few enough to bound open descriptors. */
 const READ_CONCURRENCY = 32
-/** Problems named in the one error line; the rest are counted. */
-const PROBLEMS_SHOWN = 10
+/** Files named for each kind of problem in the one error line; the rest are counted. */
+const NAMES_SHOWN = 5
 
 /** Makes the keystore at `file` match the directory `dir` (see {@link SyncOptions}). */
 export async function syncKeystore(file: string, dir: string, options: SyncOptions = {}): Promise<SyncChanges> {
@@ -99,12 +99,9 @@ export async function readSyncDirectory(dir: string): Promise<Map<string, Buffer
   await Promise.all(Array.from({length: READ_CONCURRENCY}, worker))
   if (budget.left < 0) throw syncError(dir, `holds more than ${MAX_KEYSTORE_BYTES} bytes in its files, more than a keystore may hold; nothing was changed: sync fewer or smaller files`)
   if (problems.length > 0) {
-    problems.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    const shown = problems.slice(0, PROBLEMS_SHOWN).map(([name, why]) => `${showName(name)} ${why}`)
-    const more = problems.length > PROBLEMS_SHOWN ? `, and ${problems.length - PROBLEMS_SHOWN} more` : ''
     throw syncError(
       dir,
-      `has ${problems.length} file${problems.length === 1 ? '' : 's'} that cannot become keys: ${shown.join('; ')}${more}; nothing was changed: fix or remove them (names starting with "." and folders are skipped)`,
+      `has ${problems.length} file${problems.length === 1 ? '' : 's'} that cannot become keys: ${describeProblems(problems)}; nothing was changed: fix or remove them (names starting with "." and folders are skipped)`,
     )
   }
 
@@ -136,18 +133,18 @@ async function listCandidates(dir: string): Promise<Dirent[]> {
   return candidates
 }
 
-/** The bytes of one entry, undefined to skip it (a folder behind a link), or what is wrong with it. */
+/** The bytes of one entry, undefined to skip it (a folder behind a link), or what is wrong with it (a noun phrase). */
 async function readCandidate(dir: string, entry: Dirent, budget: {left: number}): Promise<Buffer | string | undefined> {
   const file = path.join(dir, entry.name)
   if (!entry.isFile()) {
     // A symbolic link (the Secret layout) or a type the listing did not tell: a folder behind it is skipped.
     const stat = await fs.stat(file).catch((error: NodeJS.ErrnoException) => error)
     if (!(stat instanceof Error) && stat.isDirectory()) return undefined
-    if (!isValidKeyName(entry.name)) return `is not a valid key name (${KEY_NAME_RULE})`
+    if (!isValidKeyName(entry.name)) return `not a valid key name (${KEY_NAME_RULE})`
     if (stat instanceof Error) return describeError(stat)
   }
 
-  if (!isValidKeyName(entry.name)) return `is not a valid key name (${KEY_NAME_RULE})`
+  if (!isValidKeyName(entry.name)) return `not a valid key name (${KEY_NAME_RULE})`
   let value: Buffer
   try {
     value = await readRegularFile(file, MAX_VALUE_BYTES, (stat) => {
@@ -159,27 +156,50 @@ async function readCandidate(dir: string, entry: Dirent, budget: {left: number})
   } catch (error) {
     if (budget.left < 0) return undefined
     if (error instanceof RefusedFileError) {
-      return error.refusal.reason === 'not-regular' ? `is ${error.refusal.type}, not a regular file` : `is over the ${MAX_VALUE_BYTES}-byte (64 MiB) limit for one value`
+      return error.refusal.reason === 'not-regular' ? `${error.refusal.type}, not a regular file` : `over the ${MAX_VALUE_BYTES}-byte (64 MiB) limit for one value`
     }
 
+    // open(2) of a socket fails (ENXIO) before the reader can tell what it is: say what it is.
+    const stat = await fs.stat(file).catch(() => undefined)
+    if (stat && !stat.isFile()) return `${describeFileType(stat)}, not a regular file`
     return describeError(error as NodeJS.ErrnoException)
   }
 
-  return value.length === 0 ? 'is empty' : value
+  return value.length === 0 ? 'empty' : value
 }
 
 function describeError(error: NodeJS.ErrnoException): string {
   switch (error.code) {
     case 'ELOOP':
-      return 'is a symbolic link loop'
+      return 'a symbolic link loop'
     case 'ENOENT':
-      return 'is a broken symbolic link (or was removed while being read)'
+      return 'a broken symbolic link (or removed while being read)'
     case 'EACCES':
     case 'EPERM':
-      return `cannot be read (${error.code})`
+      return `unreadable (${error.code})`
     default:
-      return `cannot be read (${error.code ?? error.message})`
+      return `unreadable (${error.code ?? error.message})`
   }
+}
+
+/**
+ * Every kind of problem, each with the files that have it: "empty: "A", "B" and 998 more; a FIFO, not a
+ * regular file: "F"". Grouped, so a thousand empty files never hide the one FIFO.
+ */
+function describeProblems(problems: ReadonlyArray<[string, string]>): string {
+  const byReason = new Map<string, string[]>()
+  for (const [name, reason] of problems) byReason.set(reason, [...(byReason.get(reason) ?? []), name])
+  return [...byReason]
+    .sort(([a], [b]) => compare(a, b))
+    .map(([reason, names]) => {
+      const shown = names.sort(compare).slice(0, NAMES_SHOWN).map(showName).join(', ')
+      return `${reason}: ${shown}${names.length > NAMES_SHOWN ? ` and ${names.length - NAMES_SHOWN} more` : ''}`
+    })
+    .join('; ')
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /** A file name is not a secret, but may be long or hold control characters: shown escaped and cut. */
