@@ -12,7 +12,7 @@ import {X25519KeyPair} from './crypto.js'
 import {assertValidKeyName, MAX_VALUE_BYTES} from './entries.js'
 import {KeystoreError} from './errors.js'
 import {armorBundle, BundleEntry, MAX_BUNDLE_FILE_BYTES, openBundle, readBundle, SealedBundle, sealBundle} from './format/bundle.js'
-import {beatsHasNoHostKey, Keystore, OpenOptions, openKeystore, updateKeystore} from './keystore.js'
+import {askPasswordFirst, beatsHasNoHostKey, Keystore, OpenOptions, openKeystore, updateKeystore} from './keystore.js'
 import {fingerprintOf, formatRecipient, parseRecipient} from './recipient.js'
 
 export interface HostRecipient {
@@ -133,6 +133,7 @@ export interface Imported {
 export async function importBundle(file: string, data: Buffer, label: string, options: OpenOptions & {force?: boolean} = {}): Promise<Imported> {
   // Checked before the keystore is opened: a damaged bundle never asks for a password.
   const bundle = withLabel(label, () => readBundle(data))
+  await askPasswordFirst(file, options)
   return updateKeystore(file, options, (keystore) => {
     if (keystore.format !== 'native') throw beatsHasNoHostKey(file)
     const pair = keystore.hostKeyPair()

@@ -303,6 +303,15 @@ async function decode(file: string, data: Buffer, options: OpenOptions): Promise
   })
 }
 
+/**
+ * Asks the password source now when the keystore at `file` is protected: callers that read their input
+ * first and then take the lock call it in between, so a person typing a password never holds the lock.
+ * The source is expected to remember its answer (the CLI's does).
+ */
+export async function askPasswordFirst(file: string, options: OpenOptions): Promise<void> {
+  if (options.password && (await inspectKeystore(file, options))?.passwordProtected) await options.password()
+}
+
 /** Opens the keystore for reading. */
 export async function openKeystore(file: string, options: OpenOptions = {}): Promise<Keystore> {
   const data = await readKeystoreFile(file, options)

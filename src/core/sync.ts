@@ -12,7 +12,7 @@ import path from 'node:path'
 import {describeFileType, readRegularFile, RefusedFileError} from './bounded-read.js'
 import {isValidKeyName, KEY_NAME_RULE, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
 import {KeystoreError} from './errors.js'
-import {Keystore, openKeystore, UpdateOptions, updateKeystore} from './keystore.js'
+import {askPasswordFirst, Keystore, openKeystore, UpdateOptions, updateKeystore} from './keystore.js'
 import {MAX_KEYSTORE_BYTES, readKeystoreFile} from './keystore-file.js'
 
 /** What a sync changed, or with `check` would change. Names only, sorted; never a value. */
@@ -44,6 +44,7 @@ const NAMES_SHOWN = 5
 export async function syncKeystore(file: string, dir: string, options: SyncOptions = {}): Promise<SyncChanges> {
   // The directory is read before the lock is taken: a slow mount never holds up other writers.
   const files = await readSyncDirectory(dir)
+  await askPasswordFirst(file, options)
   if (options.check) {
     const exists = (await readKeystoreFile(file, options)) !== undefined
     return diffSync(exists ? await openKeystore(file, options) : undefined, files, options.prune ?? false)

@@ -5,7 +5,6 @@ import {readStdin} from '../../cli/secrets.js'
 import {importBundle, readBundleFile} from '../../core/bundles.js'
 import {KeystoreError} from '../../core/errors.js'
 import {MAX_BUNDLE_FILE_BYTES} from '../../core/format/bundle.js'
-import {inspectKeystore} from '../../core/keystore.js'
 
 export interface ImportResult {
   path: string
@@ -38,10 +37,7 @@ export default class Import extends BaseCommand<typeof Import> {
         ? await readStdin(MAX_BUNDLE_FILE_BYTES, () => new KeystoreError('ELIMITS', `stdin holds more than ${MAX_BUNDLE_FILE_BYTES} bytes, larger than any bundle a keystore can hold; it is not a bundle`))
         : await readBundleFile(source)
     const label = source === '-' ? 'the bundle on stdin' : `bundle ${source}`
-    const options = this.openOptions()
-    // Asked before the lock is taken: a person typing a password never holds up other writers.
-    if ((await inspectKeystore(file, options))?.passwordProtected) await options.password?.()
-    const {added, unchanged, updated} = await importBundle(file, data, label, {...options, force: this.flags.force})
+    const {added, unchanged, updated} = await importBundle(file, data, label, {...this.openOptions(), force: this.flags.force})
     const parts = [added.length > 0 ? `added ${added.join(', ')}` : '', updated.length > 0 ? `replaced ${updated.join(', ')}` : '', `${unchanged} unchanged`]
     this.say(`Imported into ${file}: ${parts.filter(Boolean).join('; ')}.`)
     return {added, path: file, unchanged, updated}

@@ -26,10 +26,7 @@ export default class Sync extends BaseCommand<typeof Sync> {
     const {check, prune} = this.flags
     const options = this.openOptions()
     let createIfMissing: NewKeystoreSpec | undefined
-    const info = await inspectKeystore(file, options)
-    // Asked before the lock is taken: a person typing a password never holds up other writers.
-    if (info?.passwordProtected) await options.password?.()
-    if (!check && !info) {
+    if (!check && !(await inspectKeystore(file, options))) {
       const password = await passwordFromEnvironment(process.env)
       const kdf = kdfParamsFromEnvironment(process.env)
       if (password && kdf.warning) this.note(kdf.warning)
