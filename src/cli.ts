@@ -12,10 +12,14 @@ import ExportConfig from './commands/export/config.js'
 import KeystoreAdd from './commands/keystore/add.js'
 import KeystoreCreate from './commands/keystore/create.js'
 import KeystoreHasPasswd from './commands/keystore/has-passwd.js'
+import KeystoreImport from './commands/keystore/import.js'
 import KeystoreList from './commands/keystore/list.js'
 import KeystorePasswd from './commands/keystore/passwd.js'
+import KeystoreRecipient from './commands/keystore/recipient.js'
 import KeystoreRemove from './commands/keystore/remove.js'
+import KeystoreSeal from './commands/keystore/seal.js'
 import KeystoreShow from './commands/keystore/show.js'
+import KeystoreSync from './commands/keystore/sync.js'
 import KeystoreUpgrade from './commands/keystore/upgrade.js'
 import Run from './commands/run.js'
 import TestConfig from './commands/test/config.js'
@@ -26,10 +30,14 @@ export const COMMANDS = {
   'keystore:add': KeystoreAdd,
   'keystore:create': KeystoreCreate,
   'keystore:has-passwd': KeystoreHasPasswd,
+  'keystore:import': KeystoreImport,
   'keystore:list': KeystoreList,
   'keystore:passwd': KeystorePasswd,
+  'keystore:recipient': KeystoreRecipient,
   'keystore:remove': KeystoreRemove,
+  'keystore:seal': KeystoreSeal,
   'keystore:show': KeystoreShow,
+  'keystore:sync': KeystoreSync,
   'keystore:upgrade': KeystoreUpgrade,
   run: Run,
   'test:config': TestConfig,

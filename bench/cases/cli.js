@@ -2,11 +2,11 @@
  * CLI cases: each group alternates its commands with `node -e 0` (Node's own start, the floor) in the
  * same run. Fixtures are built once per run by `prepareCli`.
  */
-import {mkdirSync} from 'node:fs'
+import {copyFileSync, mkdirSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {buildKeystore, BENCH_PASSWORD, cliEnv, keyName, keyNames, keystorePath, restoreKeystore, valueLines} from '../lib/fixtures.js'
-import {cli, NODE, NODE_BASELINE, ROOT, timeSync} from '../lib/proc.js'
+import {cli, NODE, NODE_BASELINE, ROOT, runSync, timeSync} from '../lib/proc.js'
 
 export const SIZES = [10, 1000, 10_000]
 
@@ -14,6 +14,7 @@ export const SIZES = [10, 1000, 10_000]
 const NEEDS = {
   add: ['plain10', 'plain10000'],
   bulk: ['empty'],
+  fleet: ['empty', 'plain10000'],
   list: ['plain10', 'plain1000', 'plain10000'],
   peers: ['plain10', 'plain1000'],
   pwlist: ['password10', 'password1000', 'password10000'],
@@ -40,12 +41,32 @@ export function prepareCli(scratch, log, groupIds = Object.keys(NEEDS)) {
 
   homes.empty = path.join(scratch, 'empty')
   if (needed.has('empty')) buildKeystore(homes.empty, 0)
-  for (const name of ['add10', 'add10000', 'bulk', 'peerAdd']) {
+  for (const name of ['add10', 'add10000', 'bulk', 'peerAdd', 'sync', 'importer']) {
     homes[name] = path.join(scratch, `work-${name}`)
     mkdirSync(homes[name], {recursive: true})
   }
 
+  if (needed.has('plain10000') && groupIds.includes('fleet')) prepareFleet(scratch, homes, log)
   return homes
+}
+
+/**
+ * The fleet group's fixtures: a directory of 10,000 files (one per key, as a mounted Secret), an importing
+ * host (a keystore with its key pair and no keys, restored before each run) and the bundle of the 10,000
+ * keys sealed to it.
+ */
+function prepareFleet(scratch, homes, log) {
+  log('  a directory of 10,000 files, a host key, a bundle of 10,000 keys')
+  homes.syncSource = path.join(scratch, 'sync-source')
+  mkdirSync(homes.syncSource, {recursive: true})
+  const values = valueLines(10_000).split('\n')
+  keyNames(10_000).forEach((name, i) => writeFileSync(path.join(homes.syncSource, name), values[i]))
+  buildKeystore(homes.importer, 0)
+  homes.recipient = runSync(cli(['keystore', 'recipient'], {cwd: homes.importer, env: cliEnv()})).stdout.toString('utf8').trim()
+  homes.importerSource = path.join(scratch, 'importer.keystore')
+  copyFileSync(keystorePath(homes.importer), homes.importerSource)
+  homes.bundle = path.join(scratch, 'fleet.bundle')
+  runSync(cli(['keystore', 'seal', '--to', homes.recipient, '--out', homes.bundle], {cwd: homes.plain10000, env: cliEnv()}))
 }
 
 const node = {id: 'node', label: '`node -e 0`', measure: () => timeSync(NODE_BASELINE).ms, unit: 'ms'}
@@ -186,5 +207,41 @@ export function cliGroups(homes, {baseline, scale = 1} = {}) {
       ],
       title: 'one `add` of 10,000 keys',
     },
+    ...(homes.bundle ? [fleetGroup(homes, runs)] : []),
   ]
+}
+
+/** Issue 13: `sync` of 10,000 files, `seal` of 10,000 keys and `import` of them, each at most 2 s. */
+function fleetGroup(homes, runs) {
+  const outFile = path.join(homes.importer, 'sealed.bundle')
+  return {
+    absolute: ['sync10000', 'seal10000', 'import10000'].map((id) => ({case: id, target: {op: '<=', value: 2000}})),
+    comparisons: [{base: 'node', case: 'sync10000'}, {base: 'node', case: 'seal10000'}, {base: 'node', case: 'import10000'}],
+    id: 'fleet',
+    runs: runs(7),
+    series: [
+      node,
+      {
+        id: 'sync10000',
+        label: '`keystore sync` of a directory of 10,000 files into an empty keystore',
+        measure: () => timeSync(cli(['keystore', 'sync', homes.syncSource], {check: expectLines(2), cwd: homes.sync, env: cliEnv()})).ms,
+        setup: () => restoreKeystore(keystorePath(homes.empty), homes.sync),
+        unit: 'ms',
+      },
+      {
+        id: 'seal10000',
+        label: '`keystore seal` of 10,000 keys to one recipient (`--out`)',
+        measure: () => timeSync(cli(['keystore', 'seal', '--to', homes.recipient, '--out', outFile], {cwd: homes.plain10000, env: cliEnv()})).ms,
+        unit: 'ms',
+      },
+      {
+        id: 'import10000',
+        label: '`keystore import` of a bundle of 10,000 keys into a keystore without them',
+        measure: () => timeSync(cli(['keystore', 'import', homes.bundle], {check: expectLines(1), cwd: homes.importer, env: cliEnv()})).ms,
+        setup: () => restoreKeystore(homes.importerSource, homes.importer),
+        unit: 'ms',
+      },
+    ],
+    title: '`sync`, `seal` and `import` of 10,000 keys (passwordless keystores; each mutated one restored before each run, untimed)',
+  }
 }

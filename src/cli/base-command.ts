@@ -13,7 +13,7 @@ import {readPassword} from './secrets.js'
 /** Exit codes, documented in the README. */
 export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
 
-const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EUSAGE'])
+const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EBADRECIPIENT', 'EUSAGE'])
 
 const strictPermsFlag = Flags.custom<boolean>({
   description: 'refuse a keystore (or its directory) open to group/others or owned by another user (also BEAT_STRICT_PERMS)',
@@ -23,6 +23,15 @@ const strictPermsFlag = Flags.custom<boolean>({
     return input === 'true'
   },
 })
+
+/**
+ * oclif reads a missing argument from piped stdin. Here stdin carries secrets (`add --stdin`, `seal
+ * --stdin`) and bundles: `printf "$TOKEN" | apm-server keystore add --stdin` without a key name made the
+ * token the key name, echoed in the error. Arguments only ever come from argv.
+ */
+function withoutStdin(args: Interfaces.ArgInput | undefined): Interfaces.ArgInput {
+  return Object.fromEntries(Object.entries(args ?? {}).map(([name, arg]) => [name, {...arg, ignoreStdin: true}]))
+}
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -49,7 +58,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   public async init(): Promise<void> {
     await super.init()
     const {args, argv, flags} = await this.parse({
-      args: this.ctor.args,
+      args: withoutStdin(this.ctor.args),
       baseFlags: (super.ctor as unknown as typeof BaseCommand).baseFlags,
       enableJsonFlag: this.ctor.enableJsonFlag,
       flags: this.ctor.flags,

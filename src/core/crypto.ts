@@ -3,7 +3,7 @@
  *
  * argon2 is imported lazily: a passwordless keystore never pays for loading the native addon.
  */
-import {createCipheriv, createDecipheriv, createHmac, pbkdf2Sync, randomBytes} from 'node:crypto'
+import {createCipheriv, createDecipheriv, createHash, createHmac, pbkdf2Sync, randomBytes} from 'node:crypto'
 import nacl from 'tweetnacl'
 
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from './errors.js'
@@ -127,6 +127,77 @@ function decryptSecretbox(box: Uint8Array, nonce: Uint8Array, key: Uint8Array, v
 
   out.fill(0, 0, POLY1305_KEY_BYTES)
   return out.subarray(POLY1305_KEY_BYTES)
+}
+
+/** An X25519 key pair (tweetnacl's box keys): a host's key for sealed bundles, or a sender's ephemeral one. */
+export interface X25519KeyPair {
+  publicKey: Uint8Array
+  secretKey: Uint8Array
+}
+
+export const X25519_KEY_BYTES = nacl.box.publicKeyLength // 32
+/** What {@link sealToPublicKey} adds to a message: the ephemeral public key and the Poly1305 tag. */
+export const SEALED_OVERHEAD_BYTES = X25519_KEY_BYTES + nacl.box.overheadLength // 48
+
+export function generateX25519KeyPair(): X25519KeyPair {
+  return nacl.box.keyPair()
+}
+
+/** The key pair of a stored secret key (the public key is derived, never stored). */
+export function x25519KeyPairOf(secretKey: Uint8Array): X25519KeyPair {
+  return nacl.box.keyPair.fromSecretKey(secretKey)
+}
+
+/**
+ * True for a public key whose shared secret with any key is all zeros (a point of small order): anything
+ * sealed to it could be opened by anyone. libsodium refuses these; tweetnacl does not check, so we do.
+ * Clamped scalars are multiples of the cofactor, so one multiplication by any scalar tells.
+ */
+export function isWeakX25519PublicKey(publicKey: Uint8Array): boolean {
+  return nacl.scalarMult(randomBytes(X25519_KEY_BYTES), publicKey).every((byte) => byte === 0)
+}
+
+/**
+ * The nonce of a sealed message: the first 24 bytes of SHA-512(ephemeral public key | recipient's public
+ * key), as libsodium's crypto_box_seal derives it (with BLAKE2b there). It binds both keys to the box,
+ * and the ephemeral key is never reused, so no nonce is ever reused under one shared key.
+ */
+function sealedNonce(ephemeralPublicKey: Uint8Array, recipientPublicKey: Uint8Array): Uint8Array {
+  return createHash('sha512').update(ephemeralPublicKey).update(recipientPublicKey).digest().subarray(0, nacl.box.nonceLength)
+}
+
+/**
+ * Seals `message` so that only the holder of `recipientPublicKey`'s secret key can open it: a box from a
+ * fresh ephemeral key pair, whose secret key is dropped at once (age and libsodium's sealed boxes do the
+ * same). Returns the ephemeral public key followed by the box. The caller refuses weak keys first
+ * ({@link isWeakX25519PublicKey}).
+ */
+export function sealToPublicKey(message: Uint8Array, recipientPublicKey: Uint8Array): Uint8Array {
+  const ephemeral = nacl.box.keyPair()
+  const box = nacl.box(message, sealedNonce(ephemeral.publicKey, recipientPublicKey), recipientPublicKey, ephemeral.secretKey)
+  ephemeral.secretKey.fill(0)
+  const out = new Uint8Array(X25519_KEY_BYTES + box.length)
+  out.set(ephemeral.publicKey)
+  out.set(box, X25519_KEY_BYTES)
+  return out
+}
+
+/** Opens what {@link sealToPublicKey} sealed to `pair`'s public key; undefined when it does not open. */
+export function openSealedWithKeyPair(sealed: Uint8Array, pair: X25519KeyPair): Uint8Array | undefined {
+  if (sealed.length < SEALED_OVERHEAD_BYTES) return undefined
+  const ephemeralPublicKey = sealed.subarray(0, X25519_KEY_BYTES)
+  const opened = nacl.box.open(sealed.subarray(X25519_KEY_BYTES), sealedNonce(ephemeralPublicKey, pair.publicKey), ephemeralPublicKey, pair.secretKey)
+  return opened ?? undefined
+}
+
+/** A key for one purpose, bound to the bytes it protects: HMAC-SHA512(key, purpose | bound), first 32 bytes. */
+export function bindKey(key: Uint8Array, purpose: string, bound: Uint8Array): Uint8Array {
+  return createHmac('sha512', key).update(purpose).update(bound).digest().subarray(0, SECRETBOX_KEY_BYTES)
+}
+
+/** SHA-256 of `data` (fingerprints of public keys). */
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest()
 }
 
 // Beats v1: the parameters are fixed by the Go implementation (libbeat/keystore), not chosen here.

@@ -23,6 +23,9 @@ export type ErrorCode =
   | 'EUSAGE' // bad input from the caller (maps to exit code 2)
   | 'ECANCELED' // the user interrupted a prompt (maps to exit code 130)
   | 'ECONFIG' // configuration file problems
+  | 'EBADRECIPIENT' // a recipient text that is not one (maps to exit code 2)
+  | 'ENOTRECIPIENT' // a sealed bundle not sealed to this host, or a host without a key
+  | 'ESYNC' // files of a sync directory that cannot become keys
 
 export class KeystoreError extends Error {
   readonly code: ErrorCode

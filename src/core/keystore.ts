@@ -5,7 +5,7 @@
  * lock from the read to the atomic write, so concurrent writers never lose each other's changes, and
  * writes only when something changed.
  */
-import {Argon2Params, DEFAULT_ARGON2} from './crypto.js'
+import {Argon2Params, DEFAULT_ARGON2, generateX25519KeyPair, X25519KeyPair, x25519KeyPairOf} from './crypto.js'
 import {assertValidKeyName, Entries, Entry, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
 import {EncodeLimitError, KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
@@ -14,8 +14,11 @@ import {
   encodeNative,
   EntryOrStored,
   looksNative,
+  NATIVE_VERSION,
   NativeContents,
   NativeKdf,
+  NativeMeta,
+  NativeVersion,
   openNative,
   readNativeHeader,
   StoredValues,
@@ -60,18 +63,22 @@ export class Keystore {
     private readonly entries: Map<string, EntryOrStored>,
     private kdf: NativeKdf,
     private password: Buffer | undefined,
+    /** the native version to write: the file's, until metadata or `upgrade` needs the current one */
+    private nativeVersion: NativeVersion,
+    /** the native metadata (the host key); always empty for Beats v1 */
+    private readonly meta: NativeMeta,
     /** decrypts the values box of the file read (native files decrypt names first: `list` never needs values) */
     private readonly readStoredValues?: () => StoredValues,
   ) {}
 
   /** @internal */
   static fromParts(file: string, format: KeystoreFormat, entries: Entries, kdf: NativeKdf, password?: Buffer): Keystore {
-    return new Keystore(file, format, entries, kdf, password)
+    return new Keystore(file, format, entries, kdf, password, NATIVE_VERSION, {})
   }
 
   /** @internal */
   static fromNative(file: string, contents: NativeContents, password?: Buffer): Keystore {
-    return new Keystore(file, 'native', contents.positions, contents.kdf, password, () => contents.readValues())
+    return new Keystore(file, 'native', contents.positions, contents.kdf, password, contents.version, {...contents.meta}, () => contents.readValues())
   }
 
   /** The values box of the file read, decrypted on first use. */
@@ -178,14 +185,37 @@ export class Keystore {
     this.dirty = true
   }
 
-  /** Rewrites in another format on the next save. */
+  /** Rewrites in another format (native: its current version) on the next save. */
   convertTo(format: KeystoreFormat): void {
     if (format === 'beats-v1' && this.passwordProtected) {
       throw new KeystoreError('EUNSUPPORTED', 'a password-protected keystore cannot be written in Beats v1 format; remove the password first')
     }
 
+    if (format === 'beats-v1' && this.meta.hostKey) {
+      throw new KeystoreError('EUNSUPPORTED', `keystore ${this.path} holds this host's key for sealed bundles, which Beats v1 cannot hold; keep it native`)
+    }
+
     this.currentFormat = format
+    if (format === 'native') this.nativeVersion = NATIVE_VERSION
     this.dirty = true
+  }
+
+  /**
+   * This host's X25519 key pair for sealed bundles, or undefined when it has none yet. The secret key is
+   * the keystore's metadata: never an entry, never listed, kept with the keystore's own protection.
+   */
+  hostKeyPair(): X25519KeyPair | undefined {
+    return this.meta.hostKey ? x25519KeyPairOf(this.meta.hostKey) : undefined
+  }
+
+  /** Makes this host's key pair when there is none (written on the next save); true when it made one. */
+  ensureHostKey(): boolean {
+    if (this.currentFormat !== 'native') throw beatsHasNoHostKey(this.path)
+    if (this.meta.hostKey) return false
+    this.meta.hostKey = Buffer.from(generateX25519KeyPair().secretKey)
+    this.nativeVersion = NATIVE_VERSION
+    this.dirty = true
+    return true
   }
 
   /** Marks the keystore to be written even when nothing changed (fresh salt and nonce). */
@@ -202,7 +232,10 @@ export class Keystore {
     // The values of the file read are decrypted and checked before any rewrite, even when none is kept.
     const stored = this.readStoredValues ? this.stored() : undefined
     try {
-      if (this.currentFormat === 'native') return await encodeNative(this.entries, this.kdf, this.password, stored, MAX_KEYSTORE_BYTES)
+      if (this.currentFormat === 'native') {
+        return await encodeNative(this.entries, this.kdf, this.password, stored, MAX_KEYSTORE_BYTES, {meta: this.meta, version: this.nativeVersion})
+      }
+
       const entries: Entries = new Map()
       for (const name of this.entries.keys()) entries.set(name, this.entry(name))
       return encodeBeatsV1(entries, MAX_KEYSTORE_BYTES)
@@ -214,6 +247,14 @@ export class Keystore {
       )
     }
   }
+}
+
+/** The refusal for `recipient` and `import` on a Beats v1 keystore. */
+export function beatsHasNoHostKey(file: string): KeystoreError {
+  return new KeystoreError(
+    'EUNSUPPORTED',
+    `keystore ${file} is in Beats v1 format, which cannot hold this host's key for sealed bundles; run "apm-server keystore upgrade" first (the Go apm-server can then no longer read it), or fill it with "apm-server keystore sync"`,
+  )
 }
 
 function missingKey(name: string, file: string): KeystoreError {
@@ -260,6 +301,15 @@ async function decode(file: string, data: Buffer, options: OpenOptions): Promise
     if (contents.kdf.type === 'none') options.onUnprotected?.(file)
     return Keystore.fromNative(file, contents, password)
   })
+}
+
+/**
+ * Asks the password source now when the keystore at `file` is protected: callers that read their input
+ * first and then take the lock call it in between, so a person typing a password never holds the lock.
+ * The source is expected to remember its answer (the CLI's does).
+ */
+export async function askPasswordFirst(file: string, options: OpenOptions): Promise<void> {
+  if (options.password && (await inspectKeystore(file, options))?.passwordProtected) await options.password()
 }
 
 /** Opens the keystore for reading. */

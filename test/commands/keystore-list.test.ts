@@ -83,7 +83,7 @@ describe('apm-server keystore list', () => {
       ['flipped', (d) => ((d[d.length - 1] ^= 0x01), d), 'pw', 'EDECRYPT', DECRYPT],
       ['truncated', (d) => d.subarray(0, 40), 'pw', 'EFORMAT', 'keystore file is truncated'],
       ['bad-magic', (d) => ((d[3] = 0x21), d), 'pw', 'EFORMAT', 'not an apm-server keystore (bad magic)'],
-      ['version-2', (d) => ((d[8] = 2), d), 'pw', 'EVERSION', 'unsupported keystore format version 2; this build reads version 1, upgrade apm-server'],
+      ['version-3', (d) => ((d[8] = 3), d), 'pw', 'EVERSION', 'unsupported keystore format version 3; this build reads versions up to 2, upgrade apm-server'],
       [
         'huge-memory',
         (d) => (d.writeUInt32BE(4 * 1024 * 1024, 10), d),

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
-import {createHash} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 
 import {ARGON2_LIMITS, bindKeyToHeader, deriveObfuscationKey, openSecretbox} from '../../src/core/crypto.js'
 import {Entries, MAX_KEYS} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
-import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NATIVE_MAGIC, NativeKdf, readNativeHeader} from '../../src/core/format/native.js'
+import {checkArgon2Limits, decodeNative, encodeNative, looksNative, NATIVE_MAGIC, NativeKdf, openNative, readNativeHeader} from '../../src/core/format/native.js'
 import {ALL_BYTES, assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
 import {forgeCalibrated, forgeNative, validValues} from '../torture/forge.js'
 
@@ -72,7 +72,7 @@ describe('core/format/native', () => {
     it('lays out the header as documented', () => {
       assert.deepEqual(plain.subarray(0, 8), Buffer.from('APMKEYS\0', 'latin1'))
       assert.deepEqual(NATIVE_MAGIC, Buffer.from('APMKEYS\0', 'latin1'))
-      assert.equal(plain[8], 1)
+      assert.equal(plain[8], 2)
       assert.deepEqual([plain[9], plain.readUInt32BE(10), plain.readUInt32BE(14), plain[18], plain[19]], [0, 0, 0, 0, 32])
       assert.deepEqual([protectedData[9], protectedData.readUInt32BE(10), protectedData.readUInt32BE(14), protectedData[18]], [1, 1024, 1, 1])
       const header = readNativeHeader(protectedData)
@@ -110,14 +110,14 @@ describe('core/format/native', () => {
     })
 
     it('unknown version: EVERSION, before asking for a password', async () => {
-      for (const version of [0, 2, 255]) {
+      for (const version of [0, 3, 255]) {
         const bad = Buffer.from(protectedData)
         bad[8] = version
         // eslint-disable-next-line no-await-in-loop -- a small table
         await assertKeystoreError(
           decodeNative(bad, noPasswordExpected()),
           'EVERSION',
-          `unsupported keystore format version ${version}; this build reads version 1, upgrade apm-server`,
+          `unsupported keystore format version ${version}; this build reads versions up to 2, upgrade apm-server`,
         )
       }
     })
@@ -239,13 +239,89 @@ describe('core/format/native', () => {
   })
   // The index is written row by row rather than by JSON.stringify (see encodeNative): files must stay
   // byte for byte what the format documents, and what earlier versions wrote.
-  it('writes the index exactly as JSON.stringify({entries: [[name, length], ...], values: digest})', async () => {
-    const data = await encodeNative(entriesOf({A: Buffer.from('one'), 'b.c-D_9': Buffer.alloc(0), Z: ALL_BYTES}), NONE, undefined)
+  function indexOf(data: Buffer): {index: string; digest: string} {
     const header = readNativeHeader(data)
     const key = bindKeyToHeader(deriveObfuscationKey(header.salt), Buffer.concat([Buffer.from('index'), header.bytes]))
     const index = Buffer.from(openSecretbox(header.indexBox, header.nonce, key)).toString('utf8')
-    const digest = createHash('sha256').update(header.valuesBox).digest('base64')
+    return {digest: createHash('sha256').update(header.valuesBox).digest('base64'), index}
+  }
+
+  it('writes the index exactly as JSON.stringify({entries: [[name, length], ...], values: digest}) in version 1', async () => {
+    const data = await encodeNative(entriesOf({A: Buffer.from('one'), 'b.c-D_9': Buffer.alloc(0), Z: ALL_BYTES}), NONE, undefined, undefined, undefined, {meta: {}, version: 1})
+    assert.equal(data[8], 1)
+    const {digest, index} = indexOf(data)
     assert.equal(index, JSON.stringify({entries: [['A', 3], ['b.c-D_9', 0], ['Z', 256]], values: digest}))
+  })
+
+  it('writes the index exactly as JSON.stringify({entries, meta, values}) in version 2', async () => {
+    const hostKey = randomBytes(32)
+    const data = await encodeNative(entriesOf({A: Buffer.from('one'), Z: ALL_BYTES}), NONE, undefined, undefined, undefined, {meta: {hostKey}, version: 2})
+    assert.equal(data[8], 2)
+    const {digest, index} = indexOf(data)
+    assert.equal(index, JSON.stringify({entries: [['A', 3], ['Z', 256]], meta: {hostKey: hostKey.toString('base64')}, values: digest}))
+    const empty = indexOf(await encodeNative(new Map(), NONE, undefined))
+    assert.equal(empty.index, JSON.stringify({entries: [], meta: {}, values: empty.digest}))
+  })
+
+  describe('version 2 metadata', () => {
+    it('keeps the host key, under the password, and never in the clear', async () => {
+      const hostKey = randomBytes(32)
+      const data = await encodeNative(entriesOf({A: Buffer.from('one')}), ARGON, PASSWORD, undefined, undefined, {meta: {hostKey}, version: 2})
+      for (const form of [hostKey, Buffer.from(hostKey.toString('base64')), Buffer.from(hostKey.toString('hex'))]) assert.equal(data.includes(form), false)
+      const opened = await openNative(data, passwordOf('correct horse'))
+      assert.deepEqual([opened.version, opened.meta], [2, {hostKey}])
+      await assertKeystoreError(openNative(data, passwordOf('wrong')), 'EDECRYPT', DECRYPT_FAILED_MESSAGE)
+    })
+
+    it('opens version 1 files with no metadata, and refuses metadata in them when writing', async () => {
+      const data = await encodeNative(entriesOf({A: Buffer.from('one')}), NONE, undefined, undefined, undefined, {meta: {}, version: 1})
+      const opened = await openNative(data, noPasswordExpected())
+      assert.deepEqual([opened.version, opened.meta, [...opened.positions.keys()]], [1, {}, ['A']])
+      await assert.rejects(encodeNative(new Map(), NONE, undefined, undefined, undefined, {meta: {hostKey: randomBytes(32)}, version: 1}), TypeError)
+    })
+
+    const index = (meta: unknown) => (digest: string) => Buffer.from(JSON.stringify({entries: [['A', 3]], meta, values: digest}))
+    const values = validValues([Buffer.from('one')])
+    it('refuses a field this build does not know (a newer writer): EVERSION naming it', async function () {
+      if (await forgeCalibrated()) this.skip()
+      const data = await forgeNative({index: index({expires: {A: 1}, hostKey: randomBytes(32).toString('base64')}), values, version: 2}, Math.random)
+      await assertKeystoreError(
+        decodeNative(data, noPasswordExpected()),
+        'EVERSION',
+        'keystore holds metadata this build does not know ("expires"), written by a newer apm-server; upgrade apm-server',
+      )
+    })
+
+    const MALFORMED = 'keystore payload is malformed; restore the file from a backup'
+    const key = randomBytes(32)
+    const cases: Array<[string, unknown]> = [
+      ['no meta in version 2', undefined],
+      ['meta that is null', null],
+      ['meta that is an array', []],
+      ['meta that is a string', 'x'],
+      ['a host key that is a number', {hostKey: 1}],
+      ['a host key of 31 bytes', {hostKey: key.subarray(0, 31).toString('base64')}],
+      ['a host key of 33 bytes', {hostKey: Buffer.concat([key, key]).subarray(0, 33).toString('base64')}],
+      ['a host key in base64url', {hostKey: Buffer.from([0xfb, ...key.subarray(1)]).toString('base64url')}],
+      ['a host key without padding', {hostKey: key.toString('base64').slice(0, -1)}],
+      ['a host key with non-zero padding bits', {hostKey: `${key.toString('base64').slice(0, 42)}B=`}],
+    ]
+    for (const [label, meta] of cases) {
+      it(`refuses ${label}: EFORMAT`, async function () {
+        if (await forgeCalibrated()) this.skip()
+        const data = await forgeNative({index: index(meta), values, version: 2}, Math.random)
+        await assertKeystoreError(decodeNative(data, noPasswordExpected()), 'EFORMAT', MALFORMED)
+      })
+    }
+
+    it('opens a well-formed forged version 2 file, with and without a host key', async function () {
+      if (await forgeCalibrated()) this.skip()
+      for (const meta of [{}, {hostKey: key.toString('base64')}]) {
+        // eslint-disable-next-line no-await-in-loop -- two cases
+        const opened = await openNative(await forgeNative({index: index(meta), values, version: 2}, Math.random), noPasswordExpected())
+        assert.deepEqual(opened.meta, 'hostKey' in meta ? {hostKey: key} : {})
+      }
+    })
   })
 
   describe('index rows that only the key can write (a forged or buggy file): EFORMAT', () => {

@@ -4,11 +4,12 @@ import path from 'node:path'
 
 import {MAX_VALUE_BYTES} from '../../src/core/entries.js'
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from '../../src/core/errors.js'
-import {decodeNative, readNativeHeader} from '../../src/core/format/native.js'
+import {decodeNative, encodeNative, readNativeHeader} from '../../src/core/format/native.js'
 import {
   createKeystore,
   inspectKeystore,
   inspectKeystoreData,
+  Keystore,
   KeystoreFormat,
   openKeystore,
   updateKeystore,
@@ -143,7 +144,7 @@ describe('core/keystore', () => {
           'unknown version',
           Buffer.concat([good.subarray(0, 8), Buffer.from([9]), good.subarray(9)]),
           'EVERSION',
-          `${file}: unsupported keystore format version 9; this build reads version 1, upgrade apm-server`,
+          `${file}: unsupported keystore format version 9; this build reads versions up to 2, upgrade apm-server`,
         ],
       ]
       for (const [label, data, code, message] of variants) {
@@ -465,6 +466,85 @@ describe('core/keystore', () => {
       await updateKeystore(file, {}, (keystore) => keystore.set('A', Buffer.from('a')))
       await updateKeystore(file, {}, (keystore) => keystore.remove(['A']))
       assert.equal(readFileSync(file).subarray(0, 2).toString(), 'v1')
+    })
+  })
+  describe("this host's key for sealed bundles (native metadata)", () => {
+    const publicKeyOf = async (password?: string) => Buffer.from((await openKeystore(file, {password: passwordOf(password ?? '')})).hostKeyPair()!.publicKey)
+
+    it('is made once, kept through add, remove, passwd (set, change, remove) and upgrade, and never listed', async () => {
+      await createKeystore(file, {format: 'native'})
+      assert.equal((await openKeystore(file)).hostKeyPair(), undefined)
+      assert.equal(await updateKeystore(file, {}, (keystore) => keystore.ensureHostKey()), true)
+      const original = await publicKeyOf()
+      assert.equal(await updateKeystore(file, {}, (keystore) => keystore.ensureHostKey()), false)
+      const steps: Array<[string, (keystore: Keystore) => void, string | undefined]> = [
+        ['add', (ks) => ks.set('A', Buffer.from('a')), undefined],
+        ['remove', (ks) => ks.remove(['A']), undefined],
+        ['passwd set', (ks) => ks.setPassword(Buffer.from('one'), CHEAP_KDF), 'one'],
+        ['passwd change', (ks) => ks.setPassword(Buffer.from('two'), CHEAP_KDF), 'two'],
+        ['upgrade', (ks) => ks.convertTo('native'), 'two'],
+        ['passwd remove', (ks) => ks.setPassword(undefined), undefined],
+      ]
+      let current: string | undefined
+      for (const [label, step, next] of steps) {
+        // eslint-disable-next-line no-await-in-loop -- steps build on each other
+        await updateKeystore(file, {password: passwordOf(current ?? '')}, step)
+        current = next
+        // eslint-disable-next-line no-await-in-loop -- checked after each step
+        assert.deepEqual(await publicKeyOf(current), original, label)
+        // eslint-disable-next-line no-await-in-loop -- checked after each step
+        assert.deepEqual((await openKeystore(file, {password: passwordOf(current ?? '')})).keys(), label === 'add' ? ['A'] : [], label)
+      }
+    })
+
+    it('is useless without the password: the file does not open, and holds the key nowhere in the clear', async () => {
+      await createKeystore(file, {format: 'native', kdfParams: CHEAP_KDF, password: Buffer.from('pw')})
+      await updateKeystore(file, {password: passwordOf('pw')}, (keystore) => keystore.ensureHostKey())
+      const {secretKey} = (await openKeystore(file, {password: passwordOf('pw')})).hostKeyPair()!
+      const data = readFileSync(file)
+      for (const form of [Buffer.from(secretKey), Buffer.from(Buffer.from(secretKey).toString('base64')), Buffer.from(Buffer.from(secretKey).toString('hex'))]) {
+        assert.equal(data.includes(form), false)
+      }
+
+      await assertKeystoreError(openKeystore(file, {password: passwordOf('not-pw')}), 'EDECRYPT', `${file}: ${DECRYPT_FAILED_MESSAGE}`)
+      await assertKeystoreError(openKeystore(file), 'ENOPASSWORD')
+    })
+
+    it('cannot be kept in Beats v1: refused there, and a native keystore holding one is not converted to Beats v1', async () => {
+      await createKeystore(file, {format: 'beats-v1'})
+      await assertKeystoreError(updateKeystore(file, {}, (keystore) => keystore.ensureHostKey()), 'EUNSUPPORTED', /is in Beats v1 format, which cannot hold this host's key/)
+      assert.equal(readFileSync(file).subarray(0, 2).toString(), 'v1')
+      await updateKeystore(file, {}, (keystore) => {
+        keystore.convertTo('native')
+        keystore.ensureHostKey()
+      })
+      const before = readFileSync(file)
+      await assertKeystoreError(
+        updateKeystore(file, {}, (keystore) => keystore.convertTo('beats-v1')),
+        'EUNSUPPORTED',
+        `keystore ${file} holds this host's key for sealed bundles, which Beats v1 cannot hold; keep it native`,
+      )
+      assert.deepEqual(readFileSync(file), before)
+    })
+
+    it('a version 1 file stays version 1 through writes, becomes version 2 with a host key or on upgrade', async () => {
+      const writeV1 = async () => {
+        const entries = new Map([['A', {created: 1, updated: 2, value: Buffer.from('a')}]])
+        writeFileSync(file, await encodeNative(entries, {type: 'none'}, undefined, undefined, undefined, {meta: {}, version: 1}), {mode: 0o600})
+      }
+
+      await createKeystore(file, {format: 'native'})
+      assert.equal(readFileSync(file)[8], 2, 'a new keystore is version 2')
+      await writeV1()
+      await updateKeystore(file, {}, (keystore) => keystore.set('B', Buffer.from('b')))
+      assert.equal(readFileSync(file)[8], 1, 'add keeps version 1')
+      assert.deepEqual((await openKeystore(file)).keys(), ['A', 'B'])
+      await updateKeystore(file, {}, (keystore) => keystore.ensureHostKey())
+      assert.equal(readFileSync(file)[8], 2, 'a host key needs version 2')
+      await writeV1()
+      await updateKeystore(file, {}, (keystore) => keystore.convertTo('native'))
+      assert.equal(readFileSync(file)[8], 2, 'upgrade converts')
+      assert.deepEqual((await openKeystore(file)).get('A'), Buffer.from('a'))
     })
   })
 })

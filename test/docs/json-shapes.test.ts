@@ -4,7 +4,7 @@
  * (arrays by their first element, when both have one).
  */
 import assert from 'node:assert/strict'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {makeTempDir, ROOT, runCli} from '../helpers/cli.js'
@@ -51,7 +51,24 @@ describe('docs/json.md: the documented --json shapes', () => {
   it('documents every command that takes --json', () => {
     assert.deepEqual(
       [...shapes.keys()].sort(),
-      ['Errors', 'agent-config', 'export config', 'keystore add', 'keystore create', 'keystore has-passwd', 'keystore list', 'keystore passwd', 'keystore remove', 'keystore show', 'keystore upgrade', 'test config'].sort(),
+      [
+        'Errors',
+        'agent-config',
+        'export config',
+        'keystore add',
+        'keystore create',
+        'keystore has-passwd',
+        'keystore import',
+        'keystore list',
+        'keystore passwd',
+        'keystore recipient',
+        'keystore remove',
+        'keystore seal',
+        'keystore show',
+        'keystore sync',
+        'keystore upgrade',
+        'test config',
+      ].sort(),
     )
   })
 
@@ -65,6 +82,16 @@ describe('docs/json.md: the documented --json shapes', () => {
     await json('keystore has-passwd', ['keystore', 'has-passwd'])
     await json('keystore passwd', ['keystore', 'passwd', '--stdin'], {input: `${env.APM_SERVER_KEYSTORE_PASSWORD}\n`})
     await json('keystore upgrade', ['keystore', 'upgrade'])
+  })
+
+  it('sync, recipient, seal, import', async () => {
+    mkdirSync(path.join(tmp.dir, 'secrets'))
+    writeFileSync(path.join(tmp.dir, 'secrets', 'ES_PASSWORD'), 'changeme')
+    await json('keystore sync', ['keystore', 'sync', 'secrets'])
+    await json('keystore recipient', ['keystore', 'recipient'])
+    const recipient = JSON.parse((await runCli(['keystore', 'recipient', '--json'], {cwd: tmp.dir, env})).stdout).recipient as string
+    await json('keystore seal', ['keystore', 'seal', '--to', recipient, 'ES_PASSWORD', '--out', 'fleet.bundle'])
+    await json('keystore import', ['keystore', 'import', 'fleet.bundle'])
   })
 
   it('test config, export config, agent-config, remove', async () => {

@@ -3,7 +3,7 @@
  * types keys and reads the screen, then checks the keystore with the non-interactive CLI.
  */
 import assert from 'node:assert/strict'
-import {chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync} from 'node:fs'
+import {chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {BIN, CliResult, makeTempDir, runCli} from '../helpers/cli.js'
@@ -290,6 +290,33 @@ describe('keystore prompts at a real terminal (tmux)', function () {
       assert.doesNotMatch(screen, /^[AB]_KEY$/m)
       assertNotShown(screen, 'not-the-password')
       assert.deepEqual(snapshot(), before)
+    })
+
+    // A person typing a password must not hold the lock meanwhile (every other writer would wait on them).
+    it('sync and import ask for the password before they take the lock', async () => {
+      install('protected')
+      mkdirSync(path.join(cwd, 'secrets'))
+      writeFileSync(path.join(cwd, 'secrets', 'C_KEY'), 'c')
+      const recipient = (await cli(['keystore', 'recipient'], withPassword())).stdout.trim()
+      const sealed = await runCli(['keystore', 'seal', '--to', recipient, 'D_KEY', '--stdin', '--out', 'd.bundle'], {cwd, input: 'd'})
+      assert.equal(sealed.code, 0, sealed.stderr)
+      for (const args of [
+        ['keystore', 'sync', 'secrets'],
+        ['keystore', 'import', 'd.bundle'],
+      ]) {
+        // eslint-disable-next-line no-await-in-loop -- one terminal at a time
+        const term = await terminal(args)
+        // eslint-disable-next-line no-await-in-loop -- the prompt is up
+        await term.waitFor('? Keystore password:')
+        assert.deepEqual(snapshot().dir, ['apm-server.keystore'], `${args[1]}: the lock is held while the prompt waits`)
+        // eslint-disable-next-line no-await-in-loop -- answer it
+        await typeMasked(term, 'Keystore password:', PASSWORD)
+        // eslint-disable-next-line no-await-in-loop -- done
+        const {exit, screen} = await finish(term)
+        assert.equal(exit, OK, screen)
+      }
+
+      assert.equal((await cli(['keystore', 'list'], withPassword())).stdout, 'A_KEY\nB_KEY\nC_KEY\nD_KEY\n')
     })
 
     it('show KEY > file prompts on the terminal and writes only the value to the file', async () => {

@@ -1,5 +1,5 @@
 /**
- * Crash safety: SIGKILL the CLI at random moments during add, remove, passwd and upgrade.
+ * Crash safety: SIGKILL the CLI at random moments during add, remove, passwd, upgrade, sync and import.
  *
  * Each lane owns one keystore and knows its state. Every round starts one command and kills it: at a
  * uniformly random moment of its typical run time, or right after its lock directory appears, or right
@@ -18,7 +18,9 @@ import {randomBytes} from 'node:crypto'
 import {FSWatcher, promises as fs, watch} from 'node:fs'
 import path from 'node:path'
 
-import {updateKeystore} from '../../src/core/keystore.js'
+import {armorBundle, sealBundle} from '../../src/core/format/bundle.js'
+import {openKeystore, updateKeystore} from '../../src/core/keystore.js'
+import {fingerprintOf} from '../../src/core/recipient.js'
 import {
   CheckResult,
   cli,
@@ -53,7 +55,7 @@ export interface CrashOptions {
 const PASSWORDS = ['pw-crash-A', 'pw-crash-B']
 
 type Strategy = 'lock' | 'temp' | 'uniform'
-type Op = 'add' | 'passwd' | 'remove' | 'replace' | 'upgrade'
+type Op = 'add' | 'import' | 'passwd' | 'remove' | 'replace' | 'sync' | 'upgrade'
 
 interface Planned {
   op: Op
@@ -61,6 +63,8 @@ interface Planned {
   input?: string
   env: Record<string, string | undefined>
   after: Snapshot
+  /** untimed, before the command: the directory to sync, the bundle to import */
+  setup?: () => Promise<void>
 }
 
 interface Tally {
@@ -83,7 +87,7 @@ export async function checkCrash(options: CrashOptions): Promise<CheckResult> {
   const tally: Tally = {
     after: 0,
     before: 0,
-    byOp: {add: 0, passwd: 0, remove: 0, replace: 0, upgrade: 0},
+    byOp: {add: 0, import: 0, passwd: 0, remove: 0, replace: 0, sync: 0, upgrade: 0},
     byStrategy: {lock: 0, temp: 0, uniform: 0},
     completedFirst: 0,
     heldLock: 0,
@@ -94,7 +98,7 @@ export async function checkCrash(options: CrashOptions): Promise<CheckResult> {
     naturalRecoveries: 0,
     recoveries: 0,
   }
-  const durations: Record<Op, number[]> = {add: [], passwd: [], remove: [], replace: [], upgrade: []}
+  const durations: Record<Op, number[]> = {add: [], import: [], passwd: [], remove: [], replace: [], sync: [], upgrade: []}
   const started = Date.now()
   await pool(
     Array.from({length: options.lanes}, (_, i) => i),
@@ -105,7 +109,7 @@ export async function checkCrash(options: CrashOptions): Promise<CheckResult> {
   result.figures.push(
     {
       check: 'crash safety',
-      figure: `SIGKILLs during add/replace/remove/passwd/upgrade (${Object.entries(tally.byOp).map(([op, n]) => `${op} ${n}`).join(', ')})`,
+      figure: `SIGKILLs during add/replace/remove/passwd/upgrade/sync/import (${Object.entries(tally.byOp).map(([op, n]) => `${op} ${n}`).join(', ')})`,
       value: `${tally.kills} kills: ${tally.before} left the state before, ${tally.after} the state after, 0 anything else${result.failures.length > 0 ? ' (SEE FAILURES)' : ''} (${seconds.toFixed(0)} s)`,
     },
     {
@@ -147,7 +151,9 @@ async function runLane(lane: number, options: CrashOptions, result: CheckResult,
     while (tally.kills < options.kills && result.failures.length === 0) {
       // eslint-disable-next-line no-await-in-loop -- rounds are sequential within a lane
       state = await prepare(file, state, random)
-      const plan = planOp(state, random, () => `K${lane}_${serial++}`, newValue)
+      const plan = planFleetOp(state, random, cwd, () => `K${lane}_${serial++}`, newValue) ?? planOp(state, random, () => `K${lane}_${serial++}`, newValue)
+      // eslint-disable-next-line no-await-in-loop -- untimed set-up of this round
+      await plan.setup?.()
       const strategy: Strategy = pick(random, ['uniform', 'lock', 'temp'] as const)
       const typical = median(durations[plan.op], 600)
       const round = `lane ${lane} op ${plan.op} (${plan.args.slice(1).join(' ')}) strategy ${strategy}`
@@ -236,7 +242,7 @@ function show(state: Snapshot): string {
 }
 
 function sameState(a: Snapshot, b: Snapshot): boolean {
-  return a.format === b.format && a.password === b.password && sameEntries(a.entries, b.entries)
+  return a.format === b.format && a.password === b.password && a.hostKey === b.hostKey && sameEntries(a.entries, b.entries)
 }
 
 /**
@@ -244,7 +250,17 @@ function sameState(a: Snapshot, b: Snapshot): boolean {
  * Beats v1 file for upgrade to convert. Runs through the core API, under the lock.
  */
 async function prepare(file: string, state: Snapshot, random: () => number): Promise<Snapshot> {
-  if (state.format === 'native' && random() < 0.1) {
+  // Now and then the host gets its key for sealed bundles; from then on every command must keep it.
+  if (state.format === 'native' && !state.hostKey && random() < 0.1) {
+    const hostKey = await updateKeystore(file, {password: async () => Buffer.from(state.password ?? '')}, (keystore) => {
+      keystore.ensureHostKey()
+      return fingerprintOf(keystore.hostKeyPair()!.publicKey)
+    })
+    return {...state, hostKey}
+  }
+
+  // A keystore holding a host key cannot be Beats v1.
+  if (state.format === 'native' && !state.hostKey && random() < 0.1) {
     await updateKeystore(file, {password: async () => Buffer.from(state.password ?? '')}, (keystore) => {
       if (keystore.passwordProtected) keystore.setPassword(undefined)
       keystore.convertTo('beats-v1')
@@ -253,6 +269,52 @@ async function prepare(file: string, state: Snapshot, random: () => number): Pro
   }
 
   return state
+}
+
+/**
+ * One round in five: `sync --prune` or plain `sync` of a directory holding the keys with one changed, one
+ * new and (pruning) one gone; or, once the host has its key, `import --force` of a bundle with a new key
+ * and a changed one. Undefined for the other rounds.
+ */
+function planFleetOp(state: Snapshot, random: () => number, cwd: string, nextName: () => string, newValue: () => string): Planned | undefined {
+  if (random() >= 0.2) return undefined
+  const env = {APM_SERVER_KEYSTORE_PASSWORD: state.password ?? PASSWORDS[0]}
+  const names = [...state.entries.keys()]
+  const changed = new Map<string, string>([[nextName(), newValue()]])
+  if (names.length > 0) changed.set(names[Math.floor(random() * names.length)], newValue())
+  const merged = new Map(state.entries)
+  for (const [name, value] of changed) merged.set(name, Buffer.from(value).toString('base64'))
+  if (state.hostKey && random() < 0.5) {
+    const bundle = path.join(cwd, 'round.bundle')
+    return {
+      after: {...state, entries: merged},
+      args: ['keystore', 'import', bundle, '--force'],
+      env,
+      op: 'import',
+      async setup() {
+        const keystore = await openKeystore(keystorePath(cwd), {password: async () => Buffer.from(state.password ?? '')})
+        const entries = [...changed].map(([name, value]) => ({name, value: Buffer.from(value)}))
+        await fs.writeFile(bundle, armorBundle(sealBundle(entries, [keystore.hostKeyPair()!.publicKey])))
+      },
+    }
+  }
+
+  const prune = random() < 0.5
+  const files = new Map(merged)
+  const gone = prune ? names.find((name) => !changed.has(name)) : undefined
+  if (gone !== undefined) files.delete(gone)
+  const dir = path.join(cwd, 'sync-source')
+  return {
+    after: {...state, entries: files},
+    args: ['keystore', 'sync', dir, ...(prune ? ['--prune'] : [])],
+    env,
+    op: 'sync',
+    async setup() {
+      await fs.rm(dir, {force: true, recursive: true})
+      await fs.mkdir(dir)
+      await Promise.all([...files].map(([name, value]) => fs.writeFile(path.join(dir, name), Buffer.from(value, 'base64'))))
+    },
+  }
 }
 
 function planOp(state: Snapshot, random: () => number, nextName: () => string, newValue: () => string): Planned {

@@ -32,7 +32,7 @@ describe('torture (fast versions; `npm run torture` runs them at full size)', fu
     assertPassed(await checkConcurrency({full: false, keysEach: 2, processes: 3, raceOps: 3, raceWriters: 2, seed: SEED}))
   })
 
-  it('crash safety: 30 SIGKILLs during add/remove/passwd/upgrade leave the state before or after, and the next command cleans up', async () => {
+  it('crash safety: 30 SIGKILLs during add/remove/passwd/upgrade/sync/import leave the state before or after (host key kept), and the next command cleans up', async () => {
     assertPassed(await checkCrash({kills: 30, lanes: 2, naturalEvery: 0, seed: SEED}))
   })
 
@@ -40,11 +40,11 @@ describe('torture (fast versions; `npm run torture` runs them at full size)', fu
     assertPassed(await checkHostileFiles({cliSample: 12, extremes: false, hangMs: 30_000, mutations: 1000, seed: SEED, workers: 2}))
   })
 
-  it('hostile input: bad key names exit 2, binary values round-trip byte for byte, empty/closed stdin and no TTY fail at once', async () => {
+  it('hostile input: bad key names exit 2, binary values round-trip byte for byte, empty/closed stdin and no TTY fail at once; bad recipients, hostile bundles and odd sync directories refused at once', async () => {
     assertPassed(await checkHostileInput({bigValueBytes: 2_000_000, full: false}))
   })
 
-  it('leak hunt: no canary secret in argv, stdout (but show), stderr, --json, leftover files or the keystore in clear', async () => {
+  it('leak hunt: no canary secret in argv, stdout (but show), stderr, --json, leftover files, bundles or the keystore in clear; the host key nowhere', async () => {
     assertPassed(await checkLeaks({crashes: 2, full: false}))
   })
 

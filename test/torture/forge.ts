@@ -3,7 +3,7 @@
  * need no secret to forge (they are obfuscated, not encrypted), so their payload parsers face whatever an
  * attacker who can write the file wants; with the password, so does a protected one.
  *
- * The native layout forged here is version 1 as src/core/format/native.ts documents it (header with the
+ * The native layout forged here is version 1 (or 2, whose index also holds `meta`) as src/core/format/native.ts documents it (header with the
  * index length; an index box of [name, length] rows and the values box digest; a values box of the
  * values, then two float64 times per entry; one key per box). `forgeCalibrated()` forges a valid file
  * and opens it with the core first: when the format has moved on, the forged checks are skipped with
@@ -30,6 +30,8 @@ export interface NativeForgery {
   index: Buffer | ((valuesDigest: string) => Buffer)
   values: Buffer
   password?: Buffer
+  /** the format version byte; 1 unless given (a version 2 index must then hold `meta`) */
+  version?: number
 }
 
 /** A native keystore holding exactly the given index and values plaintexts, sealed as the format does. */
@@ -38,7 +40,7 @@ export async function forgeNative(forgery: NativeForgery, random: Random): Promi
   const nonce = bytes(random, 24)
   const header = Buffer.alloc(20 + 32 + 24 + 4)
   Buffer.from('APMKEYS\0', 'latin1').copy(header)
-  header[8] = 1
+  header[8] = forgery.version ?? 1
   if (forgery.password) {
     header[9] = 1
     header.writeUInt32BE(CHEAP_ARGON2.memoryKiB, 10)

@@ -11,6 +11,7 @@ import {promises as fs, watch} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
+import {checkFleetLeaks} from './leaks-fleet.js'
 import {BIN, CheckResult, cli, fail, KEYSTORE_NAME, keystorePath, newResult, sleep, startCli, TEMP_FILE, tempDir} from './lib.js'
 
 export interface LeakOptions {
@@ -197,6 +198,8 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
       }
     }
 
+    const fleetCommands = await checkFleetLeaks(canaries, options.full, result)
+    commands += fleetCommands
     const crashLeftovers = await crashScan(options.crashes, canaries, result)
 
     await sleep(50)
@@ -226,8 +229,8 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
     result.figures.push(
       {
         check: 'leak hunt',
-        figure: `${commands} keystore commands with canary value/password/new/wrong password (raw, base64, base64url, hex, UTF-16)`,
-        value: `${result.failures.length === 0 ? '0' : 'SOME'} canaries in stdout (except show), stderr, --json, --debug, leftover files, keystores in clear (${keystores} keystores, ${files.length - keystores} other files scanned)`,
+        figure: `${commands} keystore commands (${fleetCommands} of them recipient, seal, import, sync) with canary value/password/new/wrong password (raw, base64, base64url, hex, UTF-16)`,
+        value: `${result.failures.length === 0 ? '0' : 'SOME'} canaries in stdout (except show), stderr, --json, --debug, leftover files, bundles, keystores in clear (${keystores} keystores, ${files.length - keystores} other files scanned); the host's secret key in no output, bundle or keystore in clear`,
       },
       {
         check: 'leak hunt',

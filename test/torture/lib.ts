@@ -8,6 +8,7 @@ import path from 'node:path'
 
 import {isKeystoreError} from '../../src/core/errors.js'
 import {openKeystore} from '../../src/core/keystore.js'
+import {fingerprintOf} from '../../src/core/recipient.js'
 import {BIN, cleanEnv, CliResult, makeTempDir, RunningChild, startChild} from '../helpers/cli.js'
 
 export {BIN, ROOT, TEST_KDF_PARAMS} from '../helpers/cli.js'
@@ -110,6 +111,8 @@ export interface Snapshot {
   /** the candidate password that opened it, or undefined when it has none */
   password?: string
   entries: Map<string, string>
+  /** the fingerprint of the host's key for sealed bundles, when it has one */
+  hostKey?: string
 }
 
 /**
@@ -131,7 +134,8 @@ export async function snapshot(file: string, passwords: readonly string[] = []):
       })
       const entries = new Map<string, string>()
       for (const name of keystore.keys()) entries.set(name, keystore.get(name).toString('base64'))
-      return {entries, format: keystore.format, password: asked ? candidate : undefined}
+      const pair = keystore.hostKeyPair()
+      return {entries, format: keystore.format, password: asked ? candidate : undefined, ...(pair ? {hostKey: fingerprintOf(pair.publicKey)} : {})}
     } catch (error) {
       lastError = error
       if (!isKeystoreError(error, 'EDECRYPT')) break

@@ -1,9 +1,9 @@
 /**
- * The native keystore format, version 1.
+ * The native keystore format, versions 1 and 2.
  *
  *   offset size  field
  *   0      8     magic "APMKEYS\0"
- *   8      1     format version (1)
+ *   8      1     format version (1 or 2)
  *   9      1     KDF: 0 none (obfuscation only), 1 argon2id
  *   10     4     argon2 memory in KiB (u32 BE; 0 for none)
  *   14     4     argon2 iterations (u32 BE; 0 for none)
@@ -12,8 +12,8 @@
  *   20     S     salt
  *   20+S   24    secretbox nonce
  *   44+S   4     length I of the index box (u32 BE)
- *   48+S   I     index box: secretbox (XSalsa20-Poly1305) of JSON {values: sha256 of the values box,
- *                entries: [[name, value length], ...]}
+ *   48+S   I     index box: secretbox (XSalsa20-Poly1305) of JSON {entries: [[name, value length], ...],
+ *                meta: {...} (version 2 only), values: sha256 of the values box}
  *   48+S+I ...   values box: secretbox of the values, concatenated in index order, then for each entry
  *                its created and updated times (ms since the epoch, two float64 BE)
  *
@@ -22,6 +22,14 @@
  * byte of the file is still checked on every load. Each box has its own key, HMAC(KDF output, purpose,
  * header), so every header byte is authenticated and the shared nonce is never reused under one key.
  * The header is checked strictly, with caps, before any KDF runs; after that a failure has one message.
+ *
+ * Version 2 adds `meta`, the keystore's metadata: authenticated and encrypted with the index, under the
+ * password when there is one, written atomically with the entries, and never a key. Its fields are named;
+ * this build knows `hostKey` (the host's X25519 secret key for sealed bundles, base64). A field this
+ * build does not know is refused (EVERSION: written by a newer apm-server), never dropped on a rewrite:
+ * a later version adds fields (e.g. expiry times keyed by entry name, an audit chain's head) without
+ * changing this layout. Version 1 files still open, and are rewritten as version 1 until they get
+ * metadata or `upgrade` converts them.
  */
 import {createHash} from 'node:crypto'
 
@@ -43,7 +51,9 @@ import {DECRYPT_FAILED_MESSAGE, EncodeLimitError, KeystoreError} from '../errors
 import {jsonDepthWithin} from './json-guard.js'
 
 export const NATIVE_MAGIC = Buffer.from('APMKEYS\0', 'latin1')
-export const NATIVE_VERSION = 1
+/** The version new keystores, `upgrade` and keystores with metadata are written in. */
+export const NATIVE_VERSION = 2
+export type NativeVersion = 1 | 2
 const KDF_NONE = 0
 const KDF_ARGON2ID = 1
 const FIXED_HEADER_BYTES = 20
@@ -60,7 +70,16 @@ const MAX_INDEX_BYTES = 32 * 1024 * 1024
 
 export type NativeKdf = {type: 'argon2id'; params: Argon2Params} | {type: 'none'}
 
+/** The keystore's metadata (version 2): never an entry, never listed. */
+export interface NativeMeta {
+  /** this host's X25519 secret key, for opening sealed bundles */
+  hostKey?: Buffer
+}
+
+const HOST_KEY_BYTES = 32
+
 export interface NativeHeader {
+  version: NativeVersion
   kdf: NativeKdf
   salt: Buffer
   nonce: Buffer
@@ -83,8 +102,8 @@ export function readNativeHeader(data: Buffer): NativeHeader {
   if (!looksNative(data)) throw formatError('not an apm-server keystore (bad magic)')
   if (data.length < FIXED_HEADER_BYTES) throw formatError('keystore file is truncated (header incomplete)')
   const version = data[8]
-  if (version !== NATIVE_VERSION) {
-    throw new KeystoreError('EVERSION', `unsupported keystore format version ${version}; this build reads version ${NATIVE_VERSION}, upgrade apm-server`)
+  if (version !== 1 && version !== 2) {
+    throw new KeystoreError('EVERSION', `unsupported keystore format version ${version}; this build reads versions up to ${NATIVE_VERSION}, upgrade apm-server`)
   }
 
   const kdfId = data[9]
@@ -125,6 +144,7 @@ export function readNativeHeader(data: Buffer): NativeHeader {
     nonce: data.subarray(FIXED_HEADER_BYTES + saltLength, FIXED_HEADER_BYTES + saltLength + SECRETBOX_NONCE_BYTES),
     salt: data.subarray(FIXED_HEADER_BYTES, FIXED_HEADER_BYTES + saltLength),
     valuesBox: data.subarray(headerLength + indexLength),
+    version,
   }
 }
 
@@ -159,6 +179,9 @@ async function deriveMaster(kdf: NativeKdf, salt: Buffer, password: Buffer | und
 
 /** A decrypted index: names at once, values on demand. */
 export interface NativeContents {
+  version: NativeVersion
+  /** the metadata (empty for version 1) */
+  meta: NativeMeta
   kdf: NativeKdf
   /** each name to its position in the file (file order); a new map for each open, the caller's to keep */
   positions: Map<string, number>
@@ -221,7 +244,7 @@ function digest(data: Uint8Array): string {
 export async function openNative(data: Buffer, password: () => Promise<Buffer>): Promise<NativeContents> {
   const header = readNativeHeader(data)
   const master = await deriveMaster(header.kdf, header.salt, header.kdf.type === 'none' ? undefined : await password())
-  const index = parseIndex(toBuffer(openSecretbox(header.indexBox, header.nonce, boxKey(master, 'index', header.bytes))))
+  const index = parseIndex(toBuffer(openSecretbox(header.indexBox, header.nonce, boxKey(master, 'index', header.bytes))), header.version)
   // Checked now, not when values are read, so that a damaged values box fails every command.
   if (digest(header.valuesBox) !== index.valuesDigest) throw new KeystoreError('EDECRYPT', DECRYPT_FAILED_MESSAGE)
   // The values and their times must fill the values box exactly: checked now, so every command refuses the file.
@@ -230,6 +253,7 @@ export async function openNative(data: Buffer, password: () => Promise<Buffer>):
   if (starts[count] + TIME_BYTES * count !== header.valuesBox.length - SECRETBOX_OVERHEAD_BYTES) throw malformedPayload()
   return {
     kdf: header.kdf,
+    meta: index.meta,
     positions: index.positions,
     readValues() {
       // Its digest was compared above, inside the authenticated index: every byte of it is already checked.
@@ -242,6 +266,7 @@ export async function openNative(data: Buffer, password: () => Promise<Buffer>):
 
       return new StoredValues(plaintext, starts)
     },
+    version: header.version,
   }
 }
 
@@ -255,10 +280,10 @@ export async function decodeNative(data: Buffer, password: () => Promise<Buffer>
 }
 
 /** The header of a new native file; its last field, the index length, is written once the index is known. */
-function nativeHeader(kdf: NativeKdf, salt: Buffer, nonce: Buffer): Buffer {
+function nativeHeader(kdf: NativeKdf, salt: Buffer, nonce: Buffer, version: number): Buffer {
   const header = Buffer.alloc(FIXED_HEADER_BYTES + SALT_BYTES + SECRETBOX_NONCE_BYTES + INDEX_LENGTH_BYTES)
   NATIVE_MAGIC.copy(header, 0)
-  header[8] = NATIVE_VERSION
+  header[8] = version
   if (kdf.type === 'argon2id') {
     checkArgon2Limits(kdf.params)
     header[9] = KDF_ARGON2ID
@@ -279,9 +304,16 @@ function nativeHeader(kdf: NativeKdf, salt: Buffer, nonce: Buffer): Buffer {
  */
 export type EntryOrStored = Entry | number
 
+/** Which version to write, and the metadata (version 2 only). */
+export interface NativeLayout {
+  version: NativeVersion
+  meta: NativeMeta
+}
+
 /**
  * Encodes `entries`, in their order, with a fresh salt and nonce (so every box is sealed anew). Entries
- * given as positions are copied from `stored`; consecutive ones in one piece.
+ * given as positions are copied from `stored`; consecutive ones in one piece. Writes the current version
+ * unless `layout` says otherwise; metadata needs version 2.
  */
 export async function encodeNative(
   entries: ReadonlyMap<string, EntryOrStored>,
@@ -289,10 +321,13 @@ export async function encodeNative(
   password: Buffer | undefined,
   stored?: StoredValues,
   maxFileBytes = Number.POSITIVE_INFINITY,
+  layout: NativeLayout = {meta: {}, version: NATIVE_VERSION},
 ): Promise<Buffer> {
+  const metaJson = encodeMeta(layout.meta)
+  if (layout.version === 1 && metaJson !== '{}') throw new TypeError('encodeNative: version 1 cannot hold metadata')
   const salt = randomBytesOf(SALT_BYTES)
   const nonce = randomBytesOf(SECRETBOX_NONCE_BYTES)
-  const header = nativeHeader(kdf, salt, nonce)
+  const header = nativeHeader(kdf, salt, nonce, layout.version)
   const master = await deriveMaster(kdf, salt, password)
   // The index JSON, {"entries":[[name,length],...],"values":digest}, written row by row instead of
   // JSON.stringify of [name, length] pairs built first, and without destructuring (which runs the iterator
@@ -310,7 +345,9 @@ export async function encodeNative(
     valuesLength += length
   }
 
-  checkEncodedLimits(entries.size, rows.length, header.length, valuesLength, maxFileBytes)
+  // Between the rows and the digest: nothing in version 1, the metadata in version 2.
+  const middle = layout.version === 1 ? '' : `,"meta":${metaJson}`
+  checkEncodedLimits(entries.size, rows.length + middle.length, header.length, valuesLength, maxFileBytes)
   const plaintext = Buffer.alloc(valuesLength + TIME_BYTES * entries.size)
   let valueAt = 0
   let timeAt = valuesLength
@@ -347,7 +384,7 @@ export async function encodeNative(
   // The index length is part of the header that both keys are bound to, and the index holds the digest
   // of the values box sealed under such a key. A SHA-256 digest in base64 is always 44 characters, so
   // the index is built once with a placeholder, and the digest written over it.
-  const index = Buffer.from(`{"entries":[${rows}],"values":"${DIGEST_PLACEHOLDER}"}`)
+  const index = Buffer.from(`{"entries":[${rows}]${middle},"values":"${DIGEST_PLACEHOLDER}"}`)
   const digestAt = index.length - DIGEST_PLACEHOLDER.length - 2
   header.writeUInt32BE(index.length + SECRETBOX_OVERHEAD_BYTES, header.length - INDEX_LENGTH_BYTES)
   const valuesBox = sealSecretbox(plaintext, nonce, boxKey(master, 'values', header))
@@ -356,13 +393,13 @@ export async function encodeNative(
   return Buffer.concat([header, indexBox, valuesBox])
 }
 
-/** `{"entries":[` rows `],"values":"` digest `"}` around the rows. */
+/** `{"entries":[` rows `],"values":"` digest `"}` around the rows (and the metadata). */
 const INDEX_FRAME_BYTES = '{"entries":[],"values":""}'.length + DIGEST_PLACEHOLDER.length
 
 /**
  * Refuses, before anything is allocated or sealed, a file that readNativeHeader, parseIndex or the file
- * reader would refuse: a keystore nobody can open again. `rowsLength` is the index rows' length in
- * characters, which is their length in bytes: key names and numbers are ASCII.
+ * reader would refuse: a keystore nobody can open again. `rowsLength` is the index rows' (and metadata's)
+ * length in characters, which is their length in bytes: key names, numbers and base64 are ASCII.
  */
 function checkEncodedLimits(count: number, rowsLength: number, headerLength: number, valuesLength: number, maxFileBytes: number): void {
   if (count > MAX_KEYS) throw new EncodeLimitError(`would hold ${count} keys, over the limit of ${MAX_KEYS}`)
@@ -382,17 +419,19 @@ function malformedPayload(): KeystoreError {
 }
 
 interface Index {
+  meta: NativeMeta
   positions: NativeContents['positions']
   /** where each position's value begins in the values box; starts[count] is the values' total length */
   starts: Float64Array
   valuesDigest: string
 }
 
-// {"entries": [[name, length], ...], "values": "..."}: three levels, one array per key plus two.
+// {"entries": [[name, length], ...], "meta": {...}, "values": "..."}: three levels, one array per key plus
+// two, and the metadata object.
 const INDEX_DEPTH = 3
-const INDEX_CONTAINERS = MAX_KEYS + 2
+const INDEX_CONTAINERS = MAX_KEYS + 3
 
-function parseIndex(plaintext: Buffer): Index {
+function parseIndex(plaintext: Buffer, version: NativeVersion): Index {
   if (!jsonDepthWithin(plaintext, INDEX_DEPTH, INDEX_CONTAINERS)) throw malformedPayload()
   let parsed: unknown
   try {
@@ -401,8 +440,10 @@ function parseIndex(plaintext: Buffer): Index {
     throw malformedPayload()
   }
 
-  const {entries: rows, values} = (parsed ?? {}) as {entries?: unknown; values?: unknown}
+  const {entries: rows, meta, values} = (parsed ?? {}) as {entries?: unknown; meta?: unknown; values?: unknown}
   if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
+  // Version 1 never had metadata (and ignored other fields); version 2 always has the object.
+  const parsedMeta = version === 1 ? {} : parseMeta(meta)
   const count = rows.length
   const positions: Index['positions'] = new Map()
   const starts = new Float64Array(count + 1)
@@ -421,5 +462,31 @@ function parseIndex(plaintext: Buffer): Index {
     starts[i + 1] = starts[i] + (length as number)
   }
 
-  return {positions, starts, valuesDigest: values}
+  return {meta: parsedMeta, positions, starts, valuesDigest: values}
+}
+
+const META_FIELDS: ReadonlySet<string> = new Set(['hostKey'])
+const BASE64_32_BYTES = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/
+
+function parseMeta(meta: unknown): NativeMeta {
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw malformedPayload()
+  const unknown = Object.keys(meta).filter((field) => !META_FIELDS.has(field))
+  if (unknown.length > 0) {
+    // Only a writer holding the key can put names here; still escaped and cut.
+    const shown = unknown.slice(0, 3).map((field) => JSON.stringify(field.slice(0, 40)))
+    throw new KeystoreError('EVERSION', `keystore holds metadata this build does not know (${shown.join(', ')}), written by a newer apm-server; upgrade apm-server`)
+  }
+
+  const {hostKey} = meta as {hostKey?: unknown}
+  if (hostKey === undefined) return {}
+  // Canonical base64 of exactly 32 bytes: one way to write each key.
+  if (typeof hostKey !== 'string' || !BASE64_32_BYTES.test(hostKey)) throw malformedPayload()
+  return {hostKey: Buffer.from(hostKey, 'base64')}
+}
+
+/** The metadata's JSON, fields in a fixed order. */
+function encodeMeta(meta: NativeMeta): string {
+  if (meta.hostKey === undefined) return '{}'
+  if (meta.hostKey.length !== HOST_KEY_BYTES) throw new TypeError('encodeNative: a host key is 32 bytes')
+  return `{"hostKey":"${meta.hostKey.toString('base64')}"}`
 }

@@ -1,0 +1,45 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {readStdin} from '../../cli/secrets.js'
+import {importBundle, readBundleFile} from '../../core/bundles.js'
+import {KeystoreError} from '../../core/errors.js'
+import {MAX_BUNDLE_FILE_BYTES} from '../../core/format/bundle.js'
+
+export interface ImportResult {
+  path: string
+  added: string[]
+  updated: string[]
+  /** keys the keystore already held with the same value */
+  unchanged: number
+}
+
+export default class Import extends BaseCommand<typeof Import> {
+  static summary = "Import a sealed bundle with this host's key: every key in it, all or nothing."
+  static description = `Opens a bundle made by "keystore seal" for this host's recipient and adds every key in it under one lock and one atomic write: all of them, or none when anything is wrong. A key the keystore already holds with another value is refused unless --force; one with the same value is left as it is, so importing the same bundle again changes nothing. A bundle sealed to other hosts, changed in any byte, of an unknown version or holding more than a keystore may hold is refused with one line, the keystore untouched.`
+
+  static examples = [
+    {command: '<%= config.bin %> <%= command.id %> fleet.bundle', description: 'Import the keys sealed to this host'},
+    {command: '<%= config.bin %> <%= command.id %> fleet.bundle --force', description: 'Rotation: replace the values of existing keys'},
+    {command: 'ssh workstation cat fleet.bundle | <%= config.bin %> <%= command.id %> -', description: 'Read the bundle from stdin'},
+  ]
+
+  static args = {bundle: Args.string({description: 'the bundle file, or - for stdin', required: true})}
+  static flags = {
+    force: Flags.boolean({char: 'f', description: 'replace keys that exist with another value'}),
+  }
+
+  async run(): Promise<ImportResult> {
+    const {keystore: file} = await this.paths()
+    const source = this.args.bundle
+    const data =
+      source === '-'
+        ? await readStdin(MAX_BUNDLE_FILE_BYTES, () => new KeystoreError('ELIMITS', `stdin holds more than ${MAX_BUNDLE_FILE_BYTES} bytes, larger than any bundle a keystore can hold; it is not a bundle`))
+        : await readBundleFile(source)
+    const label = source === '-' ? 'the bundle on stdin' : `bundle ${source}`
+    const {added, unchanged, updated} = await importBundle(file, data, label, {...this.openOptions(), force: this.flags.force})
+    const parts = [added.length > 0 ? `added ${added.join(', ')}` : '', updated.length > 0 ? `replaced ${updated.join(', ')}` : '', `${unchanged} unchanged`]
+    this.say(`Imported into ${file}: ${parts.filter(Boolean).join('; ')}.`)
+    return {added, path: file, unchanged, updated}
+  }
+}
