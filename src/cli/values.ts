@@ -44,7 +44,8 @@ async function readValueFile(file: string): Promise<Buffer> {
   })
 }
 
-async function readStdinValues(names: string[]): Promise<Buffer[]> {
+/** Values for `names` from stdin, as `add --stdin` takes them (also `seal --stdin`): capped at 64 MiB. */
+export async function readStdinValues(names: readonly string[]): Promise<Buffer[]> {
   const data = await readStdin(
     MAX_VALUE_BYTES,
     () => new KeystoreError('EUSAGE', `stdin holds more than ${MAX_VALUE_BYTES} bytes (64 MiB), the most a value may be; store a smaller value`),

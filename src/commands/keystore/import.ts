@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore import BUNDLE|-`: opens a sealed bundle with this host's key and adds its entries, all or nothing.
+ */
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'

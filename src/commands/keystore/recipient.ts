@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore recipient`: prints this host's recipient (its X25519 public key as text), making the key pair on first use.
+ */
 import {BaseCommand} from '../../cli/base-command.js'
 import {hostRecipient} from '../../core/bundles.js'
 

@@ -1,7 +1,10 @@
+/**
+ * `apm-server keystore seal --to RECIPIENT...`: a bundle of keystore entries (or stdin values) readable only by the recipients.
+ */
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {valuesFromStdin} from '../../cli/stdin-values.js'
+import {readStdinValues} from '../../cli/values.js'
 import {parseRecipients, sealFromKeystore, sealValues, writeBundleFile} from '../../core/bundles.js'
 import {assertValidKeyName} from '../../core/entries.js'
 import {KeystoreError} from '../../core/errors.js'
@@ -45,7 +48,7 @@ export default class Seal extends BaseCommand<typeof Seal> {
     let sealed
     if (stdin) {
       if (names.length === 0) throw new KeystoreError('EUSAGE', '--stdin seals the keys you name; name them (KEY...)')
-      const values = await valuesFromStdin(names)
+      const values = await readStdinValues(names)
       sealed = sealValues(names.map((name, i) => ({name, value: values[i]})), recipients, binary)
     } else {
       const {keystore: file} = await this.paths()

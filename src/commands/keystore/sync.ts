@@ -1,3 +1,6 @@
+/**
+ * `apm-server keystore sync DIR`: makes the keystore hold a directory's files (file name as key, bytes as value), writing only on a change.
+ */
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
