@@ -1,6 +1,6 @@
 import {fileURLToPath} from 'node:url'
 
-import {execute as oclifExecute, Plugin} from '@oclif/core'
+import {Interfaces, execute as oclifExecute, Plugin} from '@oclif/core'
 
 export interface ExecuteOptions {
   /** import.meta.url of bin/run.js (or its path): oclif finds package.json above it */
@@ -38,8 +38,28 @@ export function ownCommandId(args: string[], ids: ReadonlySet<string>): string |
 export async function executeCli(commandIds: ReadonlySet<string>, {args = process.argv.slice(2), dir}: ExecuteOptions): Promise<unknown> {
   const root = dir.startsWith('file:') ? fileURLToPath(dir) : dir
   const helpOrVersion = args.includes('--help') || args[0] === '--version'
-  if (helpOrVersion || !ownCommandId(args, commandIds)) return oclifExecute({args, loadOptions: {root, userPlugins: false}})
+  const id = helpOrVersion ? undefined : ownCommandId(args, commandIds)
+  if (!id) return oclifExecute({args, loadOptions: {root, userPlugins: false}})
   const plugin = new Plugin({isRoot: true, root})
+  keepOneCommand(plugin, id)
   await plugin.load()
   return oclifExecute({args, loadOptions: {plugins: new Map([[plugin.name, plugin]]), root}})
+}
+
+/**
+ * Makes the plugin hold, of the manifest's commands, only the one being run: nothing on this path lists,
+ * suggests or helps with the others. Plugin.load sorts its commands with localeCompare, and the first
+ * localeCompare of a process builds an ICU collator, about 10 ms of `keystore list`'s start (CPU time,
+ * bench/RESULTS.md); a list of one is never compared. `_manifest` is private in oclif's types (4.14.0,
+ * pinned): if a later oclif renames it, this only stops saving the time.
+ */
+function keepOneCommand(plugin: Plugin, id: string): void {
+  const internal = plugin as unknown as {_manifest?: () => Promise<Interfaces.Manifest>}
+  const readManifest = internal._manifest
+  if (typeof readManifest !== 'function') return
+  internal._manifest = async () => {
+    const manifest = await readManifest.call(plugin)
+    const command = manifest.commands[id]
+    return command ? {...manifest, commands: {[id]: command}} : manifest
+  }
 }
