@@ -42,7 +42,7 @@ const START_SOURCES = new Set([
 ])
 /** Command classes are declarative (flags, summary) and all start with the CLI: oclif needs the class. */
 const COMMAND_SOURCE = /^src\/commands\/[\w/-]+\.ts$/
-/** Packages a keystore command may start with: oclif and what it loads at start, and tweetnacl. */
+/** Packages a keystore command may start with: oclif and what it loads at start, tweetnacl and xsalsa20. */
 const START_PACKAGES = new Set([
   '@oclif/core',
   'ansi-escapes',
@@ -82,6 +82,7 @@ const START_PACKAGES = new Set([
   'wordwrap',
   'wrap-ansi',
   'wsl-utils',
+  'xsalsa20',
 ])
 /** The lock library a write loads, in a chunk of its own. */
 const LOCK_PACKAGES = new Set(['graceful-fs', 'proper-lockfile', 'retry', 'signal-exit'])
