@@ -19,7 +19,7 @@
  * oclif loads only in development.
  */
 import {spawnSync} from 'node:child_process'
-import {mkdirSync, readdirSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -44,6 +44,43 @@ const common = {
   write: false,
 }
 
+/**
+ * Our modules' imports of '@oclif/core' go to src/cli/oclif-core.ts, which takes each part from its own
+ * oclif module: oclif's index loads them all and semver (src/cli/execute.ts says more).
+ */
+const oclifParts = {
+  name: 'oclif-parts',
+  setup(context) {
+    const parts = path.join(ROOT, 'src', 'cli', 'oclif-core.ts')
+    context.onResolve({filter: /^@oclif\/core$/}, ({importer}) => (importer.startsWith(path.join(ROOT, 'src')) && importer !== parts ? {path: parts} : undefined))
+  },
+}
+
+/**
+ * Node built-in modules oclif requires when its modules load but uses only on paths a keystore command
+ * does not take (reading flags from stdin, performance tracing, finding the Windows shell), required
+ * when first used instead: about a dozen fewer built-in modules compiled at start. The build fails if
+ * oclif's text changed (an upgrade), so that each is looked at again.
+ */
+const LAZY_BUILTINS = {
+  'node_modules/@oclif/core/lib/parser/parse.js': 'const node_readline_1 = require("node:readline");',
+  'node_modules/@oclif/core/lib/performance.js': 'const node_perf_hooks_1 = require("node:perf_hooks");',
+  'node_modules/@oclif/core/lib/util/os.js': 'const node_child_process_1 = require("node:child_process");',
+}
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(context) {
+    context.onLoad({filter: /[/\\]@oclif[/\\]core[/\\]lib[/\\].*\.js$/}, ({path: file}) => {
+      const declaration = LAZY_BUILTINS[path.relative(ROOT, file).split(path.sep).join('/')]
+      if (!declaration) return undefined
+      const text = readFileSync(file, 'utf8')
+      if (!text.includes(declaration)) throw new Error(`${file} no longer has ${declaration}; check LAZY_BUILTINS in scripts/bundle.js`)
+      const [, name, specifier] = /^const (\w+) = require\(("[^"]+")\);$/.exec(declaration)
+      return {contents: text.replace(declaration, `const ${name} = new Proxy({}, {get: (_target, key) => require(${specifier})[key]});`), loader: 'js'}
+    })
+  },
+}
+
 const split = await build({
   ...common,
   chunkNames: '[name]-[hash]',
@@ -54,6 +91,7 @@ const split = await build({
   external: ['argon2', 'pino', 'pino-pretty', '@elastic/ecs-pino-format', '@inquirer/prompts', 'typescript', 'ts-node'],
   format: 'esm',
   metafile: true,
+  plugins: [oclifParts, lazyBuiltins],
   sourcemap: 'external',
   splitting: true,
 })

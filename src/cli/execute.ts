@@ -1,3 +1,5 @@
+import {readFileSync} from 'node:fs'
+import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {Interfaces, execute as oclifExecute, Plugin} from '@oclif/core'
@@ -37,13 +39,38 @@ export function ownCommandId(args: string[], ids: ReadonlySet<string>): string |
  */
 export async function executeCli(commandIds: ReadonlySet<string>, {args = process.argv.slice(2), dir}: ExecuteOptions): Promise<unknown> {
   const root = dir.startsWith('file:') ? fileURLToPath(dir) : dir
+  const pjson = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as Interfaces.PJSON
+  checkEnvironment(pjson)
   const helpOrVersion = args.includes('--help') || args[0] === '--version'
   const id = helpOrVersion ? undefined : ownCommandId(args, commandIds)
-  if (!id) return oclifExecute({args, loadOptions: {root, userPlugins: false}})
-  const plugin = new Plugin({isRoot: true, root})
+  if (!id) return oclifExecute({args, loadOptions: {pjson, root, userPlugins: false}})
+  const plugin = new Plugin({isRoot: true, pjson, root})
   keepOneCommand(plugin, id)
   await plugin.load()
   return oclifExecute({args, loadOptions: {plugins: new Map([[plugin.name, plugin]]), root}})
+}
+
+/** package.json `engines.node`: a minimum version. */
+export const ENGINE_MINIMUM = /^>=\s*(\d+)\.(\d+)\.(\d+)$/
+
+/**
+ * The warnings oclif's index gives at load, which the bundle does not load (src/cli/oclif-core.ts): a
+ * current directory that is gone, and a Node older than package.json `engines.node`, a minimum
+ * (`>=x.y.z`, held to that form by test/cli/execute.test.ts) compared here without semver.
+ */
+export function checkEnvironment(pjson: Interfaces.PJSON, nodeVersion = process.versions.node): void {
+  try {
+    process.cwd()
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') process.stderr.write('WARNING: current directory does not exist\n')
+  }
+
+  const minimum = ENGINE_MINIMUM.exec(pjson.engines?.node ?? '')
+  if (!minimum || ['1', 'true'].includes(process.env.OCLIF_DISABLE_ENGINE_WARNING?.toLowerCase() ?? '')) return
+  const have = nodeVersion.split('.').map(Number)
+  const want = minimum.slice(1).map(Number)
+  const older = have[0] === want[0] ? (have[1] === want[1] ? have[2] < want[2] : have[1] < want[1]) : have[0] < want[0]
+  if (older) process.emitWarning(`Node version must be ${pjson.engines!.node} to use this CLI. Current node version: ${nodeVersion}`)
 }
 
 /**

@@ -24,6 +24,7 @@ const START_SOURCES = new Set([
   'src/cli.ts',
   'src/cli/base-command.ts',
   'src/cli/execute.ts',
+  'src/cli/oclif-core.ts',
   'src/cli/secrets.ts',
   'src/cli/server-flags.ts',
   'src/core/agent-settings.ts',
@@ -42,7 +43,10 @@ const START_SOURCES = new Set([
 ])
 /** Command classes are declarative (flags, summary) and all start with the CLI: oclif needs the class. */
 const COMMAND_SOURCE = /^src\/commands\/[\w/-]+\.ts$/
-/** Packages a keystore command may start with: oclif and what it loads at start, tweetnacl and xsalsa20. */
+/**
+ * Packages a keystore command may start with: oclif and what it loads at start (its parts, not its index:
+ * no semver), tweetnacl and xsalsa20.
+ */
 const START_PACKAGES = new Set([
   '@oclif/core',
   'ansi-escapes',
@@ -72,7 +76,6 @@ const START_PACKAGES = new Set([
   'ms',
   'picomatch',
   'powershell-utils',
-  'semver',
   'string-width',
   'strip-ansi',
   'supports-color',
