@@ -1,14 +1,22 @@
 /**
- * Loads the CommonJS bundle of the CLI (dist/cli.cjs) through a V8 code cache, so that start-up
- * deserialises bytecode instead of parsing and compiling about a megabyte of JavaScript. Node 20 has no
- * compile cache for ES modules (module.enableCompileCache came in Node 22), hence a CommonJS bundle
- * compiled here with vm.Script, as Node's own loader would (same wrapper, require, module, __filename).
+ * Loads the CommonJS bundle of the CLI through V8 code caches, so that start-up deserialises bytecode
+ * instead of parsing and compiling about a megabyte of JavaScript. Node 20 has no compile cache for ES
+ * modules (module.enableCompileCache came in Node 22), hence CommonJS files compiled here with vm.Script,
+ * as Node's own loader would (same wrapper, require, module, __filename).
  *
- * Caches, each used only if made for these exact bundle bytes and this Node version:
- * 1. the shipped one: `dist/cli.cjs.cache`, made by the build (scripts/train-code-cache.js);
+ * The bundle is split into chunks (scripts/bundle.js): a file holds the definitions of one or more
+ * chunks, as `module.exports = {"./name.js": function (exports, require, module, ...) {...}}`. The
+ * start file (dist/cli.cjs) holds every chunk a keystore command starts with; the server, the YAML
+ * parser and the like are chunks of their own files, compiled only by the commands that import them.
+ * A chunk asks for another by esbuild's name for it (`require("./name.js")`, `import("./name.js")`):
+ * one defined in a file already loaded, or else the file `name.cjs` next to the start file.
+ *
+ * Caches, per file, each used only if made for these exact file bytes and this Node version:
+ * 1. the shipped one: `<file>.cache` (e.g. `dist/cli.cjs.cache`), made by the build
+ *    (scripts/train-code-cache.js);
  * 2. failing that (another Node than the build's, or no cache shipped), the user's:
  *    `${XDG_CACHE_HOME:-~/.cache}/apm-server/v8-<node version>-<arch>-<install id>.cache`, written
- *    at exit by a run that had no usable cache.
+ *    at exit by a run that had no usable cache (the install id names the file, so one per file).
  * A code cache is executable code, and V8 does not verify it, so a cache is trusted only if the files
  * and the directory holding it are owned by this user (or root, or the bundle's owner, for the shipped
  * one) and writable by nobody else. Every failure falls back to plain compilation: a cache can make
@@ -47,8 +55,11 @@ interface Cache {
 
 export interface LoadedBundle<T> {
   exports: T
-  /** writes the code cache of everything compiled so far (the build uses it for the shipped cache) */
-  saveCodeCache(file: string): void
+  /**
+   * Writes `<file>.cache` for each bundle file given: the code of everything this process compiled from
+   * it so far (the build uses it for the shipped caches, after a training run).
+   */
+  saveCodeCaches(files: string[]): void
 }
 
 function cacheKey(bundle: Buffer): Buffer {
@@ -135,37 +146,58 @@ function prepareUserCacheDir(dir: string): boolean {
   }
 }
 
+/** A bundle file's text in the CommonJS wrapper, on one line so that line numbers are the file's own. */
+function wrapSource(bytes: Buffer): string {
+  // scripts/bundle.js writes ASCII only: then latin1 decoding is exact, and cheaper than UTF-8.
+  const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8')
+  return `(function (${WRAPPER_PARAMETERS.join(', ')}) {${source}\n})`
+}
+
+/** A chunk: a CommonJS module function, with IMPORT_PARAMETER after Node's five parameters. */
+type ChunkFunction = (
+  exports: unknown,
+  require: (specifier: string) => unknown,
+  module: {exports: unknown},
+  filename: string,
+  dirname: string,
+  importModule: (specifier: string) => Promise<unknown>,
+) => void
+
+/** esbuild's name of a chunk in the bundle's require() and import() calls; the file is `<name>.cjs`. */
+const CHUNK_SPECIFIER = /^\.\/([\w-]+)\.js$/
+
+interface CompiledFile {
+  file: string
+  script: vm.Script
+}
+
 /**
- * Loads a CommonJS bundle like `require` would, through a code cache when one is usable.
- * `importModule` serves the bundle's dynamic `import()` calls (see IMPORT_PARAMETER).
+ * Compiles a bundle file through its cache and runs its top level, which returns the chunk definitions
+ * the file holds (its module.exports).
  */
-export function loadBundle<T>(bundleFile: string, importModule: (specifier: string) => Promise<unknown>): LoadedBundle<T> {
+function compileFile(file: string, nodeRequire: NodeJS.Require, importModule: (specifier: string) => Promise<unknown>): CompiledFile & {definitions: Record<string, ChunkFunction>} {
   // One open for the bytes and the owner (trusted for the shipped cache).
-  const fd = openSync(bundleFile, 'r')
+  const fd = openSync(file, 'r')
   let bytes: Buffer
-  let bundleOwner: number
+  let owner: number
   try {
-    bundleOwner = fstatSync(fd).uid
+    owner = fstatSync(fd).uid
     bytes = readFileSync(fd)
   } finally {
     closeSync(fd)
   }
 
-  // scripts/bundle.js writes ASCII only: then latin1 decoding is exact, and cheaper than UTF-8.
-  const source = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8')
   const enabled = !process.env.NODE_DISABLE_COMPILE_CACHE
   const key = cacheKey(bytes)
-  const shipped = enabled ? readCache({file: `${bundleFile}.cache`, trustedUid: bundleOwner}, key) : undefined
+  const shipped = enabled ? readCache({file: `${file}.cache`, trustedUid: owner}, key) : undefined
   // The user's cache only stands in for a shipped one that is missing or made for another Node.
-  const userFile = enabled && !shipped ? userCacheFile(bundleFile) : undefined
+  const userFile = enabled && !shipped ? userCacheFile(file) : undefined
   const cachedData = shipped ?? (userFile ? readCache({file: userFile}, key) : undefined)
 
-  // One line, so that line numbers in stack traces are the bundle's own.
-  const wrapped = `(function (${WRAPPER_PARAMETERS.join(', ')}) {${source}\n})`
-  const script = new vm.Script(wrapped, {cachedData, filename: bundleFile})
-  const module = {exports: {} as T}
-  const wrapper = script.runInThisContext() as (...args: unknown[]) => void
-  wrapper.call(module.exports, module.exports, createRequire(bundleFile), module, bundleFile, path.dirname(bundleFile), importModule)
+  const script = new vm.Script(wrapSource(bytes), {cachedData, filename: file})
+  const module = {exports: {} as Record<string, ChunkFunction>}
+  const wrapper = script.runInThisContext() as ChunkFunction
+  wrapper.call(module.exports, module.exports, nodeRequire, module, file, path.dirname(file), importModule)
   // A shipped cache V8 rejects (Node run with other V8 flags) is not replaced: runs with and without
   // those flags would rewrite the user's cache in turn.
   if (userFile && (!cachedData || script.cachedDataRejected)) {
@@ -179,8 +211,66 @@ export function loadBundle<T>(bundleFile: string, importModule: (specifier: stri
     })
   }
 
+  return {definitions: module.exports, file, script}
+}
+
+/**
+ * Loads a CommonJS bundle like `require` would, through code caches when they are usable: the start
+ * file `bundleFile`, then its entry chunk (`./<name>.js` for `<name>.cjs`), whose exports are returned.
+ * `importModule` serves the bundle's dynamic `import()` calls of other modules (see IMPORT_PARAMETER).
+ */
+export function loadBundle<T>(bundleFile: string, importModule: (specifier: string) => Promise<unknown>): LoadedBundle<T> {
+  const dir = path.dirname(bundleFile)
+  const nodeRequire = createRequire(bundleFile)
+  const definitions = new Map<string, {define: ChunkFunction; file: string}>()
+  const modules = new Map<string, {exports: unknown}>()
+  const compiled: CompiledFile[] = []
+
+  const loadFile = (file: string) => {
+    const loaded = compileFile(file, nodeRequire, importModule)
+    compiled.push(loaded)
+    for (const [specifier, define] of Object.entries(loaded.definitions)) definitions.set(specifier, {define, file})
+  }
+
+  const requireChunk = (specifier: string): unknown => {
+    const name = CHUNK_SPECIFIER.exec(specifier)?.[1]
+    if (!name) return nodeRequire(specifier)
+    const done = modules.get(specifier)
+    if (done) return done.exports
+    if (!definitions.has(specifier)) loadFile(path.join(dir, `${name}.cjs`))
+    const chunk = definitions.get(specifier)
+    if (!chunk) throw new Error(`${name}.cjs does not define the chunk ${specifier}; reinstall apm-server`)
+    // Registered before it runs, as Node does, so that a cycle sees the exports made so far; and
+    // forgotten if it throws, so that no one gets a half-made chunk.
+    const module = {exports: {}}
+    modules.set(specifier, module)
+    try {
+      chunk.define.call(module.exports, module.exports, requireChunk, module, chunk.file, dir, importChunk)
+    } catch (error) {
+      modules.delete(specifier)
+      throw error
+    }
+
+    return module.exports
+  }
+
+  // A chunk's namespace is its exports: esbuild's CommonJS form of an ES module carries each export.
+  const importChunk = (specifier: string): Promise<unknown> =>
+    CHUNK_SPECIFIER.test(specifier) ? Promise.resolve().then(() => requireChunk(specifier)) : importModule(specifier)
+
+  loadFile(bundleFile)
+  const exports = requireChunk(`./${path.basename(bundleFile, '.cjs')}.js`) as T
   return {
-    exports: module.exports,
-    saveCodeCache: (file) => writeCache(file, key, script.createCachedData(), 0o644),
+    exports,
+    saveCodeCaches(files) {
+      for (const file of files) {
+        // A file this run did not load is compiled now: its cache then holds its top level, and its
+        // functions compile when they first run, as they would without a cache.
+        const found = compiled.find((loaded) => loaded.file === file)
+        const bytes = readFileSync(file)
+        const script = found?.script ?? new vm.Script(wrapSource(bytes), {filename: file})
+        writeCache(`${file}.cache`, cacheKey(bytes), script.createCachedData(), 0o644)
+      }
+    },
   }
 }

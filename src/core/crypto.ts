@@ -5,6 +5,7 @@
  */
 import {createCipheriv, createDecipheriv, createHash, createHmac, pbkdf2Sync, randomBytes} from 'node:crypto'
 import nacl from 'tweetnacl'
+import XSalsa20 from 'xsalsa20'
 
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from './errors.js'
 
@@ -78,14 +79,28 @@ export function bindKeyToHeader(master: Buffer, header: Buffer): Uint8Array {
 interface NaclLowLevel {
   crypto_onetimeauth(out: Uint8Array, outAt: number, m: Uint8Array, mAt: number, length: number, key: Uint8Array): number
   crypto_onetimeauth_verify(tag: Uint8Array, tagAt: number, m: Uint8Array, mAt: number, length: number, key: Uint8Array): number
-  crypto_stream_xor(out: Uint8Array, outAt: number, m: Uint8Array, mAt: number, length: number, nonce: Uint8Array, key: Uint8Array): number
 }
 
 // The same XSalsa20-Poly1305 as nacl.secretbox, without its byte-by-byte copies of the message in and
 // out (a large share of the time on keystores of thousands of keys): boxes are built in place here.
-const {crypto_onetimeauth: poly1305, crypto_onetimeauth_verify: poly1305Verify, crypto_stream_xor: xsalsa20Xor} = (
-  nacl as unknown as {lowlevel: NaclLowLevel}
-).lowlevel
+const {crypto_onetimeauth: poly1305, crypto_onetimeauth_verify: poly1305Verify} = (nacl as unknown as {lowlevel: NaclLowLevel}).lowlevel
+
+/**
+ * XORs `data` in place with the XSalsa20 stream of `nonce` and `key`, from the stream's start, as
+ * tweetnacl's crypto_stream_xor does, but in WebAssembly (the xsalsa20 package): a CLI run is over
+ * before V8 optimises tweetnacl's JavaScript, which ran interpreted over every byte of a box (adding
+ * one key to 1,000, about 140 KB: several ms per command). test/core/crypto.test.ts checks that the
+ * boxes are tweetnacl's.
+ */
+function xsalsa20Xor(data: Uint8Array, nonce: Uint8Array, key: Uint8Array): void {
+  const stream = new XSalsa20(nonce, key)
+  try {
+    stream.update(data, data)
+  } finally {
+    stream.final()
+  }
+}
+
 /** NaCl's secretbox layout: the first 32 keystream bytes are the Poly1305 key, the message follows. */
 const POLY1305_KEY_BYTES = 32
 
@@ -93,7 +108,7 @@ const POLY1305_KEY_BYTES = 32
 export function sealSecretbox(plaintext: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array {
   const out = new Uint8Array(POLY1305_KEY_BYTES + plaintext.length)
   out.set(plaintext, POLY1305_KEY_BYTES)
-  xsalsa20Xor(out, 0, out, 0, out.length, nonce, key)
+  xsalsa20Xor(out, nonce, key)
   poly1305(out, POLY1305_KEY_BYTES - SECRETBOX_OVERHEAD_BYTES, out, POLY1305_KEY_BYTES, plaintext.length, out)
   out.fill(0, 0, POLY1305_KEY_BYTES - SECRETBOX_OVERHEAD_BYTES)
   return out.subarray(POLY1305_KEY_BYTES - SECRETBOX_OVERHEAD_BYTES)
@@ -118,7 +133,7 @@ function decryptSecretbox(box: Uint8Array, nonce: Uint8Array, key: Uint8Array, v
   const length = box.length - SECRETBOX_OVERHEAD_BYTES
   const out = new Uint8Array(POLY1305_KEY_BYTES + length)
   out.set(box.subarray(SECRETBOX_OVERHEAD_BYTES), POLY1305_KEY_BYTES)
-  xsalsa20Xor(out, 0, out, 0, out.length, nonce, key)
+  xsalsa20Xor(out, nonce, key)
   // The tag is checked against the ciphertext, still intact in `box`, before any plaintext is returned.
   if (verify && poly1305Verify(box, 0, box, SECRETBOX_OVERHEAD_BYTES, length, out) !== 0) {
     out.fill(0)
