@@ -27,6 +27,8 @@ const START_SOURCES = new Set([
   'src/cli/oclif-core.ts',
   'src/cli/secrets.ts',
   'src/cli/server-flags.ts',
+  // keystore add's value gathering (it was in add.ts, a command module, before it moved)
+  'src/cli/values.ts',
   'src/core/agent-settings.ts',
   'src/core/bounded-read.ts',
   'src/core/crypto.ts',

@@ -5,9 +5,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {readStdin} from '../../cli/secrets.js'
-import {importBundle, readBundleFile} from '../../core/bundles.js'
 import {KeystoreError} from '../../core/errors.js'
-import {MAX_BUNDLE_FILE_BYTES} from '../../core/format/bundle.js'
 
 export interface ImportResult {
   path: string
@@ -33,6 +31,8 @@ export default class Import extends BaseCommand<typeof Import> {
   }
 
   async run(): Promise<ImportResult> {
+    // Loaded when run, not with the command map: `keystore list` must not compile the bundle code (test/cli/start-modules.test.ts).
+    const [{importBundle, readBundleFile}, {MAX_BUNDLE_FILE_BYTES}] = await Promise.all([import('../../core/bundles.js'), import('../../core/format/bundle.js')])
     const {keystore: file} = await this.paths()
     const source = this.args.bundle
     const data =

@@ -2,7 +2,6 @@
  * `apm-server keystore recipient`: prints this host's recipient (its X25519 public key as text), making the key pair on first use.
  */
 import {BaseCommand} from '../../cli/base-command.js'
-import {hostRecipient} from '../../core/bundles.js'
 
 export interface RecipientResult {
   path: string
@@ -23,6 +22,8 @@ export default class Recipient extends BaseCommand<typeof Recipient> {
   ]
 
   async run(): Promise<RecipientResult> {
+    // Loaded when run, not with the command map: `keystore list` must not compile the bundle code (test/cli/start-modules.test.ts).
+    const {hostRecipient} = await import('../../core/bundles.js')
     const {keystore: file} = await this.paths()
     const {created, fingerprint, recipient} = await hostRecipient(file, this.openOptions())
     this.say(recipient)

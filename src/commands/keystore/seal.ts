@@ -5,7 +5,6 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {readStdinValues} from '../../cli/values.js'
-import {parseRecipients, sealFromKeystore, sealValues, writeBundleFile} from '../../core/bundles.js'
 import {assertValidKeyName} from '../../core/entries.js'
 import {KeystoreError} from '../../core/errors.js'
 
@@ -40,6 +39,8 @@ export default class Seal extends BaseCommand<typeof Seal> {
   }
 
   async run(): Promise<SealResult> {
+    // Loaded when run, not with the command map: `keystore list` must not compile the bundle code (test/cli/start-modules.test.ts).
+    const {parseRecipients, sealFromKeystore, sealValues, writeBundleFile} = await import('../../core/bundles.js')
     const {binary, out, stdin, to} = this.flags
     const names = this.positionals
     for (const name of names) assertValidKeyName(name)

@@ -6,7 +6,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand, EXIT} from '../../cli/base-command.js'
 import {inspectKeystore, NewKeystoreSpec} from '../../core/keystore.js'
 import {kdfParamsFromEnvironment, passwordFromEnvironment} from '../../core/password-env.js'
-import {SyncChanges, syncKeystore} from '../../core/sync.js'
+import type {SyncChanges} from '../../core/sync.js'
 
 export default class Sync extends BaseCommand<typeof Sync> {
   static summary = 'Make the keystore hold the files of a directory: file name as key, file bytes as value.'
@@ -25,6 +25,8 @@ export default class Sync extends BaseCommand<typeof Sync> {
   }
 
   async run(): Promise<SyncChanges> {
+    // Loaded when run, not with the command map: `keystore list` must not compile the bundle code (test/cli/start-modules.test.ts).
+    const {syncKeystore} = await import('../../core/sync.js')
     const {keystore: file} = await this.paths()
     const {check, prune} = this.flags
     const options = this.openOptions()
