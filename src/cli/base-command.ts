@@ -16,7 +16,7 @@ export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
 const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EBADRECIPIENT', 'EUSAGE'])
 
 const strictPermsFlag = Flags.custom<boolean>({
-  description: 'refuse a keystore (or its directory) open to group/others or owned by another user (also BEAT_STRICT_PERMS)',
+  description: 'refuse a keystore (and, in keystore commands, a config file) that another user could change: its owner or mode, or a directory or link on the way (also BEAT_STRICT_PERMS)',
   helpValue: 'true|false',
   options: ['true', 'false'],
   async parse(input) {
@@ -69,9 +69,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.positionals = argv as string[]
   }
 
-  /** Keystore location from the flags and the config file. */
+  /** Keystore location from the flags and the config file (judged under strict perms). */
   protected async paths(): Promise<ResolvedPaths> {
-    return resolvePaths(this.flags)
+    return resolvePaths(this.flags, process.cwd(), {strictPerms: this.strictPerms})
   }
 
   protected get strictPerms(): boolean {

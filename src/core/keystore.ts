@@ -5,6 +5,7 @@
  * lock from the read to the atomic write, so concurrent writers never lose each other's changes, and
  * writes only when something changed.
  */
+import {readFileHead, RefusedFileError} from './bounded-read.js'
 import {Argon2Params, DEFAULT_ARGON2, generateX25519KeyPair, X25519KeyPair, x25519KeyPairOf} from './crypto.js'
 import {assertValidKeyName, Entries, Entry, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
 import {EncodeLimitError, KeystoreError} from './errors.js'
@@ -353,15 +354,16 @@ export async function updateKeystore<T>(file: string, options: UpdateOptions, ch
       else if (options.createIfMissing) keystore = newKeystore(file, options.createIfMissing)
       else throw noKeystore(file)
       const result = await change(keystore)
-      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode(), {beforeReplace: lock.verify, strictPerms: options.strictPerms})
+      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode(), {beforeReplace: lock.verify, strictPerms: options.strictPerms, target: lock.target})
       return result
     },
-    {timeoutMs: options.lockTimeoutMs},
+    {strictPerms: options.strictPerms, timeoutMs: options.lockTimeoutMs},
   )
 }
 
 /**
- * Creates an empty keystore. An existing file is an error unless `overwrite`.
+ * Creates an empty keystore. An existing keystore is an error unless `overwrite`; anything else at the
+ * path (see {@link whatIsAt}) is never replaced.
  */
 export async function createKeystore(
   file: string,
@@ -372,17 +374,44 @@ export async function createKeystore(
   await withKeystoreLock(
     file,
     async (lock) => {
-      // Existence only: an unreadable or damaged file may still be replaced with --force.
-      const exists = await readKeystoreFile(file, {strictPerms: false}).then(
-        (found) => found !== undefined,
-        () => true,
-      )
-      if (exists && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
-      await writeKeystoreFile(file, data, {beforeReplace: lock.verify, strictPerms: spec.strictPerms})
+      const existing = await whatIsAt(lock.target)
+      if (existing !== 'nothing' && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
+      if (existing !== 'nothing' && existing !== 'keystore') {
+        throw new KeystoreError(
+          'EFORMAT',
+          `${file} is not a keystore (${existing}) and create replaces only keystores; check keystore.path and --path.data, or move it away first`,
+        )
+      }
+
+      await writeKeystoreFile(file, data, {beforeReplace: lock.verify, strictPerms: spec.strictPerms, target: lock.target})
     },
-    {timeoutMs: spec.lockTimeoutMs},
+    {strictPerms: spec.strictPerms, timeoutMs: spec.lockTimeoutMs},
   )
   return keystore
+}
+
+/** Enough of a file to tell either format by its first bytes. */
+const HEAD_BYTES = 16
+
+/**
+ * What `create` would replace: nothing, a keystore (native or Beats v1 by its first bytes; damaged or
+ * unreadable further on, it may still be replaced), or, in words, something else. `--force` replaced any
+ * file before, so a wrong or planted keystore.path made root replace a file of someone's choice; a file
+ * that does not start like a keystore was never written by a keystore tool, and removing it first is one
+ * deliberate command.
+ */
+async function whatIsAt(target: string): Promise<string> {
+  try {
+    const head = await readFileHead(target, HEAD_BYTES)
+    if (looksNative(head) || looksBeatsV1(head)) return 'keystore'
+    return head.length === 0 ? 'it is empty' : 'it does not start like a native or Beats v1 keystore'
+  } catch (error) {
+    // readFileHead refuses only what is not a regular file.
+    if (error instanceof RefusedFileError && error.refusal.reason === 'not-regular') return `it is ${error.refusal.type}`
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return 'nothing'
+    throw new KeystoreError('EIO', `cannot read ${target}: ${code}; check the path and its permissions`, {cause: error})
+  }
 }
 
 // Errors from format modules do not know the path; add it so every message names the file.
