@@ -42,6 +42,8 @@ const START_SOURCES = new Set([
   'src/core/password-env.ts',
   'src/core/references.ts',
   'src/core/settings.ts',
+  // the strict-perms walk of the keystore path and the config file, before anything is read
+  'src/core/trusted-path.ts',
 ])
 /** Command classes are declarative (flags, summary) and all start with the CLI: oclif needs the class. */
 const COMMAND_SOURCE = /^src\/commands\/[\w/-]+\.ts$/
