@@ -35,6 +35,8 @@ export interface StartOptions {
   now?: () => number
   /** request data held in memory at once, queued output included; default MEMORY_BUDGET_BYTES (limits.ts) */
   memoryBudgetBytes?: number
+  /** how long a gRPC call's stream may stay idle; default H2_STREAM_IDLE_MS (h2.ts); tests shorten it */
+  streamIdleMs?: number
 }
 
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {

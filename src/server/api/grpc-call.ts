@@ -3,12 +3,11 @@
  * length prefix first, so an oversized message is refused before its bytes are held), its answer (the
  * response message and `grpc-status` trailers, or a trailers-only error with a percent-encoded
  * `grpc-message`), and its bookkeeping as the router keeps it for HTTP requests: counted, logged once (Elastic's gRPC log fields: grpc.request.method, grpc.response.status_code),
- * its answer counted by the HTTP status it stands for. A stream idle for H2_STREAM_IDLE_MS is answered
- * DEADLINE_EXCEEDED and closed.
+ * its answer counted by the HTTP status it stands for. A stream idle for the context's streamIdleMs
+ * (../h2.ts: H2_STREAM_IDLE_MS) is answered DEADLINE_EXCEEDED and closed.
  */
 import http2 from 'node:http2'
 
-import {H2_STREAM_IDLE_MS} from '../h2.js'
 import {OTLP_GRPC_MAX_MESSAGE_BYTES} from '../intake/otlp/limits.js'
 import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
 import type {ApiContext} from './context.js'
@@ -46,7 +45,7 @@ export class GrpcCall {
     const address = stream.session?.socket?.remoteAddress ?? ''
     this.ip = address.startsWith('::ffff:') ? address.slice(7) : address
     context.stats.requests++
-    stream.setTimeout(H2_STREAM_IDLE_MS, () => this.fail(DEADLINE_EXCEEDED, 'request timed out: the stream was idle'))
+    stream.setTimeout(context.streamIdleMs, () => this.fail(DEADLINE_EXCEEDED, 'request timed out: the stream was idle'))
     stream.once('close', () => this.end(undefined))
   }
 
@@ -120,6 +119,7 @@ export class GrpcCall {
     this.stream.respond({':status': 415, 'content-length': String(body.length), 'content-type': 'text/plain; charset=utf-8'})
     this.stream.end(body)
     this.end({status: 415}, 'not a gRPC request')
+    this.stream.close(http2.constants.NGHTTP2_NO_ERROR)
   }
 
   private open(): boolean {

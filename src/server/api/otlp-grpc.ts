@@ -32,7 +32,10 @@ const SIGNAL_BY_PATH = new Map<string, Signal>((Object.keys(SIGNALS) as Signal[]
 /** The handler of every HTTP/2 stream. */
 export function grpcStreamHandler(context: ApiContext): (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void {
   return (stream, headers) => {
+    // In flight until its work is done and its stream closed: shutdown waits for the answer to be sent,
+    // not only written into the HTTP/2 session.
     context.inFlight.start()
+    const closed = new Promise<void>((resolve) => stream.once('close', resolve))
     const call = new GrpcCall(context, stream, headers)
     serve(call, context)
       .catch((error: Error) => {
@@ -40,6 +43,7 @@ export function grpcStreamHandler(context: ApiContext): (stream: http2.ServerHtt
         context.logBug(error, 'internal error')
         call.fail(GRPC.INTERNAL, 'internal error')
       })
+      .then(() => closed)
       .finally(() => context.inFlight.end())
   }
 }
