@@ -136,6 +136,7 @@ export function grpcCall(url: string, message: Buffer, options: GrpcOptions = {}
   const session = options.session ?? http2.connect(url, {ca: options.ca})
   return new Promise<GrpcReply>((resolve, reject) => {
     session.once('error', reject)
+    const settle = () => session.off('error', reject)
     const headers: http2.OutgoingHttpHeaders = {':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...options.headers}
     if (options.token) headers.authorization = `Bearer ${options.token}`
     const stream = session.request(headers)
@@ -150,6 +151,7 @@ export function grpcCall(url: string, message: Buffer, options: GrpcOptions = {}
     stream.on('data', (chunk: Buffer) => chunks.push(chunk))
     stream.on('error', reject)
     stream.on('close', () => {
+      settle()
       const body = Buffer.concat(chunks)
       if (!options.session) session.close()
       resolve({
