@@ -30,7 +30,7 @@ export function logRecordAsEvent(record: LogRecord): ['error' | 'log', Record<st
   const traceId = hexId(record.traceId, 16)
   const spanId = hexId(record.spanId, 8)
   if (traceId === undefined || spanId === undefined) return undefined
-  const labels = Object.create(null) as Labels
+  const labels = {} as Labels
   const body = record.body
   if (kindOf(body) === 'kvlist') for (const {key = '', value} of body!.kvlistValue!.values ?? []) setLabel(labels, key, value)
   const exception = exceptionOf(record.attributes, labels, new Set())
@@ -120,16 +120,17 @@ export class Metricsets {
 
   private upsert(point: {attributes?: KeyValue[]; timeUnixNano?: number}, name: string, sample: Sample): void {
     const timestamp = micros(point.timeUnixNano)
-    const tags = Object.create(null) as Labels
+    const tags = {} as Labels
     for (const {key = '', value} of point.attributes ?? []) setLabel(tags, key, value)
     const key = `${timestamp} ${JSON.stringify(tags)}`
     let set = this.sets.get(key)
     if (!set) {
-      set = {samples: Object.create(null) as Record<string, Sample>, tags, timestamp}
+      set = {samples: {} as Record<string, Sample>, tags, timestamp}
       this.sets.set(key, set)
     }
 
-    set.samples[name] = sample
+    // Defined, not assigned: a metric named __proto__ is a sample like any other.
+    Object.defineProperty(set.samples, name, {configurable: true, enumerable: true, value: sample, writable: true})
   }
 }
 

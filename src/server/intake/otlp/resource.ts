@@ -73,7 +73,7 @@ function getPath(tree: Tree, path: readonly string[]): unknown {
 /** The metadata of one resource; scopes add their framework with {@link withScope}. */
 export function resourceMetadata(resource: Resource | null | undefined): ResourceMetadata {
   const metadata: Tree = {}
-  const labels: Labels = Object.create(null) as Labels
+  const labels: Labels = {}
   const special = new Map<string, string>()
   for (const {key = '', value} of resource?.attributes ?? []) {
     const field = METADATA_FIELDS[key]

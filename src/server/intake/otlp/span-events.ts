@@ -54,7 +54,7 @@ export interface Parent {
 /** One span event as an intake v2 error (an exception) or log event: its type and body. */
 export function spanEventAsEvent(event: {timeUnixNano?: number; name?: string; attributes?: KeyValue[]}, parent: Parent): ['error' | 'log', Record<string, unknown>] {
   // Only the event's own attributes: the resource's labels are in the metadata, the span's are not copied (as in apm-data).
-  const labels = Object.create(null) as Labels
+  const labels = {} as Labels
   const exception = event.name === 'exception' ? exceptionOf(event.attributes, labels) : undefined
   const timestamp = micros(event.timeUnixNano)
   if (exception) {

@@ -49,9 +49,11 @@ export function spanIds(span: OtlpSpan): {id: string; traceId: string; parentId:
 export function hexId(bytes: Uint8Array | null | undefined, length: number): string | undefined {
   if (!bytes || bytes.length === 0) return ''
   if (bytes.length !== length) return undefined
-  if (bytes.every((byte) => byte === 0)) return ''
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex')
+  const hex = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('hex')
+  return hex === ZERO_HEX[length] ? '' : hex
 }
+
+const ZERO_HEX: Record<number, string> = {16: '0'.repeat(32), 8: '0'.repeat(16)}
 
 /**
  * Nanoseconds since the epoch as intake v2's microseconds. 64-bit integers are decoded as doubles (see
@@ -166,7 +168,7 @@ function statusCode(c: Collected, text: string, value: number | undefined): void
 }
 
 function collect(attributes: KeyValue[] | undefined): Collected {
-  const c: Collected = {db: {}, http: {}, is: {db: false, genai: false, http: false, messaging: false, rpc: false}, labels: Object.create(null) as Labels, messaging: {}, net: {}, rpc: {}}
+  const c: Collected = {db: {}, http: {}, is: {db: false, genai: false, http: false, messaging: false, rpc: false}, labels: {} as Labels, messaging: {}, net: {}, rpc: {}}
   for (const {key = '', value} of attributes ?? []) {
     const reader = FIELDS[key]
     const integer = intMember(value)

@@ -124,10 +124,17 @@ function arrayLabel(values: AnyValue[]): LabelValue | undefined {
   }
 }
 
-/** Sets `key` (dots made underscores) in `labels` when apm-data keeps the value. */
+/**
+ * Sets `key` (dots made underscores) in `labels` when apm-data keeps the value. Labels are plain objects
+ * (JSON.stringify takes its fast path on them, not on prototype-less ones), so a key named `__proto__`
+ * is defined, never assigned: it stays a label and cannot replace the object's prototype.
+ */
 export function setLabel(labels: Labels, key: string, value: AnyValue | null | undefined): void {
   const kept = labelValue(value)
-  if (kept !== undefined) labels[replaceDots(key)] = kept
+  if (kept === undefined) return
+  const name = replaceDots(key)
+  if (name === '__proto__') Object.defineProperty(labels, name, {configurable: true, enumerable: true, value: kept, writable: true})
+  else labels[name] = kept
 }
 
 /** The string member of a value, cut; '' for any other member. */
