@@ -104,12 +104,15 @@ export function addHttp2(
 
 type ConnectionListener = (this: http.Server | https.Server, socket: Socket) => void
 
-/** Node's HTTP/1 connection listener of `server`, removed so that connections pass through here first. */
+/**
+ * Node's HTTP/1 connection listener of `server` (registered by its constructor, so the first), removed so
+ * that connections pass through here first; listeners added by others stay and see every connection.
+ */
 function takeOnlyListener(server: http.Server | https.Server, event: string): ConnectionListener {
-  const listeners = server.listeners(event)
-  if (listeners.length !== 1) throw new Error(`the HTTP server has ${listeners.length} '${event}' listeners, expected Node's one`)
-  server.removeListener(event, listeners[0] as ConnectionListener)
-  return listeners[0] as ConnectionListener
+  const [first] = server.listeners(event) as ConnectionListener[]
+  if (first?.name !== 'connectionListener') throw new Error(`the HTTP server's first '${event}' listener is not Node's connectionListener`)
+  server.removeListener(event, first)
+  return first
 }
 
 /**
