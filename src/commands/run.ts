@@ -11,7 +11,7 @@ import type {LogFormat} from '../server/logger.js'
 
 export default class Run extends BaseCommand<typeof Run> {
   static summary = 'Run the APM intake server.'
-  static description = `Loads the configuration as "apm-server test config" does (apm-server.yml, -E overrides, --path.* flags; every \${KEY} resolved from the keystore, then the environment), then serves Elastic APM agents over HTTP, or HTTPS when apm-server.ssl.enabled is true, and appends accepted events to the output file.
+  static description = `Loads the configuration as "apm-server test config" does (apm-server.yml, -E overrides, --path.* flags; every \${KEY} resolved from the keystore, then the environment), then serves Elastic APM agents over HTTP, or HTTPS when apm-server.ssl.enabled is true, and OpenTelemetry SDKs on the same port (OTLP over HTTP at /v1/traces, /v1/metrics and /v1/logs, and over gRPC), with the same secret token, and appends accepted events to the output file.
 
 The keystore password comes from APM_SERVER_KEYSTORE_PASSWORD or the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE; the server never prompts. Any configuration problem stops the start-up (exit 1): the server never starts unauthenticated by accident.
 

@@ -1,6 +1,6 @@
 /**
  * The HTTP(S) intake server: Elastic APM Server's agent-facing API with its status codes and JSON
- * bodies, writing accepted events to the configured output. `startServer` opens the output, wires the
+ * bodies, and OTLP over HTTP and gRPC on the same port, writing accepted events to the configured output. `startServer` opens the output, wires the
  * route table (./api/routes.ts) into a listener (./listener.ts) and returns; `close()` is the graceful
  * stop of ./shutdown.ts and `reload()` applies a reloaded configuration. The serving lifecycle around
  * it (signals, reloads, logs) is ./lifecycle.ts.
@@ -8,6 +8,7 @@
 import type https from 'node:https'
 
 import {ApiContext, ServerStats} from './api/context.js'
+import {grpcStreamHandler} from './api/otlp-grpc.js'
 import {createRequestHandler} from './api/router.js'
 import {ROUTES} from './api/routes.js'
 import type {ServerConfig} from './config/server-config.js'
@@ -34,6 +35,8 @@ export interface StartOptions {
   now?: () => number
   /** request data held in memory at once, queued output included; default MEMORY_BUDGET_BYTES (limits.ts) */
   memoryBudgetBytes?: number
+  /** how long a gRPC call's stream may stay idle; default H2_STREAM_IDLE_MS (h2.ts); tests shorten it */
+  streamIdleMs?: number
 }
 
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
@@ -41,7 +44,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const material = config.ssl.enabled ? readTls(config.ssl) : undefined
   const output = await openOutput(config.output)
   const context = new ApiContext(config, output, logger, options)
-  const listener = createListener(material, createRequestHandler(ROUTES, context), logger)
+  const listener = createListener(material, createRequestHandler(ROUTES, context), grpcStreamHandler(context), logger)
   const address = await listen(listener, config, logger).catch(async (error) => {
     await output.close()
     throw error
@@ -50,7 +53,12 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   return {
     address: {host: address.address, port: address.port},
     close() {
-      closed ??= shutdown(listener.server, listener.sockets, context, options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS)
+      if (!closed) {
+        closed = shutdown(listener.server, listener.sockets, context, options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS)
+        // (shutdown set `closing` at once:) HTTP/2 connections get GOAWAY and finish their open calls.
+        listener.http2.closeSessions()
+      }
+
       return closed
     },
     reload(next: ServerConfig) {

@@ -14,6 +14,7 @@ import {checkHostileFiles} from './hostile-files.js'
 import {checkHostileInput} from './hostile-input.js'
 import {checkLeaks} from './leaks.js'
 import {CheckResult, cli, cliMeasured, keystorePath, oneErrorLine, shell, tempDir} from './lib.js'
+import {checkOtlp} from './otlp.js'
 import {checkPermissions} from './permissions.js'
 import {checkServer, checkTiming} from './server.js'
 
@@ -54,6 +55,10 @@ describe('torture (fast versions; `npm run torture` runs them at full size)', fu
 
   it('server abuse: bad gzip, a big line, tiny lines, slowloris, 100 connections, injection, bad auth, bad TLS; agents still served, nothing lost', async () => {
     assertPassed(await checkServer({scale: 'fast', seed: SEED}))
+  })
+
+  it('OTLP abuse: mutated protobuf, deep nesting, a million values, gzip bombs, idle HTTP/2 streams, PING/SETTINGS floods, huge headers, too many streams; a valid exporter served, nothing lost', async () => {
+    assertPassed(await checkOtlp({scale: 'fast', seed: SEED}))
   })
 
   it('timing: the right token, wrong ones of the right length and one of another length cannot be told apart', async () => {

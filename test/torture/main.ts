@@ -3,7 +3,7 @@
  *
  *   npm run torture                       everything (builds first)
  *   npm run torture -- --only=crash,leaks some checks (concurrency, crash, hostile-files, hostile-input,
- *                                         leaks, permissions, server, timing, review-core,
+ *                                         leaks, permissions, server, timing, otlp, review-core,
  *                                         review-config, review-server)
  *   npm run torture -- --seed=42          repeat a run's random choices
  *   npm run torture -- --markdown=FILE    also write the table as Markdown
@@ -41,9 +41,11 @@ interface Check {
 async function serverChecks(): Promise<Check[]> {
   if (!existsSync(path.join(ROOT, 'test', 'torture', 'server.ts'))) return []
   const server = await import('./server.js')
+  const otlp = await import('./otlp.js')
   return [
     {name: 'server', run: () => server.checkServer({scale: 'full', seed})},
     {name: 'timing', run: () => server.checkTiming({httpSamples: 2000, samples: 20_000})},
+    {name: 'otlp', run: () => otlp.checkOtlp({scale: 'full', seed})},
   ]
 }
 
