@@ -15,7 +15,7 @@ import path from 'node:path'
 
 import {readRegularFile, RefusedFileError} from './bounded-read.js'
 import {isKeystoreError, KeystoreError} from './errors.js'
-import {isOwnerTrusted, isWritableByOthers, modeOf, openedPath, STRICT_HINT, walkTrustedPath} from './trusted-path.js'
+import {isOwnerTrusted, isWritableByOthers, modeOf, openedIsAt, openedPath, STRICT_HINT, walkTrustedPath} from './trusted-path.js'
 
 // The lock library (and signal-exit under it) is loaded by writers only: reading commands such as `list`
 // start faster without it. It is CommonJS: the module is the default export.
@@ -41,6 +41,27 @@ function ioError(action: string, file: string, error: unknown): unknown {
  * first (see {@link keystoreTarget}), whether or not the file exists, then the file opened.
  */
 export async function readKeystoreFile(file: string, options: ReadOptions = {}): Promise<Buffer | undefined> {
+  // A rename between the walk and the open (another writer saving, a Secret mount's ..data link flipped
+  // to a new folder) is legitimate: the walk is made again, a few times, before it is an error.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // eslint-disable-next-line no-await-in-loop -- one attempt after another
+      return await readKeystoreFileOnce(file, options)
+    } catch (error) {
+      if (!(error instanceof PathChangedError) || attempt === OPEN_ATTEMPTS) throw error instanceof PathChangedError ? error.keystoreError : error
+    }
+  }
+}
+
+const OPEN_ATTEMPTS = 3
+
+class PathChangedError extends Error {
+  constructor(readonly keystoreError: KeystoreError) {
+    super(keystoreError.message)
+  }
+}
+
+async function readKeystoreFileOnce(file: string, options: ReadOptions): Promise<Buffer | undefined> {
   const strict = options.strictPerms !== false
   try {
     const expected = strict ? await keystoreTarget(file, true) : undefined
@@ -50,9 +71,12 @@ export async function readKeystoreFile(file: string, options: ReadOptions = {}):
       checkPermissions(file, stat)
       // The walk judged the way to `expected`: the file opened must be that one.
       const opened = await openedPath(fd, file)
-      if (opened !== expected) throw new KeystoreError('EIO', `keystore ${file} changed while it was being opened (it led to ${expected}, then to ${opened}); retry`)
+      if (!openedIsAt(opened, expected!)) {
+        throw new PathChangedError(new KeystoreError('EIO', `keystore ${file} changed while it was being opened (it led to ${expected}, then to ${opened}); retry`))
+      }
     })
   } catch (error) {
+    if (error instanceof PathChangedError) throw error
     if (error instanceof RefusedFileError) {
       const {refusal} = error
       if (refusal.reason === 'not-regular') throw new KeystoreError('EFORMAT', `keystore ${file} is not a regular file; point keystore.path at a file`)
