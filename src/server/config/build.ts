@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {isMap, isScalar} from 'yaml'
 
+import {readRedisOutput} from './redis.js'
 import type {ServerConfig} from './server-config.js'
 import {KNOWN_SETTINGS, LEGACY_TOKEN, LOG_LEVELS, Note, parseDuration, Resolved, TOKEN, TYPE_WORDS} from './settings.js'
 
@@ -24,7 +25,7 @@ export interface BuildContext {
 }
 
 /** Reads resolved settings as their types; a bad value is reported against its setting and the fallback used. */
-class SettingReader {
+export class SettingReader {
   constructor(private readonly context: BuildContext) {}
 
   /** The setting was set but did not resolve (already reported). */
@@ -124,6 +125,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) read.bad('logging.level', `must be one of ${LOG_LEVELS.join(', ')}`)
   const filename = read.string('output.file.filename') ?? 'apm-server'
   if (filename === '' || filename.includes('/') || filename.includes(path.sep)) read.bad('output.file.filename', 'must be a file name without a directory; put the directory in output.file.path')
+  const redis = await readRedisOutput(read, context, (file, name) => checkReadable(file, name, context.resolved.get(name)?.sensitive ?? false, (setting, message) => read.bad(setting, message)))
 
   return {
     anonymous: {
@@ -143,6 +145,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
       numberOfFiles: read.int('output.file.number_of_files', 7),
       path: read.path('output.file.path') ?? path.join(context.data, 'apm-server'),
       rotateEveryKb: read.int('output.file.rotate_every_kb', 10_240),
+      ...(redis ? {redis} : {}),
     },
     paths: {config: context.configDir, data: context.data, home: context.home, logs: context.logs},
     rum: {allowOrigins: read.list('apm-server.rum.allow_origins', ['*']), enabled: rumEnabled},
