@@ -11,7 +11,23 @@
  */
 import type {ConnectionOptions} from 'node:tls'
 
+import createDebug from 'debug'
 import {Redis} from 'ioredis'
+
+keepClientDebugOff()
+
+/**
+ * ioredis's debug output (DEBUG=ioredis:*, or DEBUG=*) prints each command with its arguments, the
+ * password of AUTH and HELLO included: it stays off whatever DEBUG says. `debug` is the one copy in the
+ * tree (the bundle holds it once), so this is the instance ioredis logs through.
+ */
+function keepClientDebugOff(): void {
+  const wanted = process.env.DEBUG
+  if (!wanted) return
+  createDebug.enable(`${createDebug.disable()},-ioredis:*`)
+  // enable() writes its string to DEBUG, which the CLI also reads (stack traces): put it back.
+  process.env.DEBUG = wanted
+}
 
 /** The error of a link: what kind of failure, and a message that is safe to log and show. */
 export class RedisLinkError extends Error {
