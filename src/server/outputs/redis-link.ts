@@ -150,7 +150,7 @@ export class RedisLink {
   describe(error: Error, handshake: boolean): RedisLinkError {
     const code = (error as NodeJS.ErrnoException).code
     let text = error.name === 'ReplyError' ? error.message : code ? `${transportWords(code)} (${code})` : error.message
-    text = (text.split('\n')[0] ?? '').slice(0, 200)
+    text = (text.split('\n')[0] ?? '').slice(0, 200).replace(/\.$/, '')
     for (const secret of [this.target.password, this.target.username]) {
       if (secret) text = text.replaceAll(secret, '[redacted]')
     }
