@@ -20,7 +20,7 @@ import type {Readable, Transform} from 'node:stream'
 import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
 import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
-import {EventSink, OutputFullError} from '../outputs/output.js'
+import {EventSink, isOutputFull} from '../outputs/output.js'
 import type {TokenBucket} from '../anonymous.js'
 import {EventReader} from './events.js'
 import {Ending, LineFeed, OutputFailure, OverBudget} from './line-feed.js'
@@ -319,7 +319,7 @@ class BodyReader implements Ending {
 
 /** A failed publish: 503 `queue is full` when the output is full or its store unavailable (the agent retries later), else 500. */
 function stopForOutput(reader: EventReader, error: Error): void {
-  if (error instanceof OutputFullError) reader.stopQuietly(503, QUEUE_FULL)
+  if (isOutputFull(error)) reader.stopQuietly(503, QUEUE_FULL)
   else reader.stopQuietly(500, outputError(error))
 }
 

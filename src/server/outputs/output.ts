@@ -33,6 +33,11 @@ export class OutputFullError extends Error {
   }
 }
 
+/** An {@link OutputFullError}, known by its code (a class test fails across two copies of this module). */
+export function isOutputFull(error: unknown): boolean {
+  return (error as {code?: unknown} | undefined)?.code === 'EQUEUEFULL'
+}
+
 /** What the intake sees of an output: lines in, a flush to wait for, back-pressure and failures. */
 export interface EventSink {
   /**
