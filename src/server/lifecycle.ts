@@ -28,7 +28,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   process.on('SIGHUP', ignoreHangup)
   const loaded = await options.load()
   const logger = createLogger({format: options.logFormat, level: options.logLevel ?? loaded.config.logLevel})
-  const server = await startServer(loaded.config, logger)
+  const server = await startServer(loaded.config, logger, {shutdownTimeoutMs: loaded.config.shutdownTimeoutMs})
   // Signal handlers first, then the log lines: whoever acts on a line (a supervisor, a test) may
   // send SIGTERM at once, and it must find a graceful stop, not the default kill.
   const serving = serveUntilSignal(server, logger, new Reloads({load: options.load, logger, server, started: loaded}))

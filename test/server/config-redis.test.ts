@@ -127,6 +127,12 @@ describe('server/config: output.redis', () => {
     })
   }
 
+  it("reads APM Server's apm-server.shutdown_timeout (the bound a stop retries unacknowledged events for), at most 1h", async () => {
+    assert.equal((await load('apm-server.shutdown_timeout: 5s\n')).config.shutdownTimeoutMs, 5000)
+    assert.equal((await load('apm-server.host: "127.0.0.1:0"\n')).config.shutdownTimeoutMs, undefined)
+    assert.match((await problems('apm-server.shutdown_timeout: 2h\n'))[0], /apm-server\.shutdown_timeout: must be a duration of at most 1h/)
+  })
+
   it('a disabled file section leaves the Redis output; -E can switch outputs', async () => {
     assert.equal((await load('output.file: {enabled: false, path: out}\noutput.redis.hosts: [h]\n')).config.output.redis?.hosts[0].host, 'h')
     const switched = await load('output.file.path: out\n', {overrides: ['output.file.enabled=false', 'output.redis.hosts=[h2]']})

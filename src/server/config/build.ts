@@ -119,6 +119,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
 
   const secretToken = readSecretToken(context.resolved, read, context.warn)
   const secretTokenGracePeriodMs = readGracePeriod(read)
+  const shutdownTimeoutMs = readShutdownTimeout(read)
   const rumEnabled = read.bool('apm-server.rum.enabled', false)
   const ssl = await readSsl(read, context.resolved)
   const logLevel = read.string('logging.level')
@@ -153,7 +154,18 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
     ssl,
     ...(secretToken === undefined ? {} : {secretToken}),
     ...(logLevel === undefined ? {} : {logLevel}),
+    ...(shutdownTimeoutMs === undefined ? {} : {shutdownTimeoutMs}),
   }
+}
+
+/** APM Server's apm-server.shutdown_timeout (default 30 s, left to the server): at most an hour. */
+function readShutdownTimeout(read: SettingReader): number | undefined {
+  const entry = read.raw('apm-server.shutdown_timeout')
+  if (!entry) return undefined
+  const ms = entry.value === 0 ? 0 : typeof entry.value === 'string' ? parseDuration(entry.value) : undefined
+  if (ms !== undefined && ms <= 3_600_000) return ms
+  read.bad('apm-server.shutdown_timeout', 'must be a duration of at most 1h, such as 30s or 5s (or 0)')
+  return undefined
 }
 
 function readGracePeriod(read: SettingReader): number {

@@ -30,6 +30,8 @@ export interface ServerConfig {
    */
   output: {path: string; filename: string; rotateEveryKb: number; numberOfFiles: number; redis?: RedisOutputConfig}
   paths: {home: string; config: string; data: string; logs: string}
+  /** apm-server.shutdown_timeout in ms when set (default 30 s): how long a stop waits for requests and the output */
+  shutdownTimeoutMs?: number
   /** logging.level when set: debug, info, warning or error */
   logLevel?: string
 }

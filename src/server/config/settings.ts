@@ -26,6 +26,7 @@ export const KNOWN_SETTINGS: Readonly<Record<string, SettingSpec>> = Object.free
   'apm-server.auth.secret_token_grace_period': {type: 'duration'},
   'apm-server.host': {type: 'host'},
   'apm-server.max_event_size': {min: 1, type: 'int'},
+  'apm-server.shutdown_timeout': {type: 'duration'},
   'apm-server.rum.allow_origins': {type: 'list'},
   'apm-server.rum.enabled': {type: 'bool'},
   // Legacy (6.x/7.x) spelling: the Go server 8.x silently ignores it and runs open; we honour it and warn.
