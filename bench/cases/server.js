@@ -13,6 +13,7 @@ import autocannon from 'autocannon'
 import {buildKeystore, cliEnv, keyName} from '../lib/fixtures.js'
 import {cli, cliRoot, NODE, NODE_BASELINE, ROOT, runSync, timeAsync} from '../lib/proc.js'
 import {holdAgents, intakeBody, post, rssMiB, startServer} from '../lib/servers.js'
+import {redisGroup} from './redis.js'
 
 const REFERENCES = 100
 const EVENTS_PER_REQUEST = 100
@@ -47,6 +48,7 @@ export function serverNotMeasured(reason) {
       title: 'intake: events/s and p99 latency',
     },
     {id: 'memory', reason, targets: [], title: `memory with ${AGENTS_TEXT} agents connected`},
+    {id: 'redis', reason, targets: [{target: 'Redis output vs file output (events/s)', targetText: '≥ 0.7x'}], title: 'Redis output vs file output: events/s and added latency'},
   ]
 }
 
@@ -100,7 +102,7 @@ export async function prepareServer(scratch, log) {
 /** The server groups, for fixtures from {@link prepareServer}. */
 export function serverGroups(fixture, {baseline, scale = 1} = {}) {
   const rounds = (n) => Math.max(3, Math.round(n * scale))
-  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale, baseline), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3))]
+  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale, baseline), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3)), redisGroup(fixture, rounds(5), scale)]
 }
 
 function startGroup({configs, home}, runs) {
