@@ -23,6 +23,7 @@ import KeystoreSync from './commands/keystore/sync.js'
 import KeystoreUpgrade from './commands/keystore/upgrade.js'
 import Run from './commands/run.js'
 import TestConfig from './commands/test/config.js'
+import TestOutput from './commands/test/output.js'
 
 export const COMMANDS = {
   'agent-config': AgentConfig,
@@ -41,6 +42,7 @@ export const COMMANDS = {
   'keystore:upgrade': KeystoreUpgrade,
   run: Run,
   'test:config': TestConfig,
+  'test:output': TestOutput,
 }
 
 const COMMAND_IDS: ReadonlySet<string> = new Set(Object.keys(COMMANDS))

@@ -14,6 +14,7 @@ import {buildKeystore, cliEnv, keyName} from '../lib/fixtures.js'
 import {cli, cliRoot, NODE, NODE_BASELINE, ROOT, runSync, timeAsync} from '../lib/proc.js'
 import {otlpTracesBody} from '../lib/otlp.js'
 import {holdAgents, intakeBody, post, rssMiB, startServer} from '../lib/servers.js'
+import {redisGroup} from './redis.js'
 
 const REFERENCES = 100
 const EVENTS_PER_REQUEST = 100
@@ -57,6 +58,7 @@ export function serverNotMeasured(reason) {
       ],
       title: 'OTLP/HTTP: spans/s against intake v2 events/s',
     },
+    {id: 'redis', reason, targets: [{target: 'Redis output vs file output (events/s)', targetText: '≥ 0.7x'}], title: 'Redis output vs file output: events/s and added latency'},
   ]
 }
 
@@ -110,7 +112,14 @@ export async function prepareServer(scratch, log) {
 /** The server groups, for fixtures from {@link prepareServer}. */
 export function serverGroups(fixture, {baseline, scale = 1} = {}) {
   const rounds = (n) => Math.max(3, Math.round(n * scale))
-  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale, baseline), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3)), otlpGroup(fixture, rounds(7), scale)]
+  return [
+    startGroup(fixture, rounds(11)),
+    intakeGroup(fixture, rounds(7), scale, baseline),
+    stagesGroup(fixture, rounds(5), scale),
+    memoryGroup(fixture, rounds(3)),
+    otlpGroup(fixture, rounds(7), scale),
+    redisGroup(fixture, rounds(5), scale),
+  ]
 }
 
 function startGroup({configs, home}, runs) {

@@ -15,6 +15,7 @@ import type {ServerConfig} from './config/server-config.js'
 import {createListener, listen, parseHost, readTls, urlOf} from './listener.js'
 import type {Logger} from './logger.js'
 import {openOutput} from './outputs/open.js'
+import type {Output} from './outputs/output.js'
 import {DEFAULT_SHUTDOWN_TIMEOUT_MS, shutdown} from './shutdown.js'
 
 export type {ServerStats} from './api/context.js'
@@ -23,8 +24,11 @@ export interface RunningServer {
   url: string
   address: {host: string; port: number}
   close(): Promise<void>
-  /** Applies a reloaded configuration; throws, changing nothing, when it cannot (e.g. an unreadable certificate). */
-  reload(next: ServerConfig): void
+  /**
+   * Applies a reloaded configuration; rejects, changing nothing, when it cannot (an unreadable
+   * certificate, output credentials the store refuses).
+   */
+  reload(next: ServerConfig): Promise<void>
   stats(): ServerStats
 }
 
@@ -42,7 +46,7 @@ export interface StartOptions {
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   parseHost(config.host) // a malformed host fails before anything is opened
   const material = config.ssl.enabled ? readTls(config.ssl) : undefined
-  const output = await openOutput(config.output)
+  const output = await openOutput(config.output, logger)
   const context = new ApiContext(config, output, logger, options)
   const listener = createListener(material, createRequestHandler(ROUTES, context), grpcStreamHandler(context), logger)
   const address = await listen(listener, config, logger).catch(async (error) => {
@@ -61,20 +65,31 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
       return closed
     },
-    reload(next: ServerConfig) {
-      // Everything that can fail happens before anything changes.
+    async reload(next: ServerConfig) {
+      // Everything that can fail happens before anything changes; the output's check (a new password
+      // tried on the store) last, as it applies what it checked.
       const running = context.config
       const nextMaterial = running.ssl.enabled && next.ssl.enabled ? readTls(next.ssl) : undefined
+      const outputRestart = await reloadOutput(output, running.output, next.output)
       if (nextMaterial) (listener.server as https.Server).setSecureContext({...nextMaterial})
       context.apply(next)
       const restartNeeded = [
         next.host === running.host ? undefined : 'apm-server.host',
         next.ssl.enabled === running.ssl.enabled ? undefined : 'apm-server.ssl.enabled',
-        JSON.stringify(next.output) === JSON.stringify(running.output) ? undefined : 'output.file',
+        ...outputRestart,
       ].filter((name): name is string => name !== undefined)
       if (restartNeeded.length > 0) logger.warn({settings: restartNeeded}, `changes to ${restartNeeded.join(', ')} take effect after a restart`)
     },
-    stats: () => structuredClone(context.stats),
+    stats: () => ({...structuredClone(context.stats), output: output.stats()}),
     url: urlOf(address, config.host, material !== undefined),
   }
+}
+
+/** The output settings of a reload that need a restart; the output applies what it can (rejecting what it refuses). */
+async function reloadOutput(output: Output, running: ServerConfig['output'], next: ServerConfig['output']): Promise<string[]> {
+  const {redis: runningRedis, ...runningFile} = running
+  const {redis: nextRedis, ...nextFile} = next
+  const file = JSON.stringify(nextFile) === JSON.stringify(runningFile) ? [] : ['output.file']
+  if (runningRedis === undefined) return nextRedis === undefined ? file : [...file, 'output.redis']
+  return [...file, ...((await output.reload?.(next)) ?? ['output.redis'])]
 }

@@ -68,6 +68,7 @@ describe('docs/json.md: the documented --json shapes', () => {
         'keystore sync',
         'keystore upgrade',
         'test config',
+        'test output',
       ].sort(),
     )
   })
@@ -94,10 +95,11 @@ describe('docs/json.md: the documented --json shapes', () => {
     await json('keystore import', ['keystore', 'import', 'fleet.bundle'])
   })
 
-  it('test config, export config, agent-config, remove', async () => {
+  it('test config, test output, export config, agent-config, remove', async () => {
     writeFileSync(path.join(tmp.dir, 'apm-server.yml'), 'apm-server:\n  host: "127.0.0.1:8200"\n  auth.secret_token: "${APM_SECRET_TOKEN}"\n')
     await json('export config', ['export', 'config'])
     await json('agent-config', ['agent-config', '--agent', 'go'])
+    await json('test output', ['test', 'output', '-E', 'output.redis.hosts=["127.0.0.1:1"]'], {code: 1})
     writeFileSync(path.join(tmp.dir, 'apm-server.yml'), 'apm-server:\n  auth.secret_token: "${NOT_THERE}"\n  foo: 1\n')
     await json('test config', ['test', 'config'], {code: 1})
     await json('keystore remove', ['keystore', 'remove', 'APM_SECRET_TOKEN'])

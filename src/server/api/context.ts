@@ -12,7 +12,7 @@ import type {ServerConfig} from '../config/server-config.js'
 import {H2_STREAM_IDLE_MS} from '../h2.js'
 import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
 import type {Logger} from '../logger.js'
-import type {Output} from '../outputs/output.js'
+import type {Output, OutputStats} from '../outputs/output.js'
 import {InFlight} from '../shutdown.js'
 
 export interface ServerStats {
@@ -20,6 +20,8 @@ export interface ServerStats {
   /** responses by status code */
   responses: Record<string, number>
   events: {accepted: number; invalid: number; tooLarge: number}
+  /** the output's counts (RunningServer.stats() adds them) */
+  output?: OutputStats
 }
 
 export interface ContextOptions {
