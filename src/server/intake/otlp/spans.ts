@@ -170,7 +170,8 @@ function statusCode(c: Collected, text: string, value: number | undefined): void
 function collect(attributes: KeyValue[] | undefined): Collected {
   const c: Collected = {db: {}, http: {}, is: {db: false, genai: false, http: false, messaging: false, rpc: false}, labels: {} as Labels, messaging: {}, net: {}, rpc: {}}
   for (const {key = '', value} of attributes ?? []) {
-    const reader = FIELDS[key]
+    // Own keys only: an attribute named `constructor` or `__proto__` is a label, not Object.prototype's member.
+    const reader = Object.hasOwn(FIELDS, key) ? FIELDS[key] : undefined
     const integer = intMember(value)
     const whole = stringMember(value)
     // A statement is kept whole, as apm-data keeps it; every other string is cut at the keyword length.
@@ -350,7 +351,7 @@ function destinationOf(c: Collected): Destination {
     const scheme = url.protocol.replace(/:$/, '')
     destination.url ??= url.href
     destination.address = truncate(url.hostname)
-    destination.port = url.port ? Number(url.port) : (DEFAULT_PORTS[scheme] ?? destination.port)
+    destination.port = url.port ? Number(url.port) : ((Object.hasOwn(DEFAULT_PORTS, scheme) ? DEFAULT_PORTS[scheme] : undefined) ?? destination.port)
     destination.resource = url.port ? url.host : `${url.host}:${destination.port}`
     destination.origin = `${scheme}://${url.host}`
   }
