@@ -10,6 +10,7 @@ import {executeCli, type ExecuteOptions} from './cli/execute.js'
 import AgentConfig from './commands/agent-config.js'
 import ExportConfig from './commands/export/config.js'
 import KeystoreAdd from './commands/keystore/add.js'
+import KeystoreAudit from './commands/keystore/audit.js'
 import KeystoreCreate from './commands/keystore/create.js'
 import KeystoreHasPasswd from './commands/keystore/has-passwd.js'
 import KeystoreImport from './commands/keystore/import.js'
@@ -28,6 +29,7 @@ export const COMMANDS = {
   'agent-config': AgentConfig,
   'export:config': ExportConfig,
   'keystore:add': KeystoreAdd,
+  'keystore:audit': KeystoreAudit,
   'keystore:create': KeystoreCreate,
   'keystore:has-passwd': KeystoreHasPasswd,
   'keystore:import': KeystoreImport,

@@ -30,10 +30,13 @@ const START_SOURCES = new Set([
   // keystore add's value gathering (it was in add.ts, a command module, before it moved)
   'src/cli/values.ts',
   'src/core/agent-settings.ts',
+  // the audit trail's writer and the expiry rules, used by every writing command (issue 16)
+  'src/core/audit.ts',
   'src/core/bounded-read.ts',
   'src/core/crypto.ts',
   'src/core/entries.ts',
   'src/core/errors.ts',
+  'src/core/expiry.ts',
   'src/core/format/beats-v1.ts',
   'src/core/format/json-guard.ts',
   'src/core/format/native.ts',

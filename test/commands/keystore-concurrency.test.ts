@@ -62,7 +62,7 @@ async function assertAllKeys(file: string, password: string | undefined): Promis
   assert.equal(keystore.passwordProtected, password !== undefined)
   assert.equal(modeOf(file), 0o600)
   // no lock directory, no temp file
-  assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+  assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'])
 }
 
 describe('apm-server keystore: concurrent adds from several processes', () => {

@@ -56,10 +56,13 @@ describe('docs/json.md: the documented --json shapes', () => {
         'agent-config',
         'export config',
         'keystore add',
+        'keystore audit',
+        'keystore audit --verify',
         'keystore create',
         'keystore has-passwd',
         'keystore import',
         'keystore list',
+        'keystore list --long',
         'keystore passwd',
         'keystore recipient',
         'keystore remove',
@@ -76,12 +79,15 @@ describe('docs/json.md: the documented --json shapes', () => {
 
   it('keystore commands, in the order of a keystore life', async () => {
     await json('keystore create', ['keystore', 'create', '--password'])
-    await json('keystore add', ['keystore', 'add', 'APM_SECRET_TOKEN', '--generate'])
+    await json('keystore add', ['keystore', 'add', 'APM_SECRET_TOKEN', '--generate', '--expires', '90d'])
     await json('keystore list', ['keystore', 'list'])
+    await json('keystore list --long', ['keystore', 'list', '--long'])
     await json('keystore show', ['keystore', 'show', 'APM_SECRET_TOKEN'])
     await json('keystore has-passwd', ['keystore', 'has-passwd'])
     await json('keystore passwd', ['keystore', 'passwd', '--stdin'], {input: `${env.APM_SERVER_KEYSTORE_PASSWORD}\n`})
     await json('keystore upgrade', ['keystore', 'upgrade'])
+    await json('keystore audit', ['keystore', 'audit'])
+    await json('keystore audit --verify', ['keystore', 'audit', '--verify'])
   })
 
   it('sync, recipient, seal, import', async () => {
