@@ -69,7 +69,7 @@ export function expiryState(at: number, now: number): ExpiryState {
 /** "in 3 days", "in 5 hours", "2 days ago": how far `at` is from `now`, for messages. */
 export function describeDistance(at: number, now: number): string {
   const ms = Math.abs(at - now)
-  const [count, unit] = ms >= DAY_MS ? [Math.floor(ms / DAY_MS), 'day'] : [Math.max(1, Math.floor(ms / 3_600_000)), 'hour']
-  const text = `${count} ${unit}${count === 1 ? '' : 's'}`
+  const [count, unit] = ms >= DAY_MS ? [Math.floor(ms / DAY_MS), 'day'] : [Math.floor(ms / 3_600_000), 'hour']
+  const text = count === 0 ? 'less than an hour' : `${count} ${unit}${count === 1 ? '' : 's'}`
   return at > now ? `in ${text}` : `${text} ago`
 }

@@ -56,6 +56,8 @@ describe('core/expiry', () => {
     assert.equal(describeDistance(NOW + DAY, NOW), 'in 1 day')
     assert.equal(describeDistance(NOW + 5 * 3_600_000, NOW), 'in 5 hours')
     assert.equal(describeDistance(NOW - 2 * DAY, NOW), '2 days ago')
+    assert.equal(describeDistance(NOW, NOW), 'less than an hour ago')
+    assert.equal(describeDistance(NOW + 59 * 60_000, NOW), 'in less than an hour')
   })
 
   it('the clock: now, or APM_SERVER_TEST_NOW with a warning saying so; a malformed one is refused', () => {

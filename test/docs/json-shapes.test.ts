@@ -71,6 +71,7 @@ describe('docs/json.md: the documented --json shapes', () => {
         'keystore sync',
         'keystore upgrade',
         'test config',
+        'test config --explain',
       ].sort(),
     )
   })
@@ -103,6 +104,7 @@ describe('docs/json.md: the documented --json shapes', () => {
   it('test config, export config, agent-config, remove', async () => {
     writeFileSync(path.join(tmp.dir, 'apm-server.yml'), 'apm-server:\n  host: "127.0.0.1:8200"\n  auth.secret_token: "${APM_SECRET_TOKEN}"\n')
     await json('export config', ['export', 'config'])
+    await json('test config --explain', ['test', 'config', '--explain'])
     await json('agent-config', ['agent-config', '--agent', 'go'])
     writeFileSync(path.join(tmp.dir, 'apm-server.yml'), 'apm-server:\n  auth.secret_token: "${NOT_THERE}"\n  foo: 1\n')
     await json('test config', ['test', 'config'], {code: 1})
