@@ -18,6 +18,7 @@ import KeystoreList from './commands/keystore/list.js'
 import KeystorePasswd from './commands/keystore/passwd.js'
 import KeystoreRecipient from './commands/keystore/recipient.js'
 import KeystoreRemove from './commands/keystore/remove.js'
+import KeystoreRun from './commands/keystore/run.js'
 import KeystoreSeal from './commands/keystore/seal.js'
 import KeystoreShow from './commands/keystore/show.js'
 import KeystoreSync from './commands/keystore/sync.js'
@@ -37,6 +38,7 @@ export const COMMANDS = {
   'keystore:passwd': KeystorePasswd,
   'keystore:recipient': KeystoreRecipient,
   'keystore:remove': KeystoreRemove,
+  'keystore:run': KeystoreRun,
   'keystore:seal': KeystoreSeal,
   'keystore:show': KeystoreShow,
   'keystore:sync': KeystoreSync,

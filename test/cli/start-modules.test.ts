@@ -194,4 +194,14 @@ describe('what a keystore command loads at start (the built CLI)', function () {
 
     assert.deepEqual(unexpected({...trace, compiled: trace.compiled.slice(0, 1)}, ['bin/run.js', 'dist/cli.js', 'package.json']), [])
   })
+
+  it('keystore run -- true also loads its own file (the child, its environment, the masker), and nothing else outside the start set', async () => {
+    const {stdout, trace} = await traced(['keystore', 'run', '--', 'true'])
+    assert.equal(stdout, '')
+    const files = trace.compiled.map((file) => relative(file))
+    assert.equal(files[0], 'dist/cli.cjs')
+    assert.equal(files.length, 2, `compiled ${files.join(', ')}`)
+    assert.deepEqual(bundledModules(path.join(ROOT, files[1])).sort(), ['src/cli/child-env.ts', 'src/cli/run-child.ts', 'src/core/masker.ts'])
+    assert.deepEqual(unexpected({...trace, compiled: trace.compiled.slice(0, 1)}, ['bin/run.js', 'dist/cli.js', 'package.json']), [])
+  })
 })
