@@ -1,6 +1,7 @@
 /**
  * The audit trail of a keystore, the reading side: its lines as records, and the check of the chain
- * against the anchor the keystore records (./audit.ts says how both are written). Reports the first bad
+ * against the anchor the keystore records (./audit.ts says how both are written); and starting a new
+ * trail, the old one kept aside and pinned by its hash in the new trail's first line. Reports the first bad
  * line: one that is not an audit line, is numbered out of place, or is not the line the next one (or the
  * keystore) records the hash of, and a file cut before the keystore's anchor. Lines past the anchor, and
  * lines a later line says were never confirmed, are what a crash between a line and its keystore write
@@ -9,16 +10,21 @@
 import {createHash} from 'node:crypto'
 import {constants, promises as fs} from 'node:fs'
 
-import {AuditRecord, auditFileOf, checkExisting, GENESIS} from './audit.js'
+import {AuditRecord, auditFileOf, checkExisting, GENESIS, RestartedFrom} from './audit.js'
 import {KeystoreError} from './errors.js'
 import {jsonDepthWithin} from './format/json-guard.js'
 import type {AuditAnchor} from './format/native.js'
 import {MAX_KEYS} from './entries.js'
-import {OpenOptions, openKeystore} from './keystore.js'
+import {OpenOptions, openKeystore, updateKeystore} from './keystore.js'
 import {keystoreTarget} from './keystore-file.js'
 
-/** Far above years of changes (a line is ~250 bytes); a bigger file is refused unread. */
-export const MAX_AUDIT_BYTES = 256 * 1024 * 1024
+/**
+ * What this reader takes, in bytes and lines: years of changes (a line is ~250 bytes), with room for
+ * syncs of thousands of keys. A bigger trail is refused unread, and `keystore audit --restart` keeps it
+ * aside and starts a new one. The caps bound what a trail costs in memory: every line is kept, parsed.
+ */
+export const MAX_AUDIT_BYTES = 64 * 1024 * 1024
+export const MAX_AUDIT_LINES = 100_000
 /** A line naming every key of a full keystore is ~26 MiB. */
 const MAX_LINE_BYTES = 32 * 1024 * 1024
 const READ_CHUNK_BYTES = 1024 * 1024
@@ -63,14 +69,15 @@ export async function readAuditTrail(keystoreFile: string, options: OpenOptions 
     return report
   }
 
-  report.entries = read.lines.map((line, i) => ({confirmed: false, line: i + 1, record: parseRecord(line.text)}))
+  report.entries = read.lines.map((line, i) => ({confirmed: false, line: i + 1, record: line.record}))
   report.problem = checkChain(read.lines, report.entries, file) ?? checkAnchor(read.lines, anchor, report.format, file, keystoreFile)
   markConfirmed(report.entries, anchor)
   return report
 }
 
 interface Line {
-  text: Buffer | undefined
+  /** undefined when the line is not an audit line */
+  record: AuditRecord | undefined
   hash: string
   /** the offset right after its newline */
   end: number
@@ -90,14 +97,18 @@ async function readLines(file: string, strict: boolean): Promise<{lines: Line[];
 
   try {
     const stat = await checkExisting(handle, file, strict)
-    if (stat.size > MAX_AUDIT_BYTES) throw new KeystoreError('ELIMITS', `audit file ${file} is ${stat.size} bytes, over the ${MAX_AUDIT_BYTES} bytes this command reads; it is not an audit trail, or keep an older part of it aside`)
-    return await splitLines(handle, stat.size)
+    if (stat.size > MAX_AUDIT_BYTES) throw tooBig(file, `is ${stat.size} bytes, over the ${MAX_AUDIT_BYTES} bytes`)
+    return await splitLines(handle, stat.size, file)
   } finally {
     await handle.close()
   }
 }
 
-async function splitLines(handle: fs.FileHandle, size: number): Promise<{lines: Line[]; partial: number}> {
+function tooBig(file: string, what: string): KeystoreError {
+  return new KeystoreError('ELIMITS', `audit file ${file} ${what} this command reads; start a new trail with "apm-server keystore audit --restart" (the old one is kept beside it)`)
+}
+
+async function splitLines(handle: fs.FileHandle, size: number, file: string): Promise<{lines: Line[]; partial: number}> {
   const lines: Line[] = []
   const buffer = Buffer.alloc(READ_CHUNK_BYTES)
   let hash = createHash('sha256')
@@ -115,7 +126,8 @@ async function splitLines(handle: fs.FileHandle, size: number): Promise<{lines: 
       hash.update(piece)
       if (length + piece.length <= MAX_LINE_BYTES) pieces.push(Buffer.from(piece))
       length += piece.length
-      lines.push({end: offset + newline + 1, hash: hash.digest('hex'), text: length <= MAX_LINE_BYTES ? Buffer.concat(pieces) : undefined})
+      if (lines.length === MAX_AUDIT_LINES) throw tooBig(file, `holds more than the ${MAX_AUDIT_LINES} lines`)
+      lines.push({end: offset + newline + 1, hash: hash.digest('hex'), record: length <= MAX_LINE_BYTES ? parseRecord(Buffer.concat(pieces)) : undefined})
       hash = createHash('sha256')
       pieces = []
       length = 0
@@ -147,8 +159,8 @@ const FIELDS: Record<string, (value: unknown) => boolean> = {
 
 /** An audit line's record, or undefined when it is not one (fields of later versions are allowed). */
 function parseRecord(text: Buffer | undefined): AuditRecord | undefined {
-  // {..., "keys": [...]}: two levels, two containers.
-  if (!text || !jsonDepthWithin(text, 2, 2)) return undefined
+  // {..., "keys": [...], "restarted": {...}}: two levels, three containers.
+  if (!text || !jsonDepthWithin(text, 2, 3)) return undefined
   let parsed: unknown
   try {
     parsed = JSON.parse(text.toString('utf8'))
@@ -204,6 +216,45 @@ function checkAnchor(lines: Line[], anchor: AuditAnchor | undefined, format: Aud
   }
 
   return undefined
+}
+
+/**
+ * Starts a new trail: under the keystore's lock the trail is renamed to `<trail>.<time>` (kept: it is the
+ * evidence of whatever made this necessary), and the new trail's first line names it with its size and
+ * SHA-256; the keystore is rewritten anchored to that line. For a trail over what `keystore audit`
+ * reads, a trail found changed (once looked into), or a keystore restored without its trail. A crash
+ * in the middle leaves a trail that does not verify: run it again.
+ */
+export async function restartAuditTrail(keystoreFile: string, options: OpenOptions = {}): Promise<{file: string; restarted: RestartedFrom}> {
+  const trail = auditFileOf(await keystoreTarget(keystoreFile, options))
+  const restarted: RestartedFrom = {bytes: 0, file: null, sha256: createHash('sha256').digest('hex')}
+  const audit = {command: 'keystore audit --restart', restarted}
+  await updateKeystore(keystoreFile, {...options, audit}, async (keystore) => {
+    const old = await fs.lstat(trail).catch(() => undefined)
+    if (old) {
+      if (!old.isFile()) throw new KeystoreError('EAUDIT', `audit file ${trail} is not a regular file; move it aside yourself, then run --restart again`)
+      const kept = `${trail}.${new Date().toISOString().replaceAll(':', '-')}`
+      if (await fs.lstat(kept).catch(() => undefined)) throw new KeystoreError('EAUDIT', `${kept} already exists; wait a moment and run --restart again`)
+      Object.assign(restarted, {bytes: old.size, file: kept, sha256: await hashFile(trail)})
+      await fs.rename(trail, kept)
+    }
+
+    keystore.setAuditAnchor(undefined)
+    keystore.touch()
+  })
+  return {file: trail, restarted}
+}
+
+async function hashFile(file: string): Promise<string> {
+  const hash = createHash('sha256')
+  const handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  try {
+    for await (const chunk of handle.createReadStream({autoClose: false})) hash.update(chunk as Buffer)
+  } finally {
+    await handle.close()
+  }
+
+  return hash.digest('hex')
 }
 
 /** Up to the anchor, every change but those a later line says were never confirmed (refusals never change it). */

@@ -53,6 +53,16 @@ export interface AuditRecord {
   error?: ErrorCode
   /** lines right before this one that the keystore never recorded (their command stopped before writing it) */
   unconfirmed?: number
+  /** line 1 of a trail started by `keystore audit --restart`: the trail kept aside, pinned by its hash */
+  restarted?: RestartedFrom
+}
+
+export interface RestartedFrom {
+  /** the file the previous trail was renamed to, or null when there was none */
+  file: null | string
+  bytes: number
+  /** SHA-256 of the whole previous trail, hex */
+  sha256: string
 }
 
 /** What a command asks to be recorded. */
@@ -60,13 +70,14 @@ export interface AuditRequest {
   command: string
   /** the keys the command means to change, named in a line that records its refusal */
   keys?: readonly string[]
+  restarted?: RestartedFrom
 }
 
 /** What the writer needs of a keystore (src/core/keystore.ts). */
 export interface AuditedKeystore {
   readonly auditAnchor: AuditAnchor | undefined
   changedNames(): string[]
-  setAuditAnchor(anchor: AuditAnchor): void
+  setAuditAnchor(anchor: AuditAnchor | undefined): void
 }
 
 export function auditFileOf(keystoreTarget: string): string {
@@ -99,7 +110,8 @@ export class AuditSession {
   async prepare(keystore: AuditedKeystore): Promise<void> {
     this.trail ??= await AuditFile.open(this.keystoreFile, this.strictPerms)
     const plan = await this.trail.plan(keystore.auditAnchor)
-    this.pending = plan.line({command: this.request.command, keys: keystore.changedNames(), result: 'ok'})
+    const {command, restarted} = this.request
+    this.pending = plan.line({command, keys: keystore.changedNames(), result: 'ok', ...(restarted ? {restarted} : {})})
     keystore.setAuditAnchor(plan.anchorAfter(this.pending))
   }
 
@@ -133,8 +145,10 @@ export class AuditSession {
 }
 
 /** Where the next line goes and what it continues. */
+type AuditEvent = Pick<AuditRecord, 'command' | 'error' | 'keys' | 'restarted' | 'result'>
+
 interface Plan {
-  line(event: Pick<AuditRecord, 'command' | 'error' | 'keys' | 'result'>): Buffer
+  line(event: AuditEvent): Buffer
   anchorAfter(line: Buffer): AuditAnchor
 }
 
@@ -248,7 +262,7 @@ class AuditFile {
   }
 }
 
-function record(seq: number, prev: string, event: Pick<AuditRecord, 'command' | 'error' | 'keys' | 'result'>, unconfirmed: number | undefined): AuditRecord {
+function record(seq: number, prev: string, event: AuditEvent, unconfirmed: number | undefined): AuditRecord {
   const uid = process.getuid?.() ?? null
   let user: string | null = null
   try {
@@ -270,6 +284,7 @@ function record(seq: number, prev: string, event: Pick<AuditRecord, 'command' | 
     result: event.result,
     ...(event.error === undefined ? {} : {error: event.error}),
     ...(unconfirmed === undefined ? {} : {unconfirmed}),
+    ...(event.restarted === undefined ? {} : {restarted: event.restarted}),
   }
 }
 

@@ -179,8 +179,13 @@ export class Keystore {
    * Records where the audit trail ends once this write's line is appended (written with the keystore).
    * Beats v1 has no place for it: its trail is chained but anchored nowhere.
    */
-  setAuditAnchor(anchor: AuditAnchor): void {
+  setAuditAnchor(anchor: AuditAnchor | undefined): void {
     if (this.currentFormat !== 'native') return
+    if (anchor === undefined) {
+      delete this.meta.audit
+      return
+    }
+
     this.meta.audit = {...anchor}
     this.nativeVersion = NATIVE_VERSION
   }

@@ -4,6 +4,7 @@
  * kill -9 between the line and the keystore write, which --verify must not call tampering.
  */
 import assert from 'node:assert/strict'
+import {createHash} from 'node:crypto'
 import {readFileSync, statSync, utimesSync, watch, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
@@ -127,5 +128,24 @@ describe('apm-server keystore audit', () => {
     const json = JSON.parse((await ks(['audit', '--verify', '--json'])).stdout)
     assert.deepEqual(json.entries.slice(-2).map((entry: {confirmed: boolean}) => entry.confirmed), [false, true])
     assert.equal(json.verified.ok, true)
+  })
+
+  it('--restart keeps the trail aside (pinned by its hash in the new trail\'s first line) and starts a new one that verifies', async () => {
+    await history()
+    const lines = readFileSync(trail, 'utf8').split('\n')
+    writeFileSync(trail, lines.filter((_line, i) => i !== 2).join('\n'))
+    const kept = readFileSync(trail)
+    assert.equal((await ks(['audit', '--verify'])).code, 1)
+    const restart = await ks(['audit', '--restart', '--json'])
+    assertRun(restart, {code: 0, stderr: ''})
+    const {entries, restarted} = JSON.parse(restart.stdout)
+    assert.equal(restarted.bytes, kept.length)
+    assert.equal(restarted.sha256, createHash('sha256').update(kept).digest('hex'))
+    assert.deepEqual(readFileSync(restarted.file), kept)
+    assert.match(path.basename(restarted.file), /^apm-server\.keystore\.audit\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z$/)
+    assert.deepEqual(entries.map((entry: {command: string; line: number}) => [entry.line, entry.command]), [[1, 'keystore audit --restart']])
+    assert.deepEqual(JSON.parse(readFileSync(trail, 'utf8')).restarted, restarted)
+    assert.equal((await ks(['add', 'NEXT', '--stdin'], {input: VALUE})).code, 0)
+    assert.match((await ks(['audit', '--verify'])).stdout, /OK: 2 lines, 2 changes confirmed by the keystore\.\n$/)
   })
 })

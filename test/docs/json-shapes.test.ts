@@ -57,6 +57,7 @@ describe('docs/json.md: the documented --json shapes', () => {
         'export config',
         'keystore add',
         'keystore audit',
+        'keystore audit --restart',
         'keystore audit --verify',
         'keystore create',
         'keystore has-passwd',
@@ -89,6 +90,7 @@ describe('docs/json.md: the documented --json shapes', () => {
     await json('keystore upgrade', ['keystore', 'upgrade'])
     await json('keystore audit', ['keystore', 'audit'])
     await json('keystore audit --verify', ['keystore', 'audit', '--verify'])
+    await json('keystore audit --restart', ['keystore', 'audit', '--restart'])
   })
 
   it('sync, recipient, seal, import', async () => {
