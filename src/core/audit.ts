@@ -249,9 +249,11 @@ class AuditFile {
     try {
       if (this.truncateTo !== undefined) await this.handle.truncate(this.truncateTo)
       this.truncateTo = undefined
-      // One write of the whole line: O_APPEND puts it at the end in one piece.
+      // One write of the whole line: O_APPEND puts it at the end in one piece. It must be on disk before
+      // the keystore that records it is (a keystore ahead of its trail would look like a cut trail):
+      // fdatasync, which flushes the new size with the data, and no more.
       await this.handle.writeFile(Buffer.concat([line, Buffer.from('\n')]))
-      await this.handle.sync()
+      await this.handle.datasync()
     } catch (error) {
       throw auditIoError(this.file, error)
     }
