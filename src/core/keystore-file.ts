@@ -497,3 +497,17 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
     heldLocks.delete(lockfilePath)
   }
 }
+
+/**
+ * The real path of the keystore file a write replaces (the target of a symbolic link), with its
+ * directories checked as a write checks them: for files kept beside the keystore (its audit trail).
+ */
+export async function keystoreTarget(file: string, options: ReadOptions = {}): Promise<string> {
+  try {
+    const target = await realTarget(file)
+    if (options.strictPerms !== false) await checkDirectories(file, target)
+    return target
+  } catch (error) {
+    throw isKeystoreError(error) ? error : ioError('find keystore', file, error)
+  }
+}
