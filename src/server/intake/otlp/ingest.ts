@@ -18,7 +18,7 @@ import {FAIR_SHARE_BYTES} from '../line-feed.js'
 import {Metric, Metricsets, logRecordAsEvent, LogRecord} from './records.js'
 import {metadataHead, resourceMetadata, Resource, ResourceMetadata, Scope} from './resource.js'
 import {spanEventAsEvent} from './span-events.js'
-import {isTransaction, OtlpSpan, spanIds, toSpan, toTransaction} from './spans.js'
+import {isTransaction, OtlpSpan, spanIds, spanJson, transactionJson} from './spans.js'
 import type {Signal} from './wire.js'
 
 export interface OtlpIngestOptions {
@@ -65,7 +65,12 @@ class Writer {
 
   /** One event behind `head`; past the request's output bound it is rejected instead. */
   write(head: Buffer, type: string, event: Record<string, unknown>): void {
-    const tail = Buffer.from(`"${type}":${JSON.stringify(event)}}`)
+    this.writeJson(head, type, JSON.stringify(event))
+  }
+
+  /** One event, given as JSON text, behind `head`; as {@link write}. */
+  writeJson(head: Buffer, type: string, json: string): void {
+    const tail = Buffer.from(`"${type}":${json}}`)
     const bytes = head.length + tail.length + 1
     const {anonymous, output, outputMultiple} = this.options
     if (outputMultiple !== undefined && this.written + bytes > outputMultiple * this.decodedBytes) {
@@ -139,11 +144,19 @@ async function writeTraces(request: TracesRequest, writer: Writer, options: Otlp
           continue
         }
 
-        const transaction = isTransaction(span, ids.parentId)
-        const event = transaction ? toTransaction(span, ids) : toSpan(span, ids)
-        writer.write(head, transaction ? 'transaction' : 'span', event)
-        const parent = {id: ids.id, traceId: ids.traceId, ...(transaction ? {transaction: {type: event.type as string}} : {})}
-        for (const spanEvent of span.events ?? []) writer.write(head, ...spanEventAsEvent(spanEvent, parent))
+        let transactionType: string | undefined
+        if (isTransaction(span, ids.parentId)) {
+          const {json, type} = transactionJson(span, ids)
+          writer.writeJson(head, 'transaction', json)
+          transactionType = type
+        } else {
+          writer.writeJson(head, 'span', spanJson(span, ids))
+        }
+
+        if (span.events && span.events.length > 0) {
+          const parent = {id: ids.id, traceId: ids.traceId, ...(transactionType === undefined ? {} : {transaction: {type: transactionType}})}
+          for (const spanEvent of span.events) writer.write(head, ...spanEventAsEvent(spanEvent, parent))
+        }
         if (writer.due) await writer.pace() // eslint-disable-line no-await-in-loop -- one span at a time, with back-pressure
       }
     }
