@@ -149,83 +149,22 @@ function span(r: Reader, end: number, depth: number): OtlpSpan {
   const value: OtlpSpan = {attributes: undefined, endTimeUnixNano: undefined, events: undefined, kind: undefined, links: undefined, name: undefined, parentSpanId: undefined, spanId: undefined, startTimeUnixNano: undefined, status: undefined, traceId: undefined, traceState: undefined}
   while (r.pos < end) {
     const tag = r.tag()
-    switch (tag) {
-      case (1 << 3) | WIRE_LENGTH: {
-        value.traceId = nonEmpty(r.bytes())
-        break
-      }
-
-      case (2 << 3) | WIRE_LENGTH: {
-        value.spanId = nonEmpty(r.bytes())
-        break
-      }
-
-      case (3 << 3) | WIRE_LENGTH: {
-        value.traceState = nonEmpty(string(r))
-        break
-      }
-
-      case (4 << 3) | WIRE_LENGTH: {
-        value.parentSpanId = nonEmpty(r.bytes())
-        break
-      }
-
-      case (5 << 3) | WIRE_LENGTH: {
-        value.name = nonEmpty(string(r))
-        break
-      }
-
-      case (6 << 3) | WIRE_VARINT: {
-        value.kind = r.int32() || undefined
-        break
-      }
-
-      case (7 << 3) | WIRE_FIXED64: {
-        value.startTimeUnixNano = r.fixed64() as unknown as number
-        break
-      }
-
-      case (8 << 3) | WIRE_FIXED64: {
-        value.endTimeUnixNano = r.fixed64() as unknown as number
-        break
-      }
-
-      case (9 << 3) | WIRE_LENGTH: {
-        ;(value.attributes ??= []).push(message(r, depth + 1, keyValue, undefined))
-        break
-      }
-
-      case (11 << 3) | WIRE_LENGTH: {
-        ;(value.events ??= []).push(message(r, depth + 1, spanEvent, undefined))
-        break
-      }
-
-      case (13 << 3) | WIRE_LENGTH: {
-        ;(value.links ??= []).push(message(r, depth + 1, link, undefined))
-        break
-      }
-
-      case (15 << 3) | WIRE_LENGTH: {
-        value.status = message(r, depth + 1, status, value.status ?? undefined)
-        break
-      }
-
-      case (10 << 3) | WIRE_VARINT:
-      case (12 << 3) | WIRE_VARINT:
-      case (14 << 3) | WIRE_VARINT: {
-        r.uint32()
-        break
-      }
-
-      case (16 << 3) | WIRE_FIXED32: {
-        r.fixed32()
-        break
-      }
-
-      default: {
-        skip(r, tag, depth)
-      }
-    }
+    if (tag === ((1 << 3) | WIRE_LENGTH)) value.traceId = nonEmpty(r.bytes())
+    else if (tag === ((2 << 3) | WIRE_LENGTH)) value.spanId = nonEmpty(r.bytes())
+    else if (tag === ((3 << 3) | WIRE_LENGTH)) value.traceState = nonEmpty(string(r))
+    else if (tag === ((4 << 3) | WIRE_LENGTH)) value.parentSpanId = nonEmpty(r.bytes())
+    else if (tag === ((5 << 3) | WIRE_LENGTH)) value.name = nonEmpty(string(r))
+    else if (tag === ((6 << 3) | WIRE_VARINT)) value.kind = r.int32() || undefined
+    else if (tag === ((7 << 3) | WIRE_FIXED64)) value.startTimeUnixNano = r.fixed64() as unknown as number
+    else if (tag === ((8 << 3) | WIRE_FIXED64)) value.endTimeUnixNano = r.fixed64() as unknown as number
+    else if (tag === ((9 << 3) | WIRE_LENGTH)) (value.attributes ??= []).push(message(r, depth + 1, keyValue, undefined))
+    else if (tag === ((11 << 3) | WIRE_LENGTH)) (value.events ??= []).push(message(r, depth + 1, spanEvent, undefined))
+    else if (tag === ((13 << 3) | WIRE_LENGTH)) (value.links ??= []).push(message(r, depth + 1, link, undefined))
+    else if (tag === ((15 << 3) | WIRE_LENGTH)) value.status = message(r, depth + 1, status, value.status ?? undefined)
+    // dropped attribute, event and link counts; flags
+    else if (tag === ((10 << 3) | WIRE_VARINT) || tag === ((12 << 3) | WIRE_VARINT) || tag === ((14 << 3) | WIRE_VARINT)) r.uint32()
+    else if (tag === ((16 << 3) | WIRE_FIXED32)) r.fixed32()
+    else skip(r, tag, depth)
   }
 
   return value
