@@ -6,7 +6,7 @@
  * destination and service target, and what is left becomes labels (`context.tags`). Span events are
  * ./span-events.ts's.
  */
-import {flatObject, number, objectOf, quote} from './json-text.js'
+import {number, quote} from './json-text.js'
 import {type AnyValue, kindOf, type KeyValue, labelValue, Labels, putLabel, truncate} from './values.js'
 
 export interface SpanStatus {
@@ -272,21 +272,22 @@ export function transactionJson(span: OtlpSpan, ids: SpanIds): {json: string; ty
   const type = c.type ?? (c.isMessaging ? 'messaging' : c.isHttp || c.isRpc ? 'request' : 'unknown')
   let outcome = statusOutcome(span.status)
   let result = c.rpcGrpcStatus === undefined ? undefined : (GRPC_CODES[c.rpcGrpcStatus] ?? `Code(${c.rpcGrpcStatus})`)
-  const context: string[] = []
+  // Members are gathered as `,"key":value` texts: the object is `{` + all of them but the first comma + `}`.
+  let context = ''
   if (c.isHttp) {
     const status = c.httpStatusCode
     if (status !== undefined && status > 0) {
       if (outcome === 'unknown') outcome = status >= 500 ? 'failure' : 'success'
       result ??= [1, 2, 3, 4, 5].includes(Math.floor(status / 100)) ? `HTTP ${Math.floor(status / 100)}xx` : `HTTP ${status}`
-      context.push(`"response":{"status_code":${number(status)}}`)
+      context += `,"response":{"status_code":${number(status)}}`
     }
 
-    context.push(`"request":${requestJson(c)}`)
+    context += `,"request":${requestJson(c)}`
   }
 
-  if (c.isMessaging && c.messagingQueue) context.push(`"message":{"queue":{"name":${quote(c.messagingQueue)}}}`)
-  if (c.serviceVersion) context.push(`"service":{"version":${quote(c.serviceVersion)}}`)
-  if (c.labels) context.push(`"tags":${JSON.stringify(c.labels)}`)
+  if (c.isMessaging && c.messagingQueue) context += `,"message":{"queue":{"name":${quote(c.messagingQueue)}}}`
+  if (c.serviceVersion) context += `,"service":{"version":${quote(c.serviceVersion)}}`
+  if (c.labels) context += `,"tags":${JSON.stringify(c.labels)}`
   result ??= span.status?.code === STATUS_OK ? 'Success' : span.status?.code === STATUS_ERROR ? 'Error' : undefined
   if (outcome === 'unknown') {
     outcome = 'success'
@@ -294,22 +295,22 @@ export function transactionJson(span: OtlpSpan, ids: SpanIds): {json: string; ty
   }
 
   let json = `{${baseMembers(span, ids)},"type":${quote(type)},"outcome":"${outcome}"${result === undefined ? '' : `,"result":${quote(result)}`},"sampled":true,"span_count":{"started":0}`
-  if (context.length > 0) json += `,"context":${objectOf(context)}`
+  if (context !== '') json += `,"context":{${context.slice(1)}}`
   if (c.sessionId) json += `,"session":{"id":${quote(c.sessionId)}}`
   return {json: `${json}${linksMember(span)}${otelMember(span)}}`, type}
 }
 
 /** A transaction's request: method, URL (from url.full, or path, query, host and scheme), HTTP version, user agent. */
 function requestJson(c: Collected): string {
-  const members: string[] = []
-  if (c.httpMethod) members.push(`"method":${quote(c.httpMethod)}`)
+  let members = ''
+  if (c.httpMethod) members += `,"method":${quote(c.httpMethod)}`
   const host = c.httpHost || (c.netHostName && c.netHostPort ? `${c.netHostName}:${c.netHostPort}` : c.netHostName)
   const relative = c.httpUrl ?? (c.httpPath === undefined ? undefined : c.httpQuery ? `${c.httpPath}?${c.httpQuery}` : c.httpPath)
-  if (relative !== undefined) members.push(`"url":${urlJson(relative, host, c.httpScheme)}`)
-  if (c.httpVersion) members.push(`"http_version":${quote(c.httpVersion.replace(/^HTTP\//, ''))}`)
-  if (c.httpUserAgent) members.push(`"headers":{"User-Agent":${quote(c.httpUserAgent)}}`)
-  if (c.netPeerIp) members.push(`"socket":{"remote_address":${quote(c.netPeerIp)}}`)
-  return objectOf(members)
+  if (relative !== undefined) members += `,"url":${urlJson(relative, host, c.httpScheme)}`
+  if (c.httpVersion) members += `,"http_version":${quote(c.httpVersion.replace(/^HTTP\//, ''))}`
+  if (c.httpUserAgent) members += `,"headers":{"User-Agent":${quote(c.httpUserAgent)}}`
+  if (c.netPeerIp) members += `,"socket":{"remote_address":${quote(c.netPeerIp)}}`
+  return `{${members.slice(1)}}`
 }
 
 /** An intake v2 URL object: absolute when the URL, or host and scheme, say so; else its path and query. */
@@ -325,22 +326,13 @@ function urlJson(original: string, host: string | undefined, scheme: string | un
 
   if (!url) {
     const [pathname, search] = original.split('?', 2)
-    return flatObject([
-      ['original', original],
-      ['pathname', pathname],
-      ['search', search || undefined],
-    ])
+    return `{"original":${quote(original)},"pathname":${quote(pathname)}${search ? `,"search":${quote(search)}` : ''}}`
   }
 
-  return flatObject([
-    ['full', truncate(url.href)],
-    ['hostname', url.hostname],
-    ['original', original],
-    ['pathname', url.pathname],
-    ['protocol', url.protocol.replace(/:$/, '')],
-    ['port', url.port ? Number(url.port) : undefined],
-    ['search', url.search ? url.search.slice(1) : undefined],
-  ])
+  let text = `{"full":${quote(truncate(url.href))},"hostname":${quote(url.hostname)},"original":${quote(original)},"pathname":${quote(url.pathname)},"protocol":${quote(url.protocol.replace(/:$/, ''))}`
+  if (url.port) text += `,"port":${number(Number(url.port))}`
+  if (url.search) text += `,"search":${quote(url.search.slice(1))}`
+  return `${text}}`
 }
 
 const DEFAULT_PORTS: Record<string, number> = {http: 80, https: 443}
@@ -349,41 +341,42 @@ const DEFAULT_PORTS: Record<string, number> = {http: 80, https: 443}
 export function spanJson(span: OtlpSpan, ids: SpanIds): string {
   const c = collect(span.attributes)
   let outcome = statusOutcome(span.status)
-  const context: string[] = []
+  // Members are gathered as `,"key":value` texts, as in transactionJson.
+  let context = ''
   const target = destinationOf(c)
   if (c.isHttp) {
     const status = c.httpStatusCode
     if (status !== undefined && status > 0 && outcome === 'unknown') outcome = status >= 400 ? 'failure' : 'success'
-    context.push(`"http":${flatObject([
-      ['method', c.httpMethod || undefined],
-      ['status_code', status || undefined],
-      ['url', target.url || undefined],
-    ])}`)
+    let http = ''
+    if (c.httpMethod) http += `,"method":${quote(c.httpMethod)}`
+    if (status) http += `,"status_code":${number(status)}`
+    if (target.url) http += `,"url":${quote(target.url)}`
+    context += `,"http":{${http.slice(1)}}`
   }
 
   const typed = spanType(span, c, target)
   if (c.isDb) {
-    context.push(`"db":${flatObject([
-      ['instance', c.dbInstance || undefined],
-      ['statement', c.dbStatement || undefined],
-      ['type', c.dbType || undefined],
-      ['user', c.dbUser || undefined],
-    ])}`)
+    let db = ''
+    if (c.dbInstance) db += `,"instance":${quote(c.dbInstance)}`
+    if (c.dbStatement) db += `,"statement":${quote(c.dbStatement)}`
+    if (c.dbType) db += `,"type":${quote(c.dbType)}`
+    if (c.dbUser) db += `,"user":${quote(c.dbUser)}`
+    context += `,"db":{${db.slice(1)}}`
   }
 
-  if (c.isMessaging && c.messagingQueue) context.push(`"message":{"queue":{"name":${quote(c.messagingQueue)}}}`)
-  const destination: string[] = []
-  if (target.address) destination.push(`"address":${quote(target.address)}`)
-  if (target.address && target.port) destination.push(`"port":${number(target.port)}`)
-  if (typed.destinationService) destination.push(`"service":${JSON.stringify(typed.destinationService)}`)
-  if (destination.length > 0) context.push(`"destination":${objectOf(destination)}`)
-  if (typed.serviceTarget) context.push(`"service":{"target":${JSON.stringify(typed.serviceTarget)}}`)
-  if (c.labels) context.push(`"tags":${JSON.stringify(c.labels)}`)
+  if (c.isMessaging && c.messagingQueue) context += `,"message":{"queue":{"name":${quote(c.messagingQueue)}}}`
+  let destination = ''
+  if (target.address) destination += target.port ? `,"address":${quote(target.address)},"port":${number(target.port)}` : `,"address":${quote(target.address)}`
+  const service = typed.destinationService
+  if (service) destination += `,"service":{"name":${quote(service.name)},"resource":${quote(service.resource)},"type":${quote(service.type)}}`
+  if (destination !== '') context += `,"destination":{${destination.slice(1)}}`
+  if (typed.serviceTarget) context += `,"service":{"target":${typed.serviceTarget}}`
+  if (c.labels) context += `,"tags":${JSON.stringify(c.labels)}`
   let json = `{${baseMembers(span, ids)},"type":${quote(typed.type)}`
   if (typed.subtype) json += `,"subtype":${quote(typed.subtype)}`
   if (typed.action) json += `,"action":${quote(typed.action)}`
   json += `,"outcome":"${outcome === 'unknown' ? 'success' : outcome}"`
-  if (context.length > 0) json += `,"context":${objectOf(context)}`
+  if (context !== '') json += `,"context":{${context.slice(1)}}`
   return `${json}${linksMember(span)}${otelMember(span)}}`
 }
 
@@ -430,7 +423,14 @@ interface SpanTyping {
   subtype?: string
   action?: string
   destinationService?: {name: string; resource: string; type: string}
-  serviceTarget?: {type: string; name?: string}
+  /** the service target as JSON: its key order differs between the kinds of span */
+  serviceTarget?: string
+}
+
+/** A service target `{"type", "name"}` (or `{"name", "type"}` when `nameFirst`), without a name when there is none. */
+function serviceTarget(type: string, name: string | undefined, nameFirst = false): string {
+  if (!name) return `{"type":${quote(type)}}`
+  return nameFirst ? `{"name":${quote(name)},"type":${quote(type)}}` : `{"type":${quote(type)},"name":${quote(name)}}`
 }
 
 /** Type, subtype, action, destination service and service target, by what the attributes say the span did. */
@@ -441,33 +441,33 @@ function spanType(span: OtlpSpan, c: Collected, target: Destination): SpanTyping
   if (c.isDb) {
     typing = {subtype: c.dbType, type: 'db'}
     if (!service && c.dbType) service = {name: c.dbType, resource: c.dbType}
-    typing.serviceTarget = {type: c.dbType || 'db', ...(c.dbInstance ? {name: c.dbInstance} : peer ? {name: peer} : {})}
+    typing.serviceTarget = serviceTarget(c.dbType || 'db', c.dbInstance || peer)
   } else if (c.isMessaging) {
     const action = c.messagingOperation || (span.kind === KIND_PRODUCER ? 'send' : undefined)
     typing = {action, subtype: c.messagingSystem, type: 'messaging'}
     if (!service && c.messagingSystem) service = {name: c.messagingSystem, resource: c.messagingSystem}
     if (service && c.messagingQueue) service = {...service, resource: `${service.resource}/${c.messagingQueue}`}
     const name = c.messagingQueue && !c.messagingTemporary ? c.messagingQueue : peer
-    typing.serviceTarget = {type: c.messagingSystem || 'messaging', ...(name ? {name} : {})}
+    typing.serviceTarget = serviceTarget(c.messagingSystem || 'messaging', name)
   } else if (c.isRpc) {
     typing = {subtype: c.rpcSystem, type: 'external'}
     const hostPort = `${target.address ?? ''}:${target.port ?? 0}`
     if (!service) service = {name: hostPort, resource: hostPort}
     const name = c.rpcService || peer
-    typing.serviceTarget = {type: c.rpcSystem || 'external', ...(name ? {name} : {})}
+    typing.serviceTarget = serviceTarget(c.rpcSystem || 'external', name)
   } else if (c.isHttp) {
     typing = {subtype: 'http', type: 'external'}
     if (target.resource) {
       if (!service) service = {name: target.origin!, resource: target.resource}
-      typing.serviceTarget = {name: target.resource, type: 'http'}
+      typing.serviceTarget = serviceTarget('http', target.resource, true)
     } else {
-      typing.serviceTarget = {type: 'http', ...(peer ? {name: peer} : {})}
+      typing.serviceTarget = serviceTarget('http', peer)
     }
   } else if (c.isGenai) {
-    typing = {subtype: c.genaiSystem, type: 'genai', serviceTarget: {type: 'genai', ...(peer ? {name: peer} : {})}}
+    typing = {subtype: c.genaiSystem, type: 'genai', serviceTarget: serviceTarget('genai', peer)}
   } else {
     typing = span.kind === KIND_INTERNAL ? {subtype: 'internal', type: 'app'} : {type: 'unknown'}
-    if (peer) typing.serviceTarget = {name: peer, type: ''}
+    if (peer) typing.serviceTarget = serviceTarget('', peer, true)
   }
 
   if (service) typing.destinationService = {...service, type: typing.type}
