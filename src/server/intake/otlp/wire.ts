@@ -1,8 +1,9 @@
 /**
  * OTLP on the wire: the export requests of the three signals decoded from protobuf (OTLP/HTTP
  * `application/x-protobuf`, gRPC) or JSON (`application/json`) by protobufjs, with the OTLP definitions
- * of ./schema.ts, and the answers encoded back in the request's encoding: the export response (with its
- * `partial_success`) or a google.rpc.Status.
+ * of ./schema.ts (protobuf traces by ./trace-decoder.ts, on protobufjs's Reader), and the answers
+ * encoded back in the request's encoding: the export response (with its `partial_success`) or a
+ * google.rpc.Status.
  *
  * Nothing is decoded before it is measured: a protobuf message is walked once with protobufjs's Reader,
  * by its schema, counting its values and its nesting depth (a JSON body's brackets are counted by
