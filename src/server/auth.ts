@@ -23,7 +23,17 @@ export function unknownSchemeMessage(scheme: string): string {
 
 /** `none`: no auth configured, everyone is let in; `anonymous`: no credentials, anonymous access allowed. */
 export type AuthMethod = 'anonymous' | 'none' | 'secret_token'
-export type AuthOutcome = {method: AuthMethod; ok: true} | {message: string; ok: false}
+/** `previous`: let in by the token a rotation replaced, during its grace period (../monitoring/previous-token.ts counts those). */
+export type AuthOutcome = {method: AuthMethod; ok: true; previous?: true} | {message: string; ok: false}
+
+/** How the requests that were checked authenticated, for the monitoring endpoint's stats. */
+export interface AuthCounts {
+  anonymous: number
+  failed: number
+  none: number
+  previous_token: number
+  secret_token: number
+}
 
 /** Splits "<scheme> <credentials>" at the first space, as the Go server does; no space means no scheme. */
 export function parseAuthorizationHeader(value: string | undefined): {scheme: string; credentials: string} {
@@ -61,6 +71,7 @@ export class Authenticator {
   private current?: Buffer
   private previous?: {digest: Buffer; until: number}
   private anonymous = false
+  readonly counts: AuthCounts = {anonymous: 0, failed: 0, none: 0, previous_token: 0, secret_token: 0}
 
   constructor(settings: AuthSettings, private readonly now: () => number = Date.now) {
     this.update(settings)
@@ -73,6 +84,11 @@ export class Authenticator {
   /** True while a previous token is still accepted. */
   get inGracePeriod(): boolean {
     return this.previous !== undefined && this.now() < this.previous.until
+  }
+
+  /** When the running grace period ends (a `now()` time), or undefined when no previous token is accepted. */
+  get gracePeriodEnds(): number | undefined {
+    return this.inGracePeriod ? this.previous!.until : undefined
   }
 
   /**
@@ -94,8 +110,16 @@ export class Authenticator {
     this.anonymous = settings.anonymous
   }
 
-  /** Checks an Authorization header value (undefined when absent). */
+  /** Checks an Authorization header value (undefined when absent), and counts the outcome. */
   authenticate(header: string | undefined): AuthOutcome {
+    const outcome = this.check(header)
+    if (!outcome.ok) this.counts.failed++
+    else if (outcome.previous) this.counts.previous_token++
+    else this.counts[outcome.method]++
+    return outcome
+  }
+
+  private check(header: string | undefined): AuthOutcome {
     if (this.current === undefined) return {method: 'none', ok: true}
     const {credentials, scheme} = parseAuthorizationHeader(header)
     switch (scheme) {
@@ -108,7 +132,9 @@ export class Authenticator {
       }
 
       case 'Bearer': {
-        return this.matches(credentials) ? {method: 'secret_token', ok: true} : {message: AUTH_FAILED, ok: false}
+        const matched = this.matches(credentials)
+        if (matched === undefined) return {message: AUTH_FAILED, ok: false}
+        return matched === 'previous' ? {method: 'secret_token', ok: true, previous: true} : {method: 'secret_token', ok: true}
       }
 
       default: {
@@ -117,12 +143,13 @@ export class Authenticator {
     }
   }
 
-  private matches(presented: string): boolean {
+  /** Which token the presented one is, if any. */
+  private matches(presented: string): 'current' | 'previous' | undefined {
     const digest = tokenDigest(presented)
     const current = timingSafeEqual(digest, this.current!)
     // The previous digest is compared whenever one is held, so the timing does not tell which matched.
     const previous = this.previous ? timingSafeEqual(digest, this.previous.digest) && this.now() < this.previous.until : false
     if (this.previous && this.now() >= this.previous.until) this.previous = undefined
-    return current || previous
+    return current ? 'current' : previous ? 'previous' : undefined
   }
 }
