@@ -64,7 +64,7 @@ class PathChangedError extends Error {
 async function readKeystoreFileOnce(file: string, options: ReadOptions): Promise<Buffer | undefined> {
   const strict = options.strictPerms !== false
   try {
-    const expected = strict ? await keystoreTarget(file, true) : undefined
+    const expected = strict ? await judgedTarget(file, true) : undefined
     // Symbolic links are followed (secret mounts use them); the checks apply to the target and the way there.
     return await readRegularFile(file, MAX_KEYSTORE_BYTES, async (stat, fd) => {
       if (!strict) return
@@ -117,7 +117,7 @@ function checkPermissions(file: string, stat: {mode: number; uid: number}): void
  * with the sticky bit: writers make their temp files and lock there. Throws ENOENT when that directory
  * does not exist yet.
  */
-async function keystoreTarget(file: string, strict: boolean): Promise<string> {
+async function judgedTarget(file: string, strict: boolean): Promise<string> {
   if (!strict) return realTarget(file)
   const walked = await walkTrustedPath(file, 'keystore')
   const target = walked.exists ? walked.real : await realTarget(file)
@@ -159,13 +159,13 @@ function checkOwnDirectory(file: string, dir: string, stat: Stats, uid: number):
  */
 async function prepareTarget(file: string, strict: boolean): Promise<string> {
   if (strict) {
-    await keystoreTarget(file, true).catch((error: NodeJS.ErrnoException) => {
+    await judgedTarget(file, true).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error
     })
   }
 
   await ensureKeystoreDir(file)
-  return keystoreTarget(file, strict)
+  return judgedTarget(file, strict)
 }
 
 /** Creates the keystore's directory (mode 0700) when it is missing. */
@@ -484,7 +484,7 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
       target,
       async verify() {
         if (!(await held())) throw lostLock(file)
-        const now = await keystoreTarget(file, strict).catch((error: unknown) => {
+        const now = await judgedTarget(file, strict).catch((error: unknown) => {
           throw isKeystoreError(error) ? error : ioError('write keystore', file, error)
         })
         if (now !== target) throw repointed(file, target)
@@ -495,5 +495,17 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
     // Forget it without removing the directory, which is the new holder's.
     else await lockfile.unlock(target, {fs: LOST_LOCK_FS, lockfilePath, realpath: false}).catch(() => {})
     heldLocks.delete(lockfilePath)
+  }
+}
+
+/**
+ * The real path of the keystore file a write replaces (the target of a symbolic link), with its
+ * directories checked as a write checks them: for files kept beside the keystore (its audit trail).
+ */
+export async function keystoreTarget(file: string, options: ReadOptions = {}): Promise<string> {
+  try {
+    return await judgedTarget(file, options.strictPerms !== false)
+  } catch (error) {
+    throw isKeystoreError(error) ? error : ioError('find keystore', file, error)
   }
 }

@@ -5,6 +5,7 @@
  */
 import {ErrorCode, KeystoreError} from '../../core/errors.js'
 import type {PasswordSource} from '../../core/keystore.js'
+import type {ConfiguredReference} from './provenance.js'
 
 export interface ServerConfig {
   /** "host:port" as configured; default "localhost:8200"; port 0 = any free port */
@@ -105,6 +106,8 @@ export interface LoadedConfig {
   keystore: string
   /** deprecation and unknown-setting warnings, one line each, never holding a value */
   warnings: string[]
+  /** every `${KEY}` of the configuration and where its value came from (./provenance.ts) */
+  references: ConfiguredReference[]
   /** the resolved settings tree, as configured (no defaults added), with secrets replaced by "[redacted]" */
   redacted: Record<string, unknown>
 }
@@ -120,6 +123,8 @@ export interface LoadOptions {
   strictPerms?: boolean
   /** base of relative paths; default process.cwd() */
   cwd?: string
+  /** the time expiry is judged at, in ms (tests); default now, or APM_SERVER_TEST_NOW in `env` with a warning */
+  now?: number
   /**
    * This load is a reload of a running configuration (`config` as it runs): it must not leave the server
    * less protected (see {@link reloadRefusals}), the file it came from must still hold settings, and a key
@@ -136,6 +141,9 @@ export class ConfigError extends KeystoreError {
   readonly problems: string[]
   readonly warnings: string[]
   readonly keystoreCode?: ErrorCode
+  /** the keystore path and the references, when the load got as far as resolving them (test config --explain) */
+  keystore?: string
+  references?: ConfiguredReference[]
 
   constructor(problems: string[], warnings: string[] = [], keystoreError?: KeystoreError) {
     const message = problems.length === 1 ? problems[0] : `${problems.length} configuration problems:\n${problems.join('\n')}`
