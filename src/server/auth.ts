@@ -35,6 +35,22 @@ export interface AuthCounts {
   secret_token: number
 }
 
+/** The outcomes of a Bearer token, by which token it matched (shared, frozen: nobody changes an outcome). */
+const BEARER_OUTCOMES: Readonly<Record<'current' | 'none' | 'previous', AuthOutcome>> = Object.freeze({
+  current: Object.freeze({method: 'secret_token', ok: true} as const),
+  none: Object.freeze({message: AUTH_FAILED, ok: false} as const),
+  previous: Object.freeze({method: 'secret_token', ok: true, previous: true} as const),
+})
+
+/** The counter of each outcome. */
+const COUNTED_AS: Readonly<Record<'failed' | 'previous' | AuthMethod, keyof AuthCounts>> = Object.freeze({
+  anonymous: 'anonymous',
+  failed: 'failed',
+  none: 'none',
+  previous: 'previous_token',
+  secret_token: 'secret_token',
+})
+
 /** Splits "<scheme> <credentials>" at the first space, as the Go server does; no space means no scheme. */
 export function parseAuthorizationHeader(value: string | undefined): {scheme: string; credentials: string} {
   const space = value ? value.indexOf(' ') : -1
@@ -113,9 +129,9 @@ export class Authenticator {
   /** Checks an Authorization header value (undefined when absent), and counts the outcome. */
   authenticate(header: string | undefined): AuthOutcome {
     const outcome = this.check(header)
-    if (!outcome.ok) this.counts.failed++
-    else if (outcome.previous) this.counts.previous_token++
-    else this.counts[outcome.method]++
+    // One keyed increment whatever the outcome: a branch per outcome made the right token measurably
+    // slower than a wrong one in-process (the timing torture check).
+    this.counts[COUNTED_AS[outcome.ok ? (outcome.previous ? 'previous' : outcome.method) : 'failed']]++
     return outcome
   }
 
@@ -132,9 +148,8 @@ export class Authenticator {
       }
 
       case 'Bearer': {
-        const matched = this.matches(credentials)
-        if (matched === undefined) return {message: AUTH_FAILED, ok: false}
-        return matched === 'previous' ? {method: 'secret_token', ok: true, previous: true} : {method: 'secret_token', ok: true}
+        // A table, not branches: the same work whichever token matched, or none.
+        return BEARER_OUTCOMES[this.matches(credentials)]
       }
 
       default: {
@@ -144,12 +159,12 @@ export class Authenticator {
   }
 
   /** Which token the presented one is, if any. */
-  private matches(presented: string): 'current' | 'previous' | undefined {
+  private matches(presented: string): 'current' | 'none' | 'previous' {
     const digest = tokenDigest(presented)
     const current = timingSafeEqual(digest, this.current!)
     // The previous digest is compared whenever one is held, so the timing does not tell which matched.
     const previous = this.previous ? timingSafeEqual(digest, this.previous.digest) && this.now() < this.previous.until : false
     if (this.previous && this.now() >= this.previous.until) this.previous = undefined
-    return current ? 'current' : previous ? 'previous' : undefined
+    return current ? 'current' : previous ? 'previous' : 'none'
   }
 }
