@@ -7,11 +7,12 @@ import type {ServerResponse} from 'node:http'
 import type {Socket} from 'node:net'
 
 import {RateLimitStore} from '../anonymous.js'
-import {Authenticator, AuthSettings} from '../auth.js'
+import {AuthCounts, Authenticator, AuthSettings} from '../auth.js'
 import type {ServerConfig} from '../config/server-config.js'
 import {H2_STREAM_IDLE_MS} from '../h2.js'
 import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
 import type {Logger} from '../logger.js'
+import {PreviousTokenStats, PreviousTokenUses} from '../monitoring/previous-token.js'
 import type {Output, OutputStats} from '../outputs/output.js'
 import {InFlight} from '../shutdown.js'
 
@@ -22,6 +23,10 @@ export interface ServerStats {
   events: {accepted: number; invalid: number; tooLarge: number}
   /** the output's counts (RunningServer.stats() adds them) */
   output?: OutputStats
+  /** how requests authenticated (RunningServer.stats() adds them) */
+  auth?: AuthCounts
+  /** the requests the previous token let in (RunningServer.stats() adds them) */
+  previousToken?: PreviousTokenStats
 }
 
 export interface ContextOptions {
@@ -31,14 +36,18 @@ export interface ContextOptions {
   memoryBudgetBytes?: number
   /** how long a gRPC call's stream may stay idle; default H2_STREAM_IDLE_MS (../h2.ts) */
   streamIdleMs?: number
+  /** how often the previous-token summaries look at the clock; default CHECK_MS (../monitoring/previous-token.ts) */
+  summaryCheckMs?: number
 }
 
 export class ApiContext {
-  /** the configuration in force: host, output and TLS on/off stay as started (they need a restart) */
+  /** the configuration in force: host, output, TLS on/off and the monitoring endpoint stay as started (they need a restart) */
   config: ServerConfig
   /** set once shutdown began: new requests get 503, every answer closes its connection */
   closing = false
   readonly authenticator: Authenticator
+  /** the requests the previous token lets in during a grace period, summarised in the log */
+  readonly previousToken: PreviousTokenUses
   /** per-IP limiters of anonymous clients' events, and of the bytes their events may write */
   rateLimits: RateLimitStore
   outputLimits: RateLimitStore
@@ -63,6 +72,7 @@ export class ApiContext {
     this.now = options.now ?? Date.now
     this.streamIdleMs = options.streamIdleMs ?? H2_STREAM_IDLE_MS
     this.authenticator = new Authenticator(authSettings(config), this.now)
+    this.previousToken = new PreviousTokenUses(logger, this.now, options.summaryCheckMs)
     this.rateLimits = new RateLimitStore(config.anonymous.rateLimit.eventLimit, config.anonymous.rateLimit.ipLimit, this.now)
     this.outputLimits = outputLimitStore(config, this.now)
     // The output's queue is a fixed share of the budget.
@@ -72,6 +82,7 @@ export class ApiContext {
   /** Applies a reloaded configuration: a new token (with its grace period), anonymous rules, limits. */
   apply(next: ServerConfig): void {
     this.authenticator.update(authSettings(next))
+    this.previousToken.watch(this.authenticator.gracePeriodEnds)
     const limits = next.anonymous.rateLimit
     if (limits.eventLimit !== this.rateLimits.eventLimit || limits.ipLimit !== this.rateLimits.ipLimit) {
       this.rateLimits = new RateLimitStore(limits.eventLimit, limits.ipLimit, this.now)
@@ -79,7 +90,7 @@ export class ApiContext {
     }
 
     const current = this.config
-    this.config = {...next, host: current.host, output: current.output, ssl: {...next.ssl, enabled: current.ssl.enabled}}
+    this.config = {...next, host: current.host, monitoring: current.monitoring, output: current.output, ssl: {...next.ssl, enabled: current.ssl.enabled}}
   }
 
   /** An error that is not the client's doing: one log line (its stack only at debug level). */

@@ -11,7 +11,8 @@ import type {ApiContext} from './context.js'
 import {clientIp, Exchange, queryOf} from './exchange.js'
 import {respond} from './respond.js'
 
-export async function intakeV2({anonymous, memory, req, res}: Exchange, context: ApiContext): Promise<void> {
+export async function intakeV2(exchange: Exchange, context: ApiContext): Promise<void> {
+  const {anonymous, memory, req, res} = exchange
   const verbose = new URLSearchParams(queryOf(req.url)).has('verbose')
   let result = checkIntakeRequest(req.method, req.headers['content-type'])
   if (!result) {
@@ -27,6 +28,8 @@ export async function intakeV2({anonymous, memory, req, res}: Exchange, context:
       maxEventSize: config.maxEventSize,
       memory,
       onUnexpectedError: (error) => context.logBug(error, 'internal error while reading a request'),
+      // The rotation telemetry names the clients the previous token let in.
+      ...(exchange.outcome.ok && exchange.outcome.previous ? {onMetadata: (names: {agent: string; service: string}) => (exchange.client = names)} : {}),
       output: context.output,
       outputMultiple: OUTPUT_MULTIPLE,
     })

@@ -26,6 +26,7 @@ import {
   Signal,
 } from '../intake/otlp/wire.js'
 import {clip, OUTPUT_MULTIPLE, QUEUE_FULL} from '../limits.js'
+import {otlpClientNames} from '../monitoring/client-names.js'
 import type {ApiContext} from './context.js'
 import {clientIp, Exchange} from './exchange.js'
 import {respond} from './respond.js'
@@ -96,7 +97,8 @@ export function countResult(context: ApiContext, result: OtlpResult): void {
 
 /** The handler of one signal's route. */
 export function otlpHttp(signal: Signal): Handler {
-  return async ({anonymous, memory, req, res}: Exchange, context: ApiContext): Promise<void> => {
+  return async (exchange: Exchange, context: ApiContext): Promise<void> => {
+    const {anonymous, memory, outcome, req, res} = exchange
     if (req.method !== 'POST') return respond(context, req, res, 405, 'only POST requests are supported', {Allow: 'POST'})
     const encoding = MEDIA_TYPES[mediaType(req.headers['content-type'])]
     if (!encoding) return respond(context, req, res, 415, `unsupported content type '${clip(req.headers['content-type'] ?? '')}': send application/x-protobuf or application/json`)
@@ -107,6 +109,7 @@ export function otlpHttp(signal: Signal): Handler {
     if ('status' in read) return answerError(context, req, res, encoding, read.status, read.message)
     const decoded = decodeMeasured(signal, encoding, read.body, memory)
     if ('status' in decoded) return answerError(context, req, res, encoding, decoded.status, decoded.error)
+    if (outcome.ok && outcome.previous) exchange.client = otlpClientNames(decoded.message)
     const result = await ingestOtlp(signal, decoded.message, decoded.decodedBytes, ingestOptions(context, anonymous, clientIp(req)))
     countResult(context, result)
     if (result.status !== 200) return answerError(context, req, res, encoding, result.status, result.message ?? 'internal error')

@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {isMap, isScalar} from 'yaml'
 
+import {readMonitoring} from './monitoring.js'
 import {readRedisOutput} from './redis.js'
 import type {ServerConfig} from './server-config.js'
 import {KNOWN_SETTINGS, LEGACY_TOKEN, LOG_LEVELS, Note, parseDuration, Resolved, TOKEN, TYPE_WORDS} from './settings.js'
@@ -126,6 +127,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) read.bad('logging.level', `must be one of ${LOG_LEVELS.join(', ')}`)
   const filename = read.string('output.file.filename') ?? 'apm-server'
   if (filename === '' || filename.includes('/') || filename.includes(path.sep)) read.bad('output.file.filename', 'must be a file name without a directory; put the directory in output.file.path')
+  const monitoring = readMonitoring(read)
   const redis = await readRedisOutput(read, context, (file, name) => checkReadable(file, name, context.resolved.get(name)?.sensitive ?? false, (setting, message) => read.bad(setting, message)))
 
   return {
@@ -155,6 +157,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
     ...(secretToken === undefined ? {} : {secretToken}),
     ...(logLevel === undefined ? {} : {logLevel}),
     ...(shutdownTimeoutMs === undefined ? {} : {shutdownTimeoutMs}),
+    ...(monitoring === undefined ? {} : {monitoring}),
   }
 }
 

@@ -35,6 +35,19 @@ export interface ServerConfig {
   shutdownTimeoutMs?: number
   /** logging.level when set: debug, info, warning or error */
   logLevel?: string
+  /** the monitoring endpoint (http.*); absent when no http.* setting is set, and then off */
+  monitoring?: MonitoringConfig
+}
+
+/** Beats' local monitoring endpoint (libbeat/api): http.enabled, http.host, http.port. */
+export interface MonitoringConfig {
+  enabled: boolean
+  /** a host name or IP address (default localhost) */
+  host: string
+  /** default 5066; 0 picks a free port */
+  port: number
+  /** http.host was set: only then may the endpoint listen on an address other than a loopback one */
+  hostSet: boolean
 }
 
 /** One entry of output.redis.hosts: `host`, `host:port`, or a redis:// or rediss:// URL. */

@@ -112,6 +112,7 @@ export class EventReader {
     if (this.options.memory && !this.options.memory.reserve(head.length)) this.stop(503, QUEUE_FULL)
     const service = (metadata as {service: {agent: {name: string}; name: string}}).service
     this.names = {agent: service.agent.name, service: service.name}
+    this.options.onMetadata?.(this.names)
     this.metadataHead = head
   }
 

@@ -48,6 +48,8 @@ export interface IntakeOptions {
   connection?: Pick<EventEmitter, 'off' | 'once'>
   /** told of an error that is not the client's (a bug): the request then ends with a 500 */
   onUnexpectedError?: (error: Error) => void
+  /** told the service and agent names of the metadata once it is read */
+  onMetadata?: (names: {agent: string; service: string}) => void
 }
 
 /** The HTTP-level checks before the body is read (Go's validateRequest), as a result, or undefined when fine. */
