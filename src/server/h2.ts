@@ -84,7 +84,12 @@ export function addHttp2(
     stream.on('error', () => {}) // a reset stream: the handler sees it closed
     onStream(stream, headers)
   })
-  const toH2 = (socket: Socket) => h2.emit('connection', socket)
+  const toH2 = (socket: Socket) => {
+    // The HTTP/1 server accepted the socket half-open (its parser answers a FIN itself); an HTTP/2
+    // session does not, so a client that closed its side would be kept until the session's idle timeout.
+    socket.allowHalfOpen = false
+    h2.emit('connection', socket)
+  }
   const event = secure ? 'secureConnection' : 'connection'
   const http1 = takeOnlyListener(server, event)
   if (secure) {
@@ -145,4 +150,11 @@ function sniff(socket: Socket, handOver: (isH2: boolean) => void, timeoutMs: num
 
   socket.on('data', onData)
   socket.once('close', stop)
+  // Node's HTTP/1 listener, which this one stands in front of, handles a socket's errors from its first
+  // moment; until the hand-over nothing else does, and an 'error' without a listener (a client's reset)
+  // would end the process. Kept after the hand-over: an error ends the connection whoever reads it.
+  socket.on('error', () => {
+    stop()
+    socket.destroy()
+  })
 }

@@ -78,6 +78,8 @@ export const QUEUE_FULL = 'queue is full'
 
 /** What one request holds; every byte it reserved is released by close(). */
 export interface MemoryAccount {
+  /** The most this account could hold with nothing else held: a request needing more can never be served. */
+  readonly capacity: number
   /** Takes `bytes` from the budget; false, taking nothing, when that would pass it. */
   reserve(bytes: number): boolean
   release(bytes: number): void
@@ -105,6 +107,7 @@ export class MemoryBudget {
   account(client?: string): MemoryAccount {
     let held = 0
     return {
+      capacity: client === undefined ? this.limit : this.limit * Math.min(CLIENT_MEMORY_SHARE, ANONYMOUS_MEMORY_SHARE),
       close: () => {
         this.release(held, client)
         held = 0

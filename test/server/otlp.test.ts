@@ -12,6 +12,7 @@ import http2 from 'node:http2'
 import path from 'node:path'
 import {gzipSync} from 'node:zlib'
 
+import {decodeMeasured} from '../../src/server/api/otlp.js'
 import {AUTH_FAILED, AUTH_MISSING} from '../../src/server/auth.js'
 import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {decodeResponse, decodeStatus, SIGNALS} from '../../src/server/intake/otlp/wire.js'
@@ -146,6 +147,20 @@ describe('OTLP (in-process)', function () {
       const events = await output()
       assert.deepEqual(events[0].log, {'@timestamp': 1_700_000_000_000_000, event: {severity: 9}, labels: {user_id: 'u-1'}, log: {level: 'INFO'}, message: 'order placed', span: {id: 'eee19b7ec3c1b174'}, trace: {id: '5b8efff798038103d269b633813fc60c'}})
       assert.deepEqual(events[1].metricset, {samples: {'orders.placed': {type: 'counter', value: 7}, 'queue.depth': {type: 'gauge', value: 1.5}}, tags: {region: 'eu'}, timestamp: 1_700_000_000_000_000})
+    })
+
+    it('a 7 MB OTLP/JSON export (one long attribute) is 200 on an idle server, not 503 "queue is full"; one that could not be decoded even then is 413', async () => {
+      const {url} = await start()
+      const request = tracesRequest() as {resourceSpans: Array<{scopeSpans: Array<{spans: Array<{attributes: unknown[]}>}>}>}
+      request.resourceSpans[0].scopeSpans[0].spans[1].attributes.push(kv('db.long', 'x'.repeat(7_000_000)))
+      const big = await post(url, '/v1/traces', toOtlpJson(request), {...JSON_TYPE, ...bearer()})
+      assert.equal(big.status, 200, big.body.toString().slice(0, 200))
+      // What the server may hold for one request is a fixed budget: a request over it can never be served.
+      const values = Array.from({length: 20_000}, (_, i) => kv(`k${i}`, i))
+      const account = {capacity: 1024 * 1024, close() {}, release() {}, reserve: () => true}
+      const many = decodeMeasured('traces', 'json', toOtlpJson({resourceSpans: [{resource: {attributes: values}}]}), account)
+      assert.ok('status' in many && many.status === 413, JSON.stringify(many).slice(0, 200))
+      assert.match(many.error, /send smaller batches/)
     })
 
     it('a span with an id of the wrong length is rejected alone: 200 with partial_success, the others land', async () => {

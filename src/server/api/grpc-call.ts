@@ -122,8 +122,10 @@ export class GrpcCall {
     this.stream.close(http2.constants.NGHTTP2_NO_ERROR)
   }
 
+  /** Whether an answer can still be sent: `respond` throws on a stream closed (a client's reset) or a session gone. */
   private open(): boolean {
-    return !this.ended && !this.stream.destroyed && !this.stream.headersSent
+    const {stream} = this
+    return !this.ended && !stream.destroyed && !stream.closed && !stream.headersSent && stream.session?.destroyed === false
   }
 
   /** Counts and logs the call once: its gRPC code (none for a 415) and the HTTP status it stands for; undefined when it closed unanswered. */

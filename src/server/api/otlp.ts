@@ -67,6 +67,8 @@ export type Decoded = {message: unknown; decodedBytes: number} | {status: number
 export function decodeMeasured(signal: Signal, encoding: Encoding, body: Buffer, memory: Exchange['memory']): Decoded {
   try {
     const measured = encoding === 'json' ? measureJson(body) : measureProtobuf(signal, body)
+    // 503 says "later"; a request that could not be decoded even on an idle server must say "smaller".
+    if (memory && measured.decodedBytes > memory.capacity) return {error: `the request would take ${mib(measured.decodedBytes)} MiB decoded, more than the ${mib(memory.capacity)} MiB one request may hold: send smaller batches`, status: 413}
     if (memory && !memory.reserve(measured.decodedBytes)) return {error: QUEUE_FULL, status: 503}
     const message = encoding === 'json' ? decodeJson(signal, body) : decodeProtobuf(signal, body)
     return {decodedBytes: body.length, message}
@@ -75,6 +77,10 @@ export function decodeMeasured(signal: Signal, encoding: Encoding, body: Buffer,
     const tooMany = error instanceof MessageTooComplex && error.message.includes('values')
     return {error: clip(error.message, 1024), status: tooMany ? 413 : 400}
   }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1)
 }
 
 /** The ingest options of a request: the output, and for an anonymous client its allow lists and limiters. */
