@@ -300,7 +300,7 @@ function stagesGroup({configs, home, token}, runs, scale) {
   const body = zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST))
   const headers = {'Authorization': `Bearer ${token}`, 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
   const servers = {}
-  const ids = ['raw', ...STAGES.map(([id]) => id), 'ours']
+  const ids = ['raw', ...STAGES.map(([id]) => id), 'ours', 'reference']
   const load = async (id, seconds = duration) => {
     const cpuBefore = cpuMs(servers[id].pid)
     const result = await autocannon({body, connections: CONNECTIONS, duration: seconds, headers, method: 'POST', url: new URL('/intake/v2/events', servers[id].url).href})
@@ -332,16 +332,27 @@ function stagesGroup({configs, home, token}, runs, scale) {
       }
 
       servers.ours = await startServer(runSpec(home, configs.auth))
+      servers.reference = await startServer({args: [REFERENCE_SERVER, path.join(home, 'out-reference-stages')], cmd: NODE, env: cliEnv()})
       // eslint-disable-next-line no-await-in-loop -- warm every server's JIT, untimed, one load at a time
       for (const id of ids) await load(id, 1)
     },
-    comparisons: [...ids.slice(1).map((id) => ({base: 'raw', case: id})), ...ids.slice(1).map((id) => ({base: 'rawCpu', case: `${id}Cpu`}))],
+    comparisons: [
+      ...ids.slice(1).map((id) => ({base: 'raw', case: id})),
+      ...ids.slice(1).map((id) => ({base: 'rawCpu', case: `${id}Cpu`})),
+      {base: 'reference', case: 'ours'},
+      {base: 'referenceCpu', case: 'oursCpu'},
+    ],
     extra: ids.map((id) => ({id: `${id}Cpu`, label: `server CPU time per request: ${id}`, unit: 'µs'})),
     id: 'intake-stages',
     optional: true,
-    note: `The intake decomposition. Same load as the intake group (${CONNECTIONS} connections, gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events, Bearer token), ${duration} s per measurement. Stages: ${STAGES.map(([id, label]) => `**${id}**: ${label}`).join('; ')}. Stages run the working tree's TypeScript (node --import tsx); \`ours\` is \`apm-server run\` (the built CLI). CPU time per request is user + system time of the server process (all threads: zlib's thread pool included) over the 2xx answers.`,
+    note: `The intake decomposition. Same load as the intake group (${CONNECTIONS} connections, gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events, Bearer token), ${duration} s per measurement. Stages: ${STAGES.map(([id, label]) => `**${id}**: ${label}`).join('; ')}. Stages run the working tree's TypeScript (node --import tsx); \`ours\` is \`apm-server run\` (the built CLI); \`reference\` is bench/reference-intake-server.js, the required work with no framework. CPU time per request is user + system time of the server process (all threads: zlib's thread pool included) over the 2xx answers.`,
     runs,
-    series: [series('raw', 'raw node:http (bench/raw-intake-server.js)'), ...STAGES.map(([id, label]) => series(id, `${id}: ${label}`)), series('ours', '`apm-server run`, Bearer auth')],
+    series: [
+      series('raw', 'raw node:http (bench/raw-intake-server.js)'),
+      ...STAGES.map(([id, label]) => series(id, `${id}: ${label}`)),
+      series('ours', '`apm-server run`, Bearer auth'),
+      series('reference', 'reference: the required work, no framework (bench/reference-intake-server.js)'),
+    ],
     title: 'intake decomposition: what each piece of the server costs',
     warmup: 0,
   }
