@@ -15,7 +15,7 @@ import path from 'node:path'
 
 import {readRegularFile, RefusedFileError} from './bounded-read.js'
 import {isKeystoreError, KeystoreError} from './errors.js'
-import {isOwnerTrusted, isWritableByOthers, modeOf, openedPath, STRICT_HINT, walkTrustedPath} from './trusted-path.js'
+import {isOwnerTrusted, isWritableByOthers, modeOf, openedIsAt, openedPath, STRICT_HINT, walkTrustedPath} from './trusted-path.js'
 
 // The lock library (and signal-exit under it) is loaded by writers only: reading commands such as `list`
 // start faster without it. It is CommonJS: the module is the default export.
@@ -41,18 +41,42 @@ function ioError(action: string, file: string, error: unknown): unknown {
  * first (see {@link keystoreTarget}), whether or not the file exists, then the file opened.
  */
 export async function readKeystoreFile(file: string, options: ReadOptions = {}): Promise<Buffer | undefined> {
+  // A rename between the walk and the open (another writer saving, a Secret mount's ..data link flipped
+  // to a new folder) is legitimate: the walk is made again, a few times, before it is an error.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // eslint-disable-next-line no-await-in-loop -- one attempt after another
+      return await readKeystoreFileOnce(file, options)
+    } catch (error) {
+      if (!(error instanceof PathChangedError) || attempt === OPEN_ATTEMPTS) throw error instanceof PathChangedError ? error.keystoreError : error
+    }
+  }
+}
+
+const OPEN_ATTEMPTS = 3
+
+class PathChangedError extends Error {
+  constructor(readonly keystoreError: KeystoreError) {
+    super(keystoreError.message)
+  }
+}
+
+async function readKeystoreFileOnce(file: string, options: ReadOptions): Promise<Buffer | undefined> {
   const strict = options.strictPerms !== false
   try {
-    const expected = strict ? await keystoreTarget(file, true) : undefined
+    const expected = strict ? await judgedTarget(file, true) : undefined
     // Symbolic links are followed (secret mounts use them); the checks apply to the target and the way there.
     return await readRegularFile(file, MAX_KEYSTORE_BYTES, async (stat, fd) => {
       if (!strict) return
       checkPermissions(file, stat)
       // The walk judged the way to `expected`: the file opened must be that one.
       const opened = await openedPath(fd, file)
-      if (opened !== expected) throw new KeystoreError('EIO', `keystore ${file} changed while it was being opened (it led to ${expected}, then to ${opened}); retry`)
+      if (!openedIsAt(opened, expected!)) {
+        throw new PathChangedError(new KeystoreError('EIO', `keystore ${file} changed while it was being opened (it led to ${expected}, then to ${opened}); retry`))
+      }
     })
   } catch (error) {
+    if (error instanceof PathChangedError) throw error
     if (error instanceof RefusedFileError) {
       const {refusal} = error
       if (refusal.reason === 'not-regular') throw new KeystoreError('EFORMAT', `keystore ${file} is not a regular file; point keystore.path at a file`)
@@ -93,7 +117,7 @@ function checkPermissions(file: string, stat: {mode: number; uid: number}): void
  * with the sticky bit: writers make their temp files and lock there. Throws ENOENT when that directory
  * does not exist yet.
  */
-async function keystoreTarget(file: string, strict: boolean): Promise<string> {
+async function judgedTarget(file: string, strict: boolean): Promise<string> {
   if (!strict) return realTarget(file)
   const walked = await walkTrustedPath(file, 'keystore')
   const target = walked.exists ? walked.real : await realTarget(file)
@@ -135,13 +159,13 @@ function checkOwnDirectory(file: string, dir: string, stat: Stats, uid: number):
  */
 async function prepareTarget(file: string, strict: boolean): Promise<string> {
   if (strict) {
-    await keystoreTarget(file, true).catch((error: NodeJS.ErrnoException) => {
+    await judgedTarget(file, true).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error
     })
   }
 
   await ensureKeystoreDir(file)
-  return keystoreTarget(file, strict)
+  return judgedTarget(file, strict)
 }
 
 /** Creates the keystore's directory (mode 0700) when it is missing. */
@@ -460,7 +484,7 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
       target,
       async verify() {
         if (!(await held())) throw lostLock(file)
-        const now = await keystoreTarget(file, strict).catch((error: unknown) => {
+        const now = await judgedTarget(file, strict).catch((error: unknown) => {
           throw isKeystoreError(error) ? error : ioError('write keystore', file, error)
         })
         if (now !== target) throw repointed(file, target)
@@ -471,5 +495,17 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
     // Forget it without removing the directory, which is the new holder's.
     else await lockfile.unlock(target, {fs: LOST_LOCK_FS, lockfilePath, realpath: false}).catch(() => {})
     heldLocks.delete(lockfilePath)
+  }
+}
+
+/**
+ * The real path of the keystore file a write replaces (the target of a symbolic link), with its
+ * directories checked as a write checks them: for files kept beside the keystore (its audit trail).
+ */
+export async function keystoreTarget(file: string, options: ReadOptions = {}): Promise<string> {
+  try {
+    return await judgedTarget(file, options.strictPerms !== false)
+  } catch (error) {
+    throw isKeystoreError(error) ? error : ioError('find keystore', file, error)
   }
 }

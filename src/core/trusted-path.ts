@@ -187,6 +187,15 @@ export async function openedPath(fd: number, file: string): Promise<string> {
 }
 
 /**
+ * True when the file opened (its {@link openedPath}) is the one at `real`. A file replaced by a rename
+ * after it was opened (another writer's atomic save, an editor's) reads as "<path> (deleted)": what was
+ * opened is still the file that was at `real`, whole, so it counts as that file.
+ */
+export function openedIsAt(opened: string, real: string): boolean {
+  return opened === real || opened === `${real} (deleted)`
+}
+
+/**
  * The strict-perms rule for a config file: Beats' (owned by the current user or root, writable by nobody
  * else) and the path rule of {@link walkTrustedPath}. A config file says where the keystore is and where
  * events go: whoever could write or swap it could have root replace a file of their choice (`keystore
@@ -212,7 +221,7 @@ export async function checkTrustedConfigFile(file: string, stat: Stats, fd: numb
   }
 
   const walked = await walkTrustedPath(file, 'config file')
-  if (!walked.exists || walked.real !== (await openedPath(fd, file))) {
+  if (!walked.exists || !openedIsAt(await openedPath(fd, file), walked.real)) {
     throw new KeystoreError('EPERMS', `config file ${file} was replaced while it was being opened; check who else can change it, then retry ${STRICT_HINT}`)
   }
 }

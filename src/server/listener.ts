@@ -1,9 +1,11 @@
 /**
  * The listener: HTTP, or HTTPS with the configured certificate and key, on `apm-server.host`; its open
  * connections tracked for shutdown. Agents reuse connections between requests, so idle ones are kept
- * for 45 s, Go's default.
+ * for 45 s, Go's default. HTTP/2 (OTLP over gRPC) shares the port: ./h2.ts takes the connections that
+ * speak it (ALPN h2 with TLS, the HTTP/2 preface without) and leaves HTTP/1.1 to the server here.
  */
 import http, {IncomingMessage, ServerResponse} from 'node:http'
+import type http2 from 'node:http2'
 import https from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
 import tls from 'node:tls'
@@ -11,6 +13,7 @@ import tls from 'node:tls'
 import {readRegularFileSync, RefusedFileError} from '../core/bounded-read.js'
 import {KeystoreError} from '../core/errors.js'
 import type {ServerConfig} from './config/server-config.js'
+import {addHttp2, ALPN_PROTOCOLS, Http2Side} from './h2.js'
 import type {Logger} from './logger.js'
 
 export interface TlsMaterial {
@@ -21,9 +24,13 @@ export interface TlsMaterial {
 
 export interface Listener {
   server: http.Server | https.Server
-  /** every open connection (with TLS, the TCP sockets under the TLS ones) */
+  /** every open connection (with TLS, the TCP sockets under the TLS ones), HTTP/2 ones included */
   sockets: Set<Socket>
+  /** the HTTP/2 side: its connections, and how to ask them to finish */
+  http2: Http2Side
 }
+
+export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
 export function parseHost(host: string): {hostname: string; port: number} {
@@ -66,10 +73,12 @@ export function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
   return material
 }
 
-export function createListener(material: TlsMaterial | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void, logger: Logger): Listener {
-  const server = material ? https.createServer({...material}, handler) : http.createServer(handler)
+export function createListener(material: TlsMaterial | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void, onStream: StreamHandler, logger: Logger): Listener {
+  const server = material ? https.createServer({...material, ALPNProtocols: ALPN_PROTOCOLS}, handler) : http.createServer(handler)
   const sockets = new Set<Socket>()
   server.keepAliveTimeout = 45_000
+  // A new connection has as long to show which protocol it speaks as to send its headers.
+  const side = addHttp2(server, material !== undefined, onStream, server.headersTimeout)
   server.on('connection', (socket: Socket) => {
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
@@ -77,7 +86,7 @@ export function createListener(material: TlsMaterial | undefined, handler: (req:
   server.on('tlsClientError', (error: Error & {code?: string}, socket: Socket) => {
     logger.debug({'error.code': error.code, 'error.message': error.message, 'source.address': socket.remoteAddress}, 'TLS handshake failed')
   })
-  return {server, sockets}
+  return {http2: side, server, sockets}
 }
 
 /** Listens on `config.host`; ECONFIG saying why when it cannot. Later server errors are logged. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {
   chmodSync,
   chownSync,
@@ -93,6 +93,34 @@ describe('core/keystore-file', () => {
       const dir = path.join(tmp.dir, 'dir.keystore')
       mkdirSync(dir, {mode: 0o700})
       await assertKeystoreError(readKeystoreFile(dir), 'EFORMAT', `keystore ${dir} is not a regular file; point keystore.path at a file`)
+    })
+
+    // Readers take no lock: a writer's rename between the path walk and the open is the normal case, not
+    // an attack. Strict perms refused it ("changed while it was being opened"): `add`s run side by side failed.
+    it('strict perms: reads while another process renames new versions into place never fail, and see a whole version', async () => {
+      const versions = ['A'.repeat(4096), 'B'.repeat(4096)]
+      writeFileSync(file, versions[0], {mode: 0o600})
+      const writer = spawn(process.execPath, ['-e', `
+        const fs = require('node:fs')
+        const end = Date.now() + 3000
+        for (let i = 0; Date.now() < end; i++) {
+          const temp = process.argv[1] + '.tmp-' + i
+          fs.writeFileSync(temp, process.argv[2 + (i % 2)], {mode: 0o600})
+          fs.renameSync(temp, process.argv[1])
+        }
+      `, file, ...versions], {stdio: 'ignore'})
+      const exited = new Promise((resolve) => writer.once('exit', resolve))
+      const failures: string[] = []
+      let reads = 0
+      for (const deadline = Date.now() + 2500; Date.now() < deadline; reads++) {
+        // eslint-disable-next-line no-await-in-loop -- one read after another, racing the writer
+        const data = await readKeystoreFile(file).catch((error: Error) => failures.push(error.message))
+        if (Buffer.isBuffer(data) && !versions.includes(data.toString())) failures.push(`a torn read of ${data.length} bytes`)
+      }
+
+      await exited
+      assert.deepEqual(failures.slice(0, 3), [], `${failures.length} of ${reads} reads failed`)
+      assert.ok(reads > 50, `only ${reads} reads`)
     })
 
     it('refuses a file over the size cap without reading it', async () => {

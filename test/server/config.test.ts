@@ -78,7 +78,7 @@ describe('server/config', () => {
   it('without a config file: the defaults, no warnings, and the keystore is not opened', async () => {
     await makeKeystore(SECRETS, PASSWORD)
     const loaded = await load()
-    assert.deepEqual(loaded, {config: defaults(), file: path.join(home, 'apm-server.yml'), fileState: 'missing', keystore: keystoreFile, keystoreKeys: [], redacted: {}, warnings: []})
+    assert.deepEqual(loaded, {config: defaults(), file: path.join(home, 'apm-server.yml'), fileState: 'missing', keystore: keystoreFile, keystoreKeys: [], redacted: {}, references: [], warnings: []})
   })
 
   it('reads every known setting, nested or dotted', async () => {

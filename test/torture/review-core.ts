@@ -28,10 +28,12 @@ import {withKeystoreLock} from '../../src/core/keystore-file.js'
 import {FileOutput} from '../../src/server/outputs/file.js'
 import type {CliResult} from '../helpers/cli.js'
 import {
+  AUDIT_NAME,
   CheckResult,
   cli,
   cliMeasured,
   fail,
+  KEYSTORE_NAME,
   keystorePath,
   leftovers,
   LOCK_DIR,
@@ -904,8 +906,13 @@ export async function checkLockAlias(options: ReviewCoreOptions): Promise<CheckR
     const keys = 'error' in state ? [] : [...state.entries.keys()]
     const lost = expected.filter((name) => !keys.includes(name))
     if (lost.length > 0) fail(result, `lock alias: ${lost.length} adds exited 0 but their keys are not in the keystore: ${lost.join(', ')}`)
-    const left = (await fs.readdir(real)).filter((name) => name !== 'apm-server.keystore')
+    // The audit trail belongs beside the real file, once: both names must append to the one trail.
+    const left = (await fs.readdir(real)).filter((name) => name !== KEYSTORE_NAME && name !== AUDIT_NAME)
     if (left.length > 0) fail(result, `lock alias: left next to the keystore: ${left.join(', ')}`)
+    const besideLink = (await fs.readdir(path.dirname(link))).filter((name) => name !== path.basename(link))
+    if (besideLink.length > 0) fail(result, `lock alias: left next to the link: ${besideLink.join(', ')}`)
+    const verified = await cli(['keystore', 'audit', '--verify', '-c', direct], {cwd})
+    if (verified.code !== 0) fail(result, `lock alias: the one audit trail written through both names does not verify (exit ${verified.code}): ${verified.stderr.trim()}`)
     result.figures.push({
       check: 'review-core',
       figure: `one keystore through a link and through keystore.path: a writer while the other name's lock is held; ${pairs} pairs of concurrent adds`,

@@ -62,7 +62,7 @@ export interface Launched {
 }
 
 /** Starts `apm-server run` on 127.0.0.1 with a random secret token taken from the keystore. */
-export async function launch(options: {tls?: boolean; extra?: string[]}): Promise<Launched> {
+export async function launch(options: LaunchOptions): Promise<Launched> {
   const home = tempDir('apm-torture-server-')
   try {
     return await launchIn(home, options)
@@ -72,12 +72,20 @@ export async function launch(options: {tls?: boolean; extra?: string[]}): Promis
   }
 }
 
-async function launchIn(home: TempDir, options: {tls?: boolean; extra?: string[]}): Promise<Launched> {
+export interface LaunchOptions {
+  tls?: boolean
+  extra?: string[]
+  /** runs in the server's directory once its keystore holds APM_TOKEN, before the server starts (more keys, say) */
+  prepare?: (cwd: string) => Promise<void>
+}
+
+async function launchIn(home: TempDir, options: LaunchOptions): Promise<Launched> {
   const cwd = home.dir
   const token = `TOKEN${randomBytes(16).toString('hex')}`
   await cli(['keystore', 'create'], {cwd})
   const added = await cli(['keystore', 'add', 'APM_TOKEN', '--stdin'], {cwd, input: token})
   if (added.code !== 0) throw new Error(`keystore add failed: ${added.stderr}`)
+  await options.prepare?.(cwd)
   const args = ['run', '-E', 'apm-server.host=127.0.0.1:0', '-E', 'apm-server.auth.secret_token=${APM_TOKEN}', ...(options.extra ?? [])]
   let ca: Buffer | undefined
   if (options.tls) {
