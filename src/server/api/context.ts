@@ -11,7 +11,7 @@ import {AuthCounts, Authenticator, AuthSettings} from '../auth.js'
 import type {ServerConfig} from '../config/server-config.js'
 import {H2_STREAM_IDLE_MS} from '../h2.js'
 import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
-import type {Logger} from '../logger.js'
+import {type Logger, requestLogger} from '../logger.js'
 import {PreviousTokenStats, PreviousTokenUses} from '../monitoring/previous-token.js'
 import type {Output, OutputStats} from '../outputs/output.js'
 import {InFlight} from '../shutdown.js'
@@ -58,6 +58,8 @@ export class ApiContext {
   readonly inFlight = new InFlight()
   /** what went wrong, for the request log line (messages only: never a document or a header) */
   readonly failures = new WeakMap<ServerResponse, string>()
+  /** `logger` for the request log lines, whose fixed fields need no redaction (see requestLogger) */
+  readonly requestLog: Logger
   /** how long a gRPC call's stream may stay idle before it is answered DEADLINE_EXCEEDED */
   readonly streamIdleMs: number
   private readonly now: () => number
@@ -70,6 +72,7 @@ export class ApiContext {
   ) {
     this.config = config
     this.now = options.now ?? Date.now
+    this.requestLog = requestLogger(logger)
     this.streamIdleMs = options.streamIdleMs ?? H2_STREAM_IDLE_MS
     this.authenticator = new Authenticator(authSettings(config), this.now)
     this.previousToken = new PreviousTokenUses(logger, this.now, options.summaryCheckMs)
