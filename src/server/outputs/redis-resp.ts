@@ -73,15 +73,37 @@ class Writer {
   }
 }
 
-/** `name key line...` as one RESP command (an array of bulk strings). */
-export function encodeCommand(name: Buffer, key: Buffer, lines: readonly LineParts[]): Buffer {
+/** Lines already copied, as the bulk strings of a command yet to be cut (see {@link encodeArguments}). */
+export interface EncodedArguments {
+  count: number
+  chunks: readonly Buffer[]
+}
+
+/**
+ * The lines as RESP bulk strings, one after another: arguments copied now, so that the parts the intake
+ * gave can be let go, for a command whose size (and so whose header) is not known yet.
+ */
+export function encodeArguments(lines: readonly LineParts[]): Buffer {
   const lengths = lines.map(lineLength)
-  let size = framed(lines.length + 2, false) + framed(name.length) + framed(key.length)
+  let size = 0
   for (const length of lengths) size += framed(length)
   const writer = new Writer(Buffer.allocUnsafe(size))
-  writer.header('*', lines.length + 2)
+  for (const [index, line] of lines.entries()) writer.bulk(line, lengths[index])
+  return writer.buffer
+}
+
+/** `name key args...` as one RESP command: the arguments already encoded, then `lines`. */
+export function encodeCommand(name: Buffer, key: Buffer, lines: readonly LineParts[], encoded: EncodedArguments = {chunks: [], count: 0}): Buffer {
+  const lengths = lines.map(lineLength)
+  const count = encoded.count + lines.length + 2
+  let size = framed(count, false) + framed(name.length) + framed(key.length)
+  for (const chunk of encoded.chunks) size += chunk.length
+  for (const length of lengths) size += framed(length)
+  const writer = new Writer(Buffer.allocUnsafe(size))
+  writer.header('*', count)
   writer.bulk([name], name.length)
   writer.bulk([key], key.length)
+  for (const chunk of encoded.chunks) writer.offset += chunk.copy(writer.buffer, writer.offset)
   for (const [index, line] of lines.entries()) writer.bulk(line, lengths[index])
   return writer.buffer
 }

@@ -4,8 +4,10 @@
  *
  * At least once: `flush()` resolves only once Redis acknowledged every event written before it, so an
  * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at the end
- * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
- * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
+ * of the tick they were written in, so requests that end in the same tick share one RPUSH; while every
+ * host has its MAX_IN_FLIGHT batches in flight, the batch takes what comes until one can take it),
+ * encoded once (./redis-resp.ts) and pipelined to the hosts (./redis-host.ts): to the least busy
+ * connected host with `loadbalance`, else to one host until it fails. A batch whose send
  * fails is sent again, first in line, to whichever host is up; after `max_retries` failed sends it is
  * dropped (never an event answered 202: its request's flush rejects). An acknowledged batch is never
  * sent again.
@@ -22,10 +24,10 @@ import type {Logger} from '../logger.js'
 import {Output, OutputFullError, OutputStats} from './output.js'
 import {Batch, RedisHost} from './redis-host.js'
 import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
-import {encodeCommand, lineLength, LineParts} from './redis-resp.js'
+import {encodeArguments, encodeCommand, lineLength, LineParts} from './redis-resp.js'
 import {readTlsOptions, TlsByHost} from './redis-tls.js'
 
-/** Events held until Redis acknowledged them, at most (the client's encoded copy in flight comes on top: see maxQueuedBytes). */
+/** Events held until Redis acknowledged them, at most, as encoded (the copies made while encoding come on top: see maxQueuedBytes). */
 export const QUEUE_BYTES = 32 * 1024 * 1024
 /** A batch is cut at this size whatever bulk_max_size says: one RPUSH stays a few MiB. */
 export const BATCH_MAX_BYTES = 4 * 1024 * 1024
@@ -33,10 +35,19 @@ export const BATCH_MAX_BYTES = 4 * 1024 * 1024
 const RPUSH = Buffer.from('RPUSH')
 const PUBLISH = Buffer.from('PUBLISH')
 
-/** The batch being written: its lines as the intake gave them, encoded into commands once it is sealed. */
+/**
+ * The batch being written: the lines of this tick as the intake gave them, and those of earlier ticks
+ * (while no host could take the batch) already copied: RESP arguments of the RPUSH to come (list), or
+ * PUBLISH commands (channel). The parts the intake gave are never held past the tick they came in.
+ */
 interface OpenBatch {
   id: number
   lines: LineParts[]
+  encoded: Buffer[]
+  /** lines in `encoded` */
+  encodedEvents: number
+  /** lines in all */
+  events: number
   bytes: number
 }
 
@@ -60,7 +71,7 @@ function credentialsOf(config: RedisOutputConfig): Credentials {
 }
 
 export class RedisOutput implements Output {
-  /** Our queue, and as much again for the copies the client encodes and the socket holds while a batch is in flight. */
+  /** Our queue, and as much again for the copies made while a batch is encoded (a waiting batch is copied once more when sent). */
   readonly maxQueuedBytes = 2 * QUEUE_BYTES
   private readonly hosts: RedisHost[]
   private open: OpenBatch
@@ -137,17 +148,23 @@ export class RedisOutput implements Output {
     }
 
     this.open.lines.push(parts)
+    this.open.events++
     this.open.bytes += bytes
     this.queuedBytes += bytes
     const {bulkMaxSize} = this.config
-    if ((bulkMaxSize > 0 && this.open.lines.length >= bulkMaxSize) || this.open.bytes >= BATCH_MAX_BYTES) this.seal()
-    else this.scheduled ??= setImmediate(() => this.seal())
+    if ((bulkMaxSize > 0 && this.open.events >= bulkMaxSize) || this.open.bytes >= BATCH_MAX_BYTES) {
+      this.seal()
+      this.pump()
+    } else {
+      this.scheduled ??= setImmediate(() => this.endOfTick())
+    }
   }
 
   /** Resolves once Redis acknowledged every event written so far; rejects when one is given up or Redis does not answer within `timeout`. */
   flush(): Promise<void> {
-    this.seal()
-    const through = this.nextId - 1
+    // The batch being written is sent at the end of this tick: the lines of every request that ends in
+    // it share one RPUSH (one write, one reply), and a flush waits for nothing else.
+    const through = this.open.events > 0 ? this.open.id : this.open.id - 1
     if (!this.pendingThrough(through)) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -162,6 +179,7 @@ export class RedisOutput implements Output {
     if (this.closed) return
     this.closed = true
     this.seal()
+    this.pump()
     if (this.unsettled.size > 0) {
       let timer: NodeJS.Timeout | undefined
       await Promise.race([
@@ -214,32 +232,55 @@ export class RedisOutput implements Output {
   }
 
   private newBatch(): OpenBatch {
-    return {bytes: 0, id: this.nextId++, lines: []}
+    return {bytes: 0, encoded: [], encodedEvents: 0, events: 0, id: this.nextId++, lines: []}
   }
 
-  /** The batch being written is complete: queued for a host, and a new one started. */
-  private seal(): void {
-    if (this.scheduled) clearImmediate(this.scheduled)
+  /** The tick the lines were written in has ended: the batch being written may go (once a host can take it). */
+  private endOfTick(): void {
     this.scheduled = undefined
-    const {bytes: lineBytes, id, lines} = this.open
-    if (lines.length === 0) return
+    this.pump()
+    const {open} = this
+    if (open.lines.length === 0) return
+    // No host can take it yet: copied, so that the requests' buffers are not held while it waits.
+    const encoded = this.config.datatype === 'list' ? [encodeArguments(open.lines)] : open.lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))
+    let bytes = 0
+    for (const chunk of encoded) bytes += chunk.length
+    for (const line of open.lines) bytes -= lineLength(line)
+    open.encoded.push(...encoded)
+    open.encodedEvents += open.lines.length
+    open.lines = []
+    open.bytes += bytes
+    this.queuedBytes += bytes
+  }
+
+  /** The batch being written is complete: encoded, queued for a host, and a new one started. */
+  private seal(): void {
+    const {bytes: openBytes, encoded, encodedEvents, events, id, lines} = this.open
+    if (events === 0) return
     this.open = this.newBatch()
-    // Encoded once, here: the lines' parts are let go, and a batch sent again is sent as it is.
-    const commands = this.config.datatype === 'list' ? [encodeCommand(RPUSH, this.key, lines)] : lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))
+    // Encoded once, here (what waited is copied once more): a batch sent again is sent as it is.
+    const commands =
+      this.config.datatype === 'list'
+        ? [encodeCommand(RPUSH, this.key, lines, {chunks: encoded, count: encodedEvents})]
+        : [...encoded, ...lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))]
     let bytes = 0
     for (const command of commands) bytes += command.length
-    this.queuedBytes += bytes - lineBytes
-    const batch: Batch = {bytes, commands, events: lines.length, id, tries: 0}
+    this.queuedBytes += bytes - openBytes
+    const batch: Batch = {bytes, commands, events, id, tries: 0}
     this.unsettled.set(id, batch)
     this.ready.push(batch)
-    this.pump()
   }
 
-  /** Hands waiting batches to hosts that can take them. */
+  /**
+   * Hands waiting batches to hosts that can take them, then the batch being written once its tick has
+   * ended. While every host's pipeline is full, that batch stays open and takes the lines that come
+   * meanwhile (up to bulk_max_size): the busier Redis is, the bigger the batches, the fewer the writes.
+   */
   private pump(): void {
-    while (this.ready.length > 0) {
+    while (this.ready.length > 0 || (this.open.events > 0 && !this.scheduled)) {
       const host = this.pick()
       if (!host) return
+      if (this.ready.length === 0) this.seal()
       host.send(this.ready.shift()!)
     }
   }
@@ -305,9 +346,9 @@ export class RedisOutput implements Output {
 
   /** Resolves the flushes whose batches are all acknowledged. */
   private wake(): void {
-    const oldest = this.unsettled.keys().next().value
+    const oldest = this.oldestPending()
     for (const waiter of this.waiters) if (oldest === undefined || oldest > waiter.through) this.release(waiter)
-    if (this.unsettled.size === 0) this.drained?.()
+    if (oldest === undefined) this.drained?.()
   }
 
   private release(waiter: Waiter, error?: Error): void {
@@ -318,8 +359,13 @@ export class RedisOutput implements Output {
   }
 
   private pendingThrough(id: number): boolean {
-    const oldest = this.unsettled.keys().next().value
+    const oldest = this.oldestPending()
     return oldest !== undefined && oldest <= id
+  }
+
+  /** The id of the oldest batch not yet acknowledged or given up, the one being written included (it is the newest). */
+  private oldestPending(): number | undefined {
+    return this.unsettled.keys().next().value ?? (this.open.events > 0 ? this.open.id : undefined)
   }
 }
 
