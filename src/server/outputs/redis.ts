@@ -24,7 +24,7 @@ import type {Logger} from '../logger.js'
 import {Output, OutputFullError, OutputStats} from './output.js'
 import {Batch, RedisHost} from './redis-host.js'
 import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
-import {encodeArguments, encodeCommand, lineLength, LineParts} from './redis-resp.js'
+import {encodeArguments, encodeCommand, EncodeBuffers, lineLength, LineParts} from './redis-resp.js'
 import {readTlsOptions, TlsByHost} from './redis-tls.js'
 
 /** Events held until Redis acknowledged them, at most, as encoded (the copies made while encoding come on top: see maxQueuedBytes). */
@@ -76,6 +76,7 @@ export class RedisOutput implements Output {
   private readonly hosts: RedisHost[]
   private open: OpenBatch
   private readonly key: Buffer
+  private readonly buffers = new EncodeBuffers()
   private nextId = 1
   /** sealed batches waiting for a host, oldest first (a batch sent again goes first) */
   private readonly ready: Batch[] = []
@@ -261,7 +262,7 @@ export class RedisOutput implements Output {
     // Encoded once, here (what waited is copied once more): a batch sent again is sent as it is.
     const commands =
       this.config.datatype === 'list'
-        ? [encodeCommand(RPUSH, this.key, lines, {chunks: encoded, count: encodedEvents})]
+        ? [encodeCommand(RPUSH, this.key, lines, {chunks: encoded, count: encodedEvents}, this.buffers.take)]
         : [...encoded, ...lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))]
     let bytes = 0
     for (const command of commands) bytes += command.length
@@ -327,6 +328,7 @@ export class RedisOutput implements Output {
   }
 
   private settle(batch: Batch): void {
+    if (this.config.datatype === 'list') this.buffers.give(batch.commands[0])
     this.unsettled.delete(batch.id)
     this.queuedBytes -= batch.bytes
     this.wake()
