@@ -3,9 +3,9 @@
  * or one message on a channel (PUBLISH), the same ndjson document the file output writes as a line.
  *
  * At least once: `flush()` resolves only once Redis acknowledged every event written before it, so an
- * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at the end
- * of the tick they were written in, so requests that end in the same tick share one RPUSH; while every
- * host has its MAX_IN_FLIGHT batches in flight, the batch takes what comes until one can take it),
+ * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at a flush
+ * or at the end of the tick they were written in; while every host has its MAX_IN_FLIGHT batches in
+ * flight, the batch takes the events of every request that comes until one can take it),
  * encoded once (./redis-resp.ts) and pipelined to the hosts (./redis-host.ts): to the least busy
  * connected host with `loadbalance`, else to one host until it fails. A batch whose send
  * fails is sent again, first in line, to whichever host is up; after `max_retries` failed sends it is
@@ -163,9 +163,10 @@ export class RedisOutput implements Output {
 
   /** Resolves once Redis acknowledged every event written so far; rejects when one is given up or Redis does not answer within `timeout`. */
   flush(): Promise<void> {
-    // The batch being written is sent at the end of this tick: the lines of every request that ends in
-    // it share one RPUSH (one write, one reply), and a flush waits for nothing else.
+    // The batch being written goes now when a host can take it (waiting for the end of the tick to share
+    // an RPUSH with other requests cost more than it saved: bench/RESULTS.md), else once one can.
     const through = this.open.events > 0 ? this.open.id : this.open.id - 1
+    if (this.open.events > 0) this.pump(true)
     if (!this.pendingThrough(through)) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -274,11 +275,12 @@ export class RedisOutput implements Output {
 
   /**
    * Hands waiting batches to hosts that can take them, then the batch being written once its tick has
-   * ended. While every host's pipeline is full, that batch stays open and takes the lines that come
-   * meanwhile (up to bulk_max_size): the busier Redis is, the bigger the batches, the fewer the writes.
+   * ended (or `now`, at a flush). While every host's pipeline is full, that batch stays open and takes
+   * the lines that come meanwhile (up to bulk_max_size): the busier Redis is, the bigger the batches,
+   * the fewer the writes.
    */
-  private pump(): void {
-    while (this.ready.length > 0 || (this.open.events > 0 && !this.scheduled)) {
+  private pump(now = false): void {
+    while (this.ready.length > 0 || (this.open.events > 0 && (now || !this.scheduled))) {
       const host = this.pick()
       if (!host) return
       if (this.ready.length === 0) this.seal()

@@ -1,6 +1,6 @@
 /**
- * How the Redis output cuts its batches, against a real redis-server (test/helpers/redis.ts): lines of
- * requests that end in the same tick share one RPUSH, a request bigger than bulk_max_size spans several,
+ * How the Redis output cuts its batches, against a real redis-server (test/helpers/redis.ts): a flush
+ * sends what was written before it, a request bigger than bulk_max_size spans several RPUSHes,
  * lines that come while the pipeline is full wait in one batch (copied, never the caller's buffers), and
  * a refusal in the middle of a stream leaves exactly the acknowledged events in the list, each once.
  * Every line is given as the intake gives it: the metadata head and the event's bytes, two parts.
@@ -66,15 +66,16 @@ describe('outputs/redis: batches (real redis-server)', function () {
     }
   }
 
-  it('two requests whose lines end in the same tick share one RPUSH; each flush resolves once its events are in the list', async () => {
+  it("a streamed request's lines go with the batch another request's flush sends; each flush resolves once its own events are in the list", async () => {
     output = await RedisOutput.open(config(redis), logger)
     output.write(line('a1'))
     output.write(line('a2'))
-    const first = output.flush()
     output.write(line('b1'))
-    const second = output.flush()
-    await Promise.all([first, second])
+    await output.flush()
     assert.deepEqual(await inRedis(), {ids: ['a1', 'a2', 'b1'], rpushes: 1})
+    output.write(line('a3'))
+    await output.flush()
+    assert.deepEqual(await inRedis(), {ids: ['a1', 'a2', 'b1', 'a3'], rpushes: 2})
   })
 
   it('a request bigger than bulk_max_size is cut into RPUSHes of bulk_max_size, and its flush waits for the last', async () => {
