@@ -73,74 +73,15 @@ class Writer {
   }
 }
 
-/** Lines already copied, as the bulk strings of a command yet to be cut (see {@link encodeArguments}). */
-export interface EncodedArguments {
-  count: number
-  chunks: readonly Buffer[]
-}
-
-/**
- * The lines as RESP bulk strings, one after another: arguments copied now, so that the parts the intake
- * gave can be let go, for a command whose size (and so whose header) is not known yet.
- */
-export function encodeArguments(lines: readonly LineParts[]): Buffer {
+/** `name key line...` as one RESP command (an array of bulk strings). */
+export function encodeCommand(name: Buffer, key: Buffer, lines: readonly LineParts[]): Buffer {
   const lengths = lines.map(lineLength)
-  let size = 0
+  let size = framed(lines.length + 2, false) + framed(name.length) + framed(key.length)
   for (const length of lengths) size += framed(length)
   const writer = new Writer(Buffer.allocUnsafe(size))
-  for (const [index, line] of lines.entries()) writer.bulk(line, lengths[index])
-  return writer.buffer
-}
-
-/**
- * `name key args...` as one RESP command: the arguments already encoded, then `lines`, in a buffer from
- * `allocate` (of exactly the size asked).
- */
-export function encodeCommand(
-  name: Buffer,
-  key: Buffer,
-  lines: readonly LineParts[],
-  encoded: EncodedArguments = {chunks: [], count: 0},
-  allocate: (size: number) => Buffer = Buffer.allocUnsafe,
-): Buffer {
-  const lengths = lines.map(lineLength)
-  const count = encoded.count + lines.length + 2
-  let size = framed(count, false) + framed(name.length) + framed(key.length)
-  for (const chunk of encoded.chunks) size += chunk.length
-  for (const length of lengths) size += framed(length)
-  const writer = new Writer(allocate(size))
-  writer.header('*', count)
+  writer.header('*', lines.length + 2)
   writer.bulk([name], name.length)
   writer.bulk([key], key.length)
-  for (const chunk of encoded.chunks) writer.offset += chunk.copy(writer.buffer, writer.offset)
   for (const [index, line] of lines.entries()) writer.bulk(line, lengths[index])
   return writer.buffer
-}
-
-/** Bytes of a buffer of {@link EncodeBuffers}; a bigger RPUSH gets a buffer of its own. */
-export const ENCODE_BUFFER_BYTES = 512 * 1024
-/** Buffers kept for reuse, at most (4 MiB), whatever the number of hosts. */
-const ENCODE_BUFFERS_KEPT = 8
-
-/**
- * Buffers for encoded RPUSHes, used again once Redis acknowledged them (or they were given up): a fresh
- * buffer of 100 KiB or more for each batch is memory outside V8's heap that it counts towards its next
- * full collection, and under the bench load the collector took a tenth of the server's CPU for them.
- * A buffer goes back only once its batch is settled: Redis answered it, so the socket wrote all of it
- * (or the connection that held it is gone).
- */
-export class EncodeBuffers {
-  private readonly free: ArrayBuffer[] = []
-
-  /** A buffer of `size` bytes (a view of a kept one when it fits). */
-  take = (size: number): Buffer => {
-    if (size > ENCODE_BUFFER_BYTES) return Buffer.allocUnsafeSlow(size)
-    const kept = this.free.pop()
-    return kept ? Buffer.from(kept, 0, size) : Buffer.allocUnsafeSlow(ENCODE_BUFFER_BYTES).subarray(0, size)
-  }
-
-  /** Gives back a buffer from {@link take} once nothing reads it any more. */
-  give(buffer: Buffer): void {
-    if (buffer.buffer.byteLength === ENCODE_BUFFER_BYTES && buffer.byteOffset === 0 && this.free.length < ENCODE_BUFFERS_KEPT) this.free.push(buffer.buffer as ArrayBuffer)
-  }
 }

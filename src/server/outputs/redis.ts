@@ -3,11 +3,9 @@
  * or one message on a channel (PUBLISH), the same ndjson document the file output writes as a line.
  *
  * At least once: `flush()` resolves only once Redis acknowledged every event written before it, so an
- * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at a flush
- * or at the end of the tick they were written in; while every host has its MAX_IN_FLIGHT batches in
- * flight, the batch takes the events of every request that comes until one can take it),
- * encoded once (./redis-resp.ts) and pipelined to the hosts (./redis-host.ts): to the least busy
- * connected host with `loadbalance`, else to one host until it fails. A batch whose send
+ * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at the end
+ * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
+ * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
  * fails is sent again, first in line, to whichever host is up; after `max_retries` failed sends it is
  * dropped (never an event answered 202: its request's flush rejects). An acknowledged batch is never
  * sent again.
@@ -24,10 +22,10 @@ import type {Logger} from '../logger.js'
 import {Output, OutputFullError, OutputStats} from './output.js'
 import {Batch, RedisHost} from './redis-host.js'
 import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
-import {encodeArguments, encodeCommand, EncodeBuffers, lineLength, LineParts} from './redis-resp.js'
+import {encodeCommand, lineLength, LineParts} from './redis-resp.js'
 import {readTlsOptions, TlsByHost} from './redis-tls.js'
 
-/** Events held until Redis acknowledged them, at most, as encoded (the copies made while encoding come on top: see maxQueuedBytes). */
+/** Events held until Redis acknowledged them, at most (the client's encoded copy in flight comes on top: see maxQueuedBytes). */
 export const QUEUE_BYTES = 32 * 1024 * 1024
 /** A batch is cut at this size whatever bulk_max_size says: one RPUSH stays a few MiB. */
 export const BATCH_MAX_BYTES = 4 * 1024 * 1024
@@ -35,19 +33,10 @@ export const BATCH_MAX_BYTES = 4 * 1024 * 1024
 const RPUSH = Buffer.from('RPUSH')
 const PUBLISH = Buffer.from('PUBLISH')
 
-/**
- * The batch being written: the lines of this tick as the intake gave them, and those of earlier ticks
- * (while no host could take the batch) already copied: RESP arguments of the RPUSH to come (list), or
- * PUBLISH commands (channel). The parts the intake gave are never held past the tick they came in.
- */
+/** The batch being written: its lines as the intake gave them, encoded into commands once it is sealed. */
 interface OpenBatch {
   id: number
   lines: LineParts[]
-  encoded: Buffer[]
-  /** lines in `encoded` */
-  encodedEvents: number
-  /** lines in all */
-  events: number
   bytes: number
 }
 
@@ -71,12 +60,11 @@ function credentialsOf(config: RedisOutputConfig): Credentials {
 }
 
 export class RedisOutput implements Output {
-  /** Our queue, and as much again for the copies made while a batch is encoded (a waiting batch is copied once more when sent). */
+  /** Our queue, and as much again for the copies the client encodes and the socket holds while a batch is in flight. */
   readonly maxQueuedBytes = 2 * QUEUE_BYTES
   private readonly hosts: RedisHost[]
   private open: OpenBatch
   private readonly key: Buffer
-  private readonly buffers = new EncodeBuffers()
   private nextId = 1
   /** sealed batches waiting for a host, oldest first (a batch sent again goes first) */
   private readonly ready: Batch[] = []
@@ -149,24 +137,17 @@ export class RedisOutput implements Output {
     }
 
     this.open.lines.push(parts)
-    this.open.events++
     this.open.bytes += bytes
     this.queuedBytes += bytes
     const {bulkMaxSize} = this.config
-    if ((bulkMaxSize > 0 && this.open.events >= bulkMaxSize) || this.open.bytes >= BATCH_MAX_BYTES) {
-      this.seal()
-      this.pump()
-    } else {
-      this.scheduled ??= setImmediate(() => this.endOfTick())
-    }
+    if ((bulkMaxSize > 0 && this.open.lines.length >= bulkMaxSize) || this.open.bytes >= BATCH_MAX_BYTES) this.seal()
+    else this.scheduled ??= setImmediate(() => this.seal())
   }
 
   /** Resolves once Redis acknowledged every event written so far; rejects when one is given up or Redis does not answer within `timeout`. */
   flush(): Promise<void> {
-    // The batch being written goes now when a host can take it (waiting for the end of the tick to share
-    // an RPUSH with other requests cost more than it saved: bench/RESULTS.md), else once one can.
-    const through = this.open.events > 0 ? this.open.id : this.open.id - 1
-    if (this.open.events > 0) this.pump(true)
+    this.seal()
+    const through = this.nextId - 1
     if (!this.pendingThrough(through)) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -181,7 +162,6 @@ export class RedisOutput implements Output {
     if (this.closed) return
     this.closed = true
     this.seal()
-    this.pump()
     if (this.unsettled.size > 0) {
       let timer: NodeJS.Timeout | undefined
       await Promise.race([
@@ -234,56 +214,32 @@ export class RedisOutput implements Output {
   }
 
   private newBatch(): OpenBatch {
-    return {bytes: 0, encoded: [], encodedEvents: 0, events: 0, id: this.nextId++, lines: []}
+    return {bytes: 0, id: this.nextId++, lines: []}
   }
 
-  /** The tick the lines were written in has ended: the batch being written may go (once a host can take it). */
-  private endOfTick(): void {
-    this.scheduled = undefined
-    this.pump()
-    const {open} = this
-    if (open.lines.length === 0) return
-    // No host can take it yet: copied, so that the requests' buffers are not held while it waits.
-    const encoded = this.config.datatype === 'list' ? [encodeArguments(open.lines)] : open.lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))
-    let bytes = 0
-    for (const chunk of encoded) bytes += chunk.length
-    for (const line of open.lines) bytes -= lineLength(line)
-    open.encoded.push(...encoded)
-    open.encodedEvents += open.lines.length
-    open.lines = []
-    open.bytes += bytes
-    this.queuedBytes += bytes
-  }
-
-  /** The batch being written is complete: encoded, queued for a host, and a new one started. */
+  /** The batch being written is complete: queued for a host, and a new one started. */
   private seal(): void {
-    const {bytes: openBytes, encoded, encodedEvents, events, id, lines} = this.open
-    if (events === 0) return
+    if (this.scheduled) clearImmediate(this.scheduled)
+    this.scheduled = undefined
+    const {bytes: lineBytes, id, lines} = this.open
+    if (lines.length === 0) return
     this.open = this.newBatch()
-    // Encoded once, here (what waited is copied once more): a batch sent again is sent as it is.
-    const commands =
-      this.config.datatype === 'list'
-        ? [encodeCommand(RPUSH, this.key, lines, {chunks: encoded, count: encodedEvents}, this.buffers.take)]
-        : [...encoded, ...lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))]
+    // Encoded once, here: the lines' parts are let go, and a batch sent again is sent as it is.
+    const commands = this.config.datatype === 'list' ? [encodeCommand(RPUSH, this.key, lines)] : lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))
     let bytes = 0
     for (const command of commands) bytes += command.length
-    this.queuedBytes += bytes - openBytes
-    const batch: Batch = {bytes, commands, events, id, tries: 0}
+    this.queuedBytes += bytes - lineBytes
+    const batch: Batch = {bytes, commands, events: lines.length, id, tries: 0}
     this.unsettled.set(id, batch)
     this.ready.push(batch)
+    this.pump()
   }
 
-  /**
-   * Hands waiting batches to hosts that can take them, then the batch being written once its tick has
-   * ended (or `now`, at a flush). While every host's pipeline is full, that batch stays open and takes
-   * the lines that come meanwhile (up to bulk_max_size): the busier Redis is, the bigger the batches,
-   * the fewer the writes.
-   */
-  private pump(now = false): void {
-    while (this.ready.length > 0 || (this.open.events > 0 && (now || !this.scheduled))) {
+  /** Hands waiting batches to hosts that can take them. */
+  private pump(): void {
+    while (this.ready.length > 0) {
       const host = this.pick()
       if (!host) return
-      if (this.ready.length === 0) this.seal()
       host.send(this.ready.shift()!)
     }
   }
@@ -330,7 +286,6 @@ export class RedisOutput implements Output {
   }
 
   private settle(batch: Batch): void {
-    if (this.config.datatype === 'list') this.buffers.give(batch.commands[0])
     this.unsettled.delete(batch.id)
     this.queuedBytes -= batch.bytes
     this.wake()
@@ -350,9 +305,9 @@ export class RedisOutput implements Output {
 
   /** Resolves the flushes whose batches are all acknowledged. */
   private wake(): void {
-    const oldest = this.oldestPending()
+    const oldest = this.unsettled.keys().next().value
     for (const waiter of this.waiters) if (oldest === undefined || oldest > waiter.through) this.release(waiter)
-    if (oldest === undefined) this.drained?.()
+    if (this.unsettled.size === 0) this.drained?.()
   }
 
   private release(waiter: Waiter, error?: Error): void {
@@ -363,13 +318,8 @@ export class RedisOutput implements Output {
   }
 
   private pendingThrough(id: number): boolean {
-    const oldest = this.oldestPending()
+    const oldest = this.unsettled.keys().next().value
     return oldest !== undefined && oldest <= id
-  }
-
-  /** The id of the oldest batch not yet acknowledged or given up, the one being written included (it is the newest). */
-  private oldestPending(): number | undefined {
-    return this.unsettled.keys().next().value ?? (this.open.events > 0 ? this.open.id : undefined)
   }
 }
 

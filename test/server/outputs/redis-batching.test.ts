@@ -1,16 +1,13 @@
 /**
  * How the Redis output cuts its batches, against a real redis-server (test/helpers/redis.ts): a flush
- * sends what was written before it, a request bigger than bulk_max_size spans several RPUSHes,
- * lines that come while the pipeline is full wait in one batch (copied, never the caller's buffers), and
- * a refusal in the middle of a stream leaves exactly the acknowledged events in the list, each once.
+ * sends what was written before it, a request bigger than bulk_max_size spans several RPUSHes, and a
+ * refusal in the middle of a stream leaves exactly the acknowledged events in the list, each once.
  * Every line is given as the intake gives it: the metadata head and the event's bytes, two parts.
  */
 import assert from 'node:assert/strict'
-import {setImmediate as nextTurn} from 'node:timers/promises'
 
 import type {RedisOutputConfig} from '../../../src/server/config/server-config.js'
 import {createLogger} from '../../../src/server/logger.js'
-import {MAX_IN_FLIGHT} from '../../../src/server/outputs/redis-host.js'
 import {RedisOutput} from '../../../src/server/outputs/redis.js'
 import {RedisInstance, startRedis, stopAllRedis} from '../../helpers/redis.js'
 
@@ -84,32 +81,6 @@ describe('outputs/redis: batches (real redis-server)', function () {
     for (const id of ids) output.write(line(id))
     await output.flush()
     assert.deepEqual(await inRedis(), {ids, rpushes: 3})
-  })
-
-  it('lines that come while every place in the pipeline is taken wait in one batch, copied: the caller may reuse its buffers', async () => {
-    output = await RedisOutput.open(config(redis), logger)
-    process.kill(redis.pid, 'SIGSTOP')
-    const ids = Array.from({length: MAX_IN_FLIGHT + 2}, (_unused, index) => `p${index}`)
-    const flushes: Array<Promise<void>> = []
-    const late: Buffer[] = []
-    try {
-      for (const id of ids) {
-        const parts = line(id)
-        output.write(parts)
-        flushes.push(output.flush())
-        late.push(parts[1])
-        // eslint-disable-next-line no-await-in-loop -- each request in a tick of its own
-        await nextTurn()
-      }
-
-      // The last two waited for a place: what the caller gave is no longer needed once their tick ended.
-      for (const buffer of late.slice(MAX_IN_FLIGHT)) buffer.fill('x')
-    } finally {
-      process.kill(redis.pid, 'SIGCONT')
-    }
-
-    await Promise.all(flushes)
-    assert.deepEqual(await inRedis(), {ids, rpushes: MAX_IN_FLIGHT + 1})
   })
 
   it('Redis refusing in the middle of a stream (OOM): exactly the acknowledged events are in the list, each once; every resolved flush has all of its events there', async () => {
