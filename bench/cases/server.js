@@ -155,7 +155,7 @@ export function serverGroups(fixture, {baseline, scale = 1} = {}) {
     stagesGroup(fixture, rounds(5), scale),
     memoryGroup(fixture, rounds(3)),
     otlpGroup(fixture, rounds(7), scale),
-    redisGroup(fixture, rounds(5), scale),
+    redisGroup(fixture, rounds(5), scale, baseline),
   ]
 }
 
