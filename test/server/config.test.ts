@@ -764,6 +764,33 @@ describe('server/config', () => {
         assert.deepEqual(reloadRefusals(running, next), expected)
       })
     }
+
+    // An empty list lets every agent (service) in: a reload may only narrow what is let in (fix-net finding 3).
+    const lists: Array<[string, string[], string[], boolean]> = [
+      ['[] -> []', [], [], false],
+      ['[] -> [a]', [], ['a'], false],
+      ['[] -> [a, b]', [], ['a', 'b'], false],
+      ['[a] -> []', ['a'], [], true],
+      ['[a] -> [a]', ['a'], ['a'], false],
+      ['[a] -> [b]', ['a'], ['b'], true],
+      ['[a] -> [a, b]', ['a'], ['a', 'b'], true],
+      ['[a, b] -> [a]', ['a', 'b'], ['a'], false],
+      ['[a, b] -> [b, a]', ['a', 'b'], ['b', 'a'], false],
+      ['[a, b] -> []', ['a', 'b'], [], true],
+    ]
+    for (const [setting, field, what] of [
+      ['apm-server.auth.anonymous.allow_agent', 'allowAgent', 'let more agents in anonymously'],
+      ['apm-server.auth.anonymous.allow_service', 'allowService', 'let more services in anonymously'],
+    ] as const) {
+      for (const [title, before, after, widens] of lists) {
+        it(`${setting}: ${title} is ${widens ? 'refused' : 'applied'}`, () => {
+          const base = token(defaults(), 'a')
+          const running = withAnonymous(base, {[field]: before})
+          const next = withAnonymous(base, {[field]: after})
+          assert.deepEqual(reloadRefusals(running, next), widens ? [refusal(setting, what)] : [])
+        })
+      }
+    }
   })
 
   describe('parseDuration', () => {

@@ -52,17 +52,22 @@ export function reloadRefusals(running: ServerConfig, next: ServerConfig): strin
     return refusals
   }
 
-  const widens = (before: string[], after: string[]) => after.some((item) => !before.includes(item))
-  if (widens(running.anonymous.allowAgent, next.anonymous.allowAgent)) refuse('apm-server.auth.anonymous.allow_agent', 'let more agents in anonymously')
-  // An empty list allows every service.
-  const services = running.anonymous.allowService
-  if (services.length > 0 && (next.anonymous.allowService.length === 0 || widens(services, next.anonymous.allowService))) {
-    refuse('apm-server.auth.anonymous.allow_service', 'let more services in anonymously')
-  }
+  if (letsMoreIn(running.anonymous.allowAgent, next.anonymous.allowAgent)) refuse('apm-server.auth.anonymous.allow_agent', 'let more agents in anonymously')
+  if (letsMoreIn(running.anonymous.allowService, next.anonymous.allowService)) refuse('apm-server.auth.anonymous.allow_service', 'let more services in anonymously')
 
   const [before, after] = [running.anonymous.rateLimit, next.anonymous.rateLimit]
   if (after.eventLimit > before.eventLimit) refuse('apm-server.auth.anonymous.rate_limit.event_limit', 'raise the anonymous event rate limit')
   // More limiters means more buckets for a client with many addresses.
   if (after.ipLimit > before.ipLimit) refuse('apm-server.auth.anonymous.rate_limit.ip_limit', 'raise the number of anonymous clients limited apart')
   return refusals
+}
+
+/**
+ * An allow list (allow_agent, allow_service) lets more in after than before. An empty list lets every
+ * name in (anonymousIngestDenied), so emptying a list is the widest change and filling an empty one a
+ * narrowing.
+ */
+function letsMoreIn(before: readonly string[], after: readonly string[]): boolean {
+  if (before.length === 0) return false
+  return after.length === 0 || after.some((item) => !before.includes(item))
 }
