@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import {EventEmitter} from 'node:events'
 import {PassThrough} from 'node:stream'
+import v8 from 'node:v8'
+import {runInNewContext} from 'node:vm'
 import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
 import {gzipSync} from 'node:zlib'
 
@@ -246,6 +248,55 @@ describe('server/limits', () => {
       it(`answers 503 "${QUEUE_FULL}" when ${what} does not fit`, async () => {
         const {result} = await run(data, {memory: new MemoryBudget(limit).account(), piece})
         assert.deepEqual([result.status, result.accepted, result.errors.at(-1)?.message], [503, acceptedBefore, QUEUE_FULL])
+      })
+    }
+  })
+
+  describe('memory held is what is charged, however small the pieces (fix-net finding 1)', () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    /** Heap bytes in use after a full collection. */
+    const heapInUse = () => {
+      gc()
+      return process.memoryUsage().heapUsed
+    }
+
+    /** Starts `count` requests of `body`, each written in 1-byte pieces but not ended; returns what ends them. */
+    async function holdInPieces(count: number, body: Buffer, whole: boolean) {
+      const budget = new MemoryBudget(1024 * 1024 * 1024)
+      const streams = Array.from({length: count}, () => new PassThrough({highWaterMark: 1}))
+      const done = streams.map((stream) =>
+        ingest(stream, undefined, {contentLength: whole ? body.length + 1 : undefined, maxEventSize: 307_200, memory: budget.account(), output: new MemorySink()}),
+      )
+      for (const stream of streams) for (let at = 0; at < body.length; at++) stream.write(body.subarray(at, at + 1))
+      await nextTurn()
+      return {
+        budget,
+        end: () => {
+          for (const stream of streams) stream.end('\n')
+          return Promise.all(done)
+        },
+      }
+    }
+
+    const cases: Array<[string, Buffer, boolean]> = [
+      ['a line that never ends, streamed', Buffer.from(`${METADATA}\n{"span":{"name":"${'a'.repeat(250_000)}`), false],
+      ['a whole body (Content-Length, at most 64 KiB)', Buffer.from(`${METADATA}\n{"span":{"name":"${'a'.repeat(60_000)}`), true],
+    ]
+    for (const [what, body, whole] of cases) {
+      it(`${what}, sent in 1-byte pieces by 8 requests: the heap grows by little more than the budget holds`, async () => {
+        const before = heapInUse()
+        const held = await holdInPieces(8, body, whole)
+        const grown = heapInUse() - before
+        const charged = held.budget.held
+        // A Buffer view per piece held cost ~100 bytes of heap each: 8 x 250,000 pieces, ~200 MB.
+        assert.ok(charged >= 8 * (body.length - METADATA.length - 1), `charged ${charged} bytes`)
+        assert.ok(grown < charged + 8 * 1024 * 1024, `heap grew ${(grown / 2 ** 20).toFixed(1)} MiB holding ${(charged / 2 ** 20).toFixed(1)} MiB charged`)
+        const results = await held.end()
+        assert.deepEqual(
+          results.map((result) => result.status),
+          Array.from({length: 8}, () => 400),
+        )
       })
     }
   })
