@@ -21,7 +21,9 @@ Logs go to stderr: ECS JSON lines, or readable text when stderr is a terminal (-
 
 SIGHUP re-reads the configuration and the keystore. A failure is logged and the running configuration kept: a config file that is gone, unreadable or empty, any configuration problem, a reload that takes over 30 s, and a reload that would loosen protection (remove the secret token, turn anonymous access on, let more agents or services in anonymously, raise the anonymous rate limits, turn TLS off, or take a value the keystore gave from the environment instead): restart the server to do those on purpose.
 
-SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requests in flight, flush and fsync the output, and exit 0.`
+SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requests in flight, flush and fsync the output, and exit 0.
+
+SIGUSR1 is logged and ignored: Node would open its inspector on 127.0.0.1:9229, where any local user could run code in the server and read its secrets. For the same reason the server does not start with the inspector open (--inspect in NODE_OPTIONS).`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Serve with ./apm-server.yml'},

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 
 import type {CheckResult} from './lib.js'
+import * as review from './review-server.js'
 import {checkAmplification, checkHeldMemory, checkLogAmplification, checkNesting, checkShutdownAfterBombs} from './review-server.js'
 
 /** A check passes when it has no failures; the figures are printed when it does not. */
@@ -33,5 +34,17 @@ describe('server attacks of the hostile reviews (issue 11; fast versions)', func
 
   it('item 12: SIGTERM after 150 gzip bombs whose clients were killed stops at once', async () => {
     assertPassed(await checkShutdownAfterBombs('fast'))
+  })
+})
+
+describe('server attacks of the reviews of the hardening (fix-net findings; fast versions)', function () {
+  this.timeout(180_000)
+
+  it('finding 1: lines that never end as 1-byte HTTP chunks (plain and gzip), anonymous, to a server with a 128 MiB heap: it lives on', async () => {
+    assertPassed(await review.checkChunkDrip('fast'))
+  })
+
+  it('finding 2: SIGUSR1 is logged and ignored (no inspector), and the server does not start with the inspector open', async () => {
+    assertPassed(await review.checkInspector('fast'))
   })
 })

@@ -16,7 +16,7 @@ import {deflateSync, gzipSync} from 'node:zlib'
 import {ANONYMOUS_METADATA_MAX_BYTES, ANONYMOUS_METADATA_TOO_LARGE, LINE_TOO_COMPLEX, MEMORY_BUDGET_BYTES, OUTPUT_LIMIT_EXCEEDED, OUTPUT_MULTIPLE, QUEUE_FULL} from '../../src/server/limits.js'
 import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/shutdown.js'
 import {CheckResult, fail, newResult, pool, sleep} from './lib.js'
-import {launch, Launched, METADATA, Reply, request, safeJson} from './server.js'
+import {launch, Launched, LaunchOptions, METADATA, Reply, request, safeJson} from './server.js'
 
 export type Scale = 'fast' | 'full'
 
@@ -37,8 +37,8 @@ const ndjsonHeaders = {'Content-Type': 'application/x-ndjson'}
 const MiB = 1024 * 1024
 
 /** Runs `body` against a fresh server (its own memory baseline and log), and always stops it. */
-async function withServer(extra: string[], body: (server: Launched) => Promise<void>): Promise<void> {
-  const server = await launch({extra})
+async function withServer(extra: string[], body: (server: Launched) => Promise<void>, options: Omit<LaunchOptions, 'extra'> = {}): Promise<void> {
+  const server = await launch({...options, extra})
   try {
     await body(server)
   } finally {
@@ -387,7 +387,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -396,4 +396,151 @@ export async function checkReviewServer(options: {scale: Scale}): Promise<CheckR
   }
 
   return all
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The hostile reviews of issue 11's hardening (fix-net findings, /work/notes/fix-net-findings.md):
+// each check below failed on the tree before its fix (main at ccb10b5).
+
+/** Resolves with the first log line (text) matching `pattern` logged after `after` characters, or undefined after `ms`. */
+async function logLine(server: Launched, pattern: RegExp, after = 0, ms = 20_000): Promise<string | undefined> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const found = server
+      .logs()
+      .slice(after)
+      .split('\n')
+      .find((line) => pattern.test(line))
+    if (found !== undefined || Date.now() > deadline || server.child.exitCode !== null) return found
+    await sleep(50) // eslint-disable-line no-await-in-loop -- polling the log
+  }
+}
+
+interface DripOptions {
+  count: number
+  bytes: number
+  gzip: boolean
+  addresses: string[]
+  /** how long the server may take to read it all */
+  timeoutMs: number
+}
+
+/** Sends `count` requests whose bodies never end, as 1-byte HTTP chunks; resolves once all is written (`taken`), or after the timeout. */
+async function dripChunks(port: number, options: DripOptions): Promise<{sockets: net.Socket[]; taken: boolean}> {
+  const line = options.gzip ? gzipSync(Buffer.from(`${RUM_METADATA()}\n${randomBytes(options.bytes).toString('base64').slice(0, options.bytes)}`)).subarray(0, -20) : Buffer.alloc(options.bytes, 0x61)
+  const body = options.gzip ? line : Buffer.concat([Buffer.from(`${RUM_METADATA()}\n`), line])
+  const framed = Buffer.concat(Array.from(body, (byte) => Buffer.from([0x31, 0x0d, 0x0a, byte, 0x0d, 0x0a])))
+  const head = `POST /intake/v2/rum/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n${options.gzip ? 'Content-Encoding: gzip\r\n' : ''}Transfer-Encoding: chunked\r\n\r\n`
+  const sockets: net.Socket[] = []
+  const sent = pool(Array.from({length: options.count}, (_, i) => i), 20, (i) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = net.connect({host: '127.0.0.1', localAddress: options.addresses[i % options.addresses.length], port})
+      sockets.push(socket)
+      socket.once('error', reject)
+      socket.once('connect', () => {
+        socket.off('error', reject)
+        socket.on('error', () => {})
+        socket.write(head)
+        socket.write(framed, () => resolve())
+      })
+    }),
+  )
+  // A server that stopped reading (dying of its heap) never takes it all.
+  const taken = await Promise.race([sent.then(() => true), sleep(options.timeoutMs).then(() => false)])
+  if (!taken) for (const socket of sockets) socket.destroy()
+  return {sockets, taken}
+}
+
+/** Waits until the server's CPU time (from /proc) stops growing: it has read what was sent. At most `ms`. */
+async function settle(pid: number, ms = 120_000): Promise<void> {
+  const cpu = async () => {
+    const fields = (await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ') ?? []
+    return Number(fields[11] ?? 0) + Number(fields[12] ?? 0)
+  }
+
+  const deadline = Date.now() + ms
+  for (let last = -1, now = await cpu(); now !== last && Date.now() < deadline; last = now, now = await cpu()) await sleep(500) // eslint-disable-line no-await-in-loop
+}
+
+/**
+ * Finding 1: lines that never end, sent as 1-byte HTTP chunks (plain and gzip), by anonymous clients
+ * within their memory share, to a server whose V8 heap is capped: before the fix each chunk held ~200
+ * bytes of heap against 1 byte charged, and the server died of "heap limit" (20 plain connections held
+ * 2.4 GiB; 80 from 4 addresses crashed it). Now it lives on, its memory what the budget allows.
+ */
+export async function checkChunkDrip(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const full = scale === 'full'
+  const heapMiB = full ? 256 : 128
+  const addresses = full ? ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'] : ['127.0.0.1']
+  const timeoutMs = full ? 300_000 : 60_000
+  const runs: Array<[string, DripOptions]> = [
+    ['plain', {addresses, bytes: full ? 300_000 : 100_000, count: full ? 80 : 16, gzip: false, timeoutMs}],
+    ['gzip', {addresses, bytes: full ? 300_000 : 100_000, count: full ? 80 : 8, gzip: true, timeoutMs}],
+  ]
+  await withServer(RUM, async (server) => {
+    const port = Number(new URL(server.url).port)
+    for (const [label, options] of runs) {
+      const t0 = Date.now()
+      // eslint-disable-next-line no-await-in-loop -- one run after the other, memory measured each
+      const {sockets, taken} = await dripChunks(port, options).catch((error: Error) => {
+        fail(result, `chunk drip (${label}): could not send: ${error.message}`)
+        return {sockets: [], taken: false}
+      })
+      if (taken) await settle(server.pid) // eslint-disable-line no-await-in-loop
+      const peak = server.peakSinceMark()
+      // eslint-disable-next-line no-await-in-loop
+      const up = taken && (await alive(server))
+      for (const socket of sockets) socket.destroy()
+      const chunks = options.count * options.bytes
+      if (!up) {
+        const fatal = /FATAL ERROR[^\n]*/.exec(server.logs())?.[0]
+        fail(result, `chunk drip (${label}): ${options.count} connections of ${options.bytes.toLocaleString('en')} 1-byte chunks: the server ${fatal ? `died: ${fatal}` : `did not read them within ${timeoutMs / 1000} s`}`)
+        server.child.kill('SIGKILL')
+      }
+
+      result.figures.push({
+        check: 'server review (fix-net)',
+        figure: `finding 1: ${options.count} anonymous ${label} requests from ${options.addresses.length} address(es), ${options.bytes.toLocaleString('en')} bytes each as 1-byte chunks (${(chunks / 1e6).toFixed(1)} M chunks), V8 heap capped at ${heapMiB} MiB`,
+        value: `${up ? 'server up' : 'server DIED'}; RSS ${server.baseline} MiB at start, peak ${peak} MiB; read in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+      })
+      if (!up) break
+    }
+  }, {env: {NODE_OPTIONS: `--max-old-space-size=${heapMiB}`}})
+  return result
+}
+
+/**
+ * Finding 2: SIGUSR1 made Node open its inspector on 127.0.0.1:9229, where any local user could run code
+ * in the server and read the keystore password (a root server, user nobody). Now the server logs the
+ * signal and ignores it; and it refuses to start with the inspector already open (NODE_OPTIONS=--inspect).
+ */
+export async function checkInspector(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const signals = scale === 'full' ? 20 : 3
+  await withServer(RUM, async (server) => {
+    const logAt = server.logs().length
+    for (let i = 0; i < signals; i++) {
+      server.child.kill('SIGUSR1')
+      await sleep(100) // eslint-disable-line no-await-in-loop
+    }
+
+    const ignored = await logLine(server, /SIGUSR1 ignored/, logAt, 5000)
+    await sleep(500)
+    const opened = /Debugger listening[^\n]*/.exec(server.logs().slice(logAt))?.[0]
+    const up = await alive(server)
+    if (opened || !ignored || !up) fail(result, `SIGUSR1: ${opened ? `the inspector opened (${opened})` : 'no inspector'}; ${ignored ? 'logged as ignored' : 'NOT logged'}; server ${up ? 'up' : 'DOWN'}`)
+    result.figures.push({check: 'server review (fix-net)', figure: `finding 2: ${signals} × SIGUSR1 to a running server`, value: `${opened ? 'inspector OPENED' : 'no inspector'}; "SIGUSR1 ignored" ${ignored ? 'logged' : 'NOT logged'}; GET / ${up ? '200' : 'failed'}`})
+  })
+  const refused = await launch({env: {NODE_OPTIONS: '--inspect=127.0.0.1:0'}}).then(
+    async (server) => {
+      await server.stop()
+      server.home.cleanup()
+      return 'started'
+    },
+    (error: Error) => error.message,
+  )
+  if (!/exited 1: [\s\S]*the Node\.js inspector is open/.test(refused)) fail(result, `NODE_OPTIONS=--inspect: expected exit 1 naming the inspector, got: ${refused.slice(-300)}`)
+  result.figures.push({check: 'server review (fix-net)', figure: 'finding 2: NODE_OPTIONS=--inspect=127.0.0.1:0', value: refused === 'started' ? 'STARTED with the inspector open' : 'refused to start (exit 1), naming the inspector'})
+  return result
 }
