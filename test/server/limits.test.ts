@@ -4,12 +4,13 @@ import {PassThrough} from 'node:stream'
 import v8 from 'node:v8'
 import {runInNewContext} from 'node:vm'
 import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
-import {gzipSync} from 'node:zlib'
+import {createGzip, gzipSync} from 'node:zlib'
 
 import {eventMembers, scanJsonValue} from '../../src/server/intake/json-scan.js'
 import type {IntakeResult} from '../../src/server/intake/model.js'
 import {DECODER_BYTES, ingest, IntakeOptions, INTERNAL_ERROR, WHOLE_BODY_DECODED_MAX_BYTES} from '../../src/server/intake/v2.js'
 import {
+  ANONYMOUS_DECODED_RATE_EXCEEDED,
   ANONYMOUS_METADATA_MAX_BYTES,
   ANONYMOUS_METADATA_TOO_LARGE,
   ANONYMOUS_OUTPUT_RATE_EXCEEDED,
@@ -20,9 +21,13 @@ import {
   LINE_TOO_COMPLEX,
   MAX_LINE_CONTAINERS,
   MAX_LINE_DEPTH,
+  MAX_REJECTED_LINES,
   MemoryBudget,
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
+  REQUEST_DECODED_MAX_BYTES,
+  REQUEST_DECODED_TOO_LARGE,
+  TOO_MANY_REJECTED_LINES,
 } from '../../src/server/limits.js'
 import type {EventSink} from '../../src/server/outputs/output.js'
 import {TokenBucket} from '../../src/server/anonymous.js'
@@ -206,6 +211,60 @@ describe('server/limits', () => {
       assert.equal((await run(ndjson(METADATA, spans[0]), {anonymous: anonymousClient(allowance)})).result.status, 429)
       now += 1000
       assert.equal((await run(ndjson(METADATA, spans[0]), {anonymous: anonymousClient(allowance)})).result.status, 202)
+    })
+  })
+
+  describe('decoded bytes and rejected lines (fix-net finding 7)', () => {
+    const NODE_METADATA = METADATA.replace('rum-js', 'nodejs')
+    /** A gzip body of the metadata, then `mib` MiB of `unit` repeated, then `tail`. */
+    const bomb = (mib: number, unit: string, tail = '') => {
+      const gzip = createGzip({level: 9})
+      const parts: Buffer[] = []
+      gzip.on('data', (chunk: Buffer) => parts.push(chunk))
+      gzip.write(`${NODE_METADATA}\n`)
+      const block = Buffer.alloc(1024 * 1024, unit)
+      for (let i = 0; i < mib; i++) gzip.write(block)
+      gzip.end(tail)
+      return new Promise<Buffer>((resolve) => {
+        gzip.on('end', () => resolve(Buffer.concat(parts)))
+      })
+    }
+
+    it(`ends a request that decodes to more than ${REQUEST_DECODED_MAX_BYTES / 2 ** 20} MiB (a gzip of newlines), listing what was accepted`, async () => {
+      const body = await bomb(REQUEST_DECODED_MAX_BYTES / 2 ** 20 + 1, '\n', `${SPAN}\n`)
+      const {result} = await run(body, {piece: 64 * 1024})
+      assert.deepEqual([result.status, result.accepted, result.errors.map((error) => error.message)], [400, 0, [REQUEST_DECODED_TOO_LARGE]])
+    })
+
+    it(`ends a request after ${MAX_REJECTED_LINES} invalid or oversized lines, listing the first ones`, async () => {
+      const lines = [...Array.from({length: 500}, () => 'x'), ...Array.from({length: 600}, () => '{}'), SPAN]
+      const {result} = await run(ndjson(NODE_METADATA, SPAN, ...lines))
+      assert.deepEqual([result.status, result.accepted, result.invalid], [400, 1, MAX_REJECTED_LINES + 1])
+      assert.deepEqual([result.errors.length, result.errors.at(-1)?.message], [6, TOO_MANY_REJECTED_LINES])
+      assert.equal((await run(ndjson(NODE_METADATA, ...lines.slice(0, MAX_REJECTED_LINES), SPAN))).result.accepted, 1, 'up to the bound the rest is read')
+    })
+
+    it('an anonymous client is charged for the bytes it sends decoded, valid or not, and its allowance refills with time', async () => {
+      let now = 0
+      const decoded = new TokenBucket(1024 * 1024, 3 * 1024 * 1024, () => now)
+      const client = () => ({...anonymousClient(), decoded})
+      const body = await bomb(8, '\n')
+      const first = await run(body, {anonymous: client(), piece: 64 * 1024})
+      assert.deepEqual([first.result.status, first.result.errors.map((error) => error.message)], [429, [ANONYMOUS_DECODED_RATE_EXCEEDED]])
+      assert.equal((await run(ndjson(METADATA, SPAN), {anonymous: client()})).result.status, 429)
+      now += 1000
+      assert.equal((await run(ndjson(METADATA, SPAN), {anonymous: client()})).result.status, 202)
+    })
+
+    it('empty and invalid lines earn no output: only the metadata and the accepted events count toward the multiple', async () => {
+      const bigMetadata = JSON.stringify({metadata: {labels: {pad: 'x'.repeat(100_000)}, service: {agent: {name: 'nodejs', version: '4.0.0'}, name: 'big'}}})
+      const padding = `${'\n'.repeat(4 * 1024 * 1024)}${'x\n'.repeat(MAX_REJECTED_LINES)}`
+      const body = `${bigMetadata}\n${padding}${ndjson(...Array.from({length: 200}, () => '{"span":{}}'))}`
+      const {result, sink} = await run(gzipSync(body), {outputMultiple: 64})
+      const written = sink.lines.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)
+      assert.equal(result.status, 400)
+      assert.equal(result.errors.at(-1)?.message, OUTPUT_LIMIT_EXCEEDED)
+      assert.ok(written <= 64 * (bigMetadata.length + 1 + 12 * result.accepted), `${result.accepted} accepted, ${written} bytes written`)
     })
   })
 

@@ -47,4 +47,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('finding 2: SIGUSR1 is logged and ignored (no inspector), and the server does not start with the inspector open', async () => {
     assertPassed(await review.checkInspector('fast'))
   })
+
+  it('finding 7: gzip bodies of newlines and of `x` lines, anonymous and with the token: ended by the decoded-size bound, the rejected-lines bound or the anonymous decoded allowance', async () => {
+    assertPassed(await review.checkDecodedBounds('fast'))
+  })
 })

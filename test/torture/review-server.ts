@@ -11,9 +11,21 @@ import {randomBytes} from 'node:crypto'
 import {promises as fs} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import {deflateSync, gzipSync} from 'node:zlib'
+import {createGzip, deflateSync, gzipSync} from 'node:zlib'
 
-import {ANONYMOUS_METADATA_MAX_BYTES, ANONYMOUS_METADATA_TOO_LARGE, LINE_TOO_COMPLEX, MEMORY_BUDGET_BYTES, OUTPUT_LIMIT_EXCEEDED, OUTPUT_MULTIPLE, QUEUE_FULL} from '../../src/server/limits.js'
+import {
+  ANONYMOUS_DECODED_RATE_EXCEEDED,
+  ANONYMOUS_METADATA_MAX_BYTES,
+  ANONYMOUS_METADATA_TOO_LARGE,
+  LINE_TOO_COMPLEX,
+  MEMORY_BUDGET_BYTES,
+  OUTPUT_LIMIT_EXCEEDED,
+  OUTPUT_MULTIPLE,
+  QUEUE_FULL,
+  REQUEST_DECODED_MAX_BYTES,
+  REQUEST_DECODED_TOO_LARGE,
+  TOO_MANY_REJECTED_LINES,
+} from '../../src/server/limits.js'
 import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/shutdown.js'
 import {CheckResult, fail, newResult, pool, sleep} from './lib.js'
 import {launch, Launched, LaunchOptions, METADATA, Reply, request, safeJson} from './server.js'
@@ -387,7 +399,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -542,5 +554,68 @@ export async function checkInspector(scale: Scale): Promise<CheckResult> {
   )
   if (!/exited 1: [\s\S]*the Node\.js inspector is open/.test(refused)) fail(result, `NODE_OPTIONS=--inspect: expected exit 1 naming the inspector, got: ${refused.slice(-300)}`)
   result.figures.push({check: 'server review (fix-net)', figure: 'finding 2: NODE_OPTIONS=--inspect=127.0.0.1:0', value: refused === 'started' ? 'STARTED with the inspector open' : 'refused to start (exit 1), naming the inspector'})
+  return result
+}
+
+/** A gzip body: `head`, then `mib` MiB of `unit` repeated. */
+function gzipBomb(head: string, mib: number, unit: string): Promise<Buffer> {
+  const gzip = createGzip({level: 9})
+  const parts: Buffer[] = []
+  gzip.on('data', (chunk: Buffer) => parts.push(chunk))
+  gzip.write(head)
+  const block = Buffer.alloc(MiB, unit)
+  for (let i = 0; i < mib; i++) gzip.write(block)
+  gzip.end()
+  return new Promise((resolve) => {
+    gzip.on('end', () => resolve(Buffer.concat(parts)))
+  })
+}
+
+/** The server's CPU time so far, in seconds (/proc). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / 100
+}
+
+/**
+ * Finding 7: small gzip bodies that decode to gigabytes of newlines, or of `x` lines, cost a core for
+ * minutes (1 GiB of newlines: 65 s; 0.125 GiB of `x` lines: 16 s) and were answered 202. Now a request
+ * decodes at most REQUEST_DECODED_MAX_BYTES, ends after MAX_REJECTED_LINES invalid lines, and an
+ * anonymous address is charged for what it sends decoded; empty lines are skipped at the cost of a scan.
+ */
+export async function checkDecodedBounds(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const full = scale === 'full'
+  await withServer(RUM, async (server) => {
+    const auth = {Authorization: `Bearer ${server.token}`}
+    const cases: Array<[string, string, number, string, Record<string, string>, number, string]> = [
+      ['anonymous, newlines', '/intake/v2/rum/events', full ? 1024 : 64, '\n', {}, 429, ANONYMOUS_DECODED_RATE_EXCEEDED],
+      ['anonymous, `x` lines', '/intake/v2/rum/events', full ? 256 : 16, 'x\n', {}, 400, TOO_MANY_REJECTED_LINES],
+      ['with the token, newlines', '/intake/v2/events', full ? 1024 : REQUEST_DECODED_MAX_BYTES / MiB + 16, '\n', auth, 400, REQUEST_DECODED_TOO_LARGE],
+      ['with the token, `x` lines', '/intake/v2/events', full ? 256 : 16, 'x\n', auth, 400, TOO_MANY_REJECTED_LINES],
+    ]
+    for (const [label, route, mib, unit, headers, status, message] of cases) {
+      const metadata = route.includes('rum') ? RUM_METADATA() : METADATA
+      // eslint-disable-next-line no-await-in-loop -- one bomb at a time, its cost measured
+      const body = await gzipBomb(`${metadata}\n`, mib, unit)
+      const cpuBefore = await cpuSeconds(server.pid) // eslint-disable-line no-await-in-loop
+      const t0 = Date.now()
+      // eslint-disable-next-line no-await-in-loop
+      const reply = await request(server.url, {body, headers: {...ndjsonHeaders, ...headers, 'Content-Encoding': 'gzip'}, path: route, timeoutMs: 600_000}).catch(
+        (error: Error) => ({body: error.message, headers: {}, status: 0}),
+      )
+      const ms = Date.now() - t0
+      const cpu = (await cpuSeconds(server.pid)) - cpuBefore // eslint-disable-line no-await-in-loop
+      const good = reply.status === status && errorsOf(reply).includes(message)
+      if (!good) fail(result, `decoded bounds: ${label} (${mib} MiB decoded, ${body.length.toLocaleString('en')} bytes sent): status ${reply.status}, ${reply.body.slice(0, 200)}; expected ${status} ${message}`)
+      result.figures.push({
+        check: 'server review (fix-net)',
+        figure: `finding 7: ${label}: ${body.length.toLocaleString('en')} bytes of gzip decoding to ${mib} MiB`,
+        value: `${reply.status} ${errorsOf(reply).at(-1)?.slice(0, 60) ?? ''} in ${(ms / 1000).toFixed(1)} s, ${cpu.toFixed(1)} s of server CPU`,
+      })
+      // eslint-disable-next-line no-await-in-loop
+      if (!(await alive(server))) break
+    }
+  })
   return result
 }

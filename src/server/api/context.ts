@@ -9,7 +9,7 @@ import type {Socket} from 'node:net'
 import {RateLimitStore} from '../anonymous.js'
 import {Authenticator, AuthSettings} from '../auth.js'
 import type {ServerConfig} from '../config/server-config.js'
-import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
+import {ANONYMOUS_DECODED_BYTES_PER_EVENT, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
 import type {Logger} from '../logger.js'
 import type {Output} from '../outputs/output.js'
 import {InFlight} from '../shutdown.js'
@@ -34,9 +34,10 @@ export class ApiContext {
   /** set once shutdown began: new requests get 503, every answer closes its connection */
   closing = false
   readonly authenticator: Authenticator
-  /** per-IP limiters of anonymous clients' events, and of the bytes their events may write */
+  /** per-IP limiters of anonymous clients' events, of the bytes their events may write, and of the bytes they may send decoded */
   rateLimits: RateLimitStore
   outputLimits: RateLimitStore
+  decodedLimits: RateLimitStore
   readonly memory: MemoryBudget
   readonly stats: ServerStats = {events: {accepted: 0, invalid: 0, tooLarge: 0}, requests: 0, responses: {}}
   /** the connections of the requests being read: shutdown cuts them when it runs out of time, which ends their reading */
@@ -56,7 +57,8 @@ export class ApiContext {
     this.now = options.now ?? Date.now
     this.authenticator = new Authenticator(authSettings(config), this.now)
     this.rateLimits = new RateLimitStore(config.anonymous.rateLimit.eventLimit, config.anonymous.rateLimit.ipLimit, this.now)
-    this.outputLimits = outputLimitStore(config, this.now)
+    this.outputLimits = byteLimitStore(config, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, this.now)
+    this.decodedLimits = byteLimitStore(config, ANONYMOUS_DECODED_BYTES_PER_EVENT, this.now)
     // The output's queue is a fixed share of the budget.
     this.memory = new MemoryBudget((options.memoryBudgetBytes ?? MEMORY_BUDGET_BYTES) - output.maxQueuedBytes)
   }
@@ -67,7 +69,8 @@ export class ApiContext {
     const limits = next.anonymous.rateLimit
     if (limits.eventLimit !== this.rateLimits.eventLimit || limits.ipLimit !== this.rateLimits.ipLimit) {
       this.rateLimits = new RateLimitStore(limits.eventLimit, limits.ipLimit, this.now)
-      this.outputLimits = outputLimitStore(next, this.now)
+      this.outputLimits = byteLimitStore(next, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, this.now)
+      this.decodedLimits = byteLimitStore(next, ANONYMOUS_DECODED_BYTES_PER_EVENT, this.now)
     }
 
     const current = this.config
@@ -85,8 +88,8 @@ function authSettings(config: ServerConfig): AuthSettings {
   return {anonymous: config.anonymous.enabled, secretToken: config.secretToken, secretTokenGracePeriodMs: config.secretTokenGracePeriodMs}
 }
 
-/** Per-IP limiters of the bytes anonymous clients' events may write: see ANONYMOUS_OUTPUT_BYTES_PER_EVENT. */
-function outputLimitStore(config: ServerConfig, now: () => number): RateLimitStore {
+/** Per-IP limiters of bytes, `perEvent` a second per event of the anonymous rate limit: see ANONYMOUS_OUTPUT_BYTES_PER_EVENT, ANONYMOUS_DECODED_BYTES_PER_EVENT. */
+function byteLimitStore(config: ServerConfig, perEvent: number, now: () => number): RateLimitStore {
   const {eventLimit, ipLimit} = config.anonymous.rateLimit
-  return new RateLimitStore(eventLimit * ANONYMOUS_OUTPUT_BYTES_PER_EVENT, ipLimit, now)
+  return new RateLimitStore(eventLimit * perEvent, ipLimit, now)
 }

@@ -31,9 +31,9 @@ export interface IntakeOptions {
   contentLength?: number
   /**
    * set for anonymous clients: who they may send data for, their event rate limiter, and (when set) the
-   * limiter of the bytes their events may write
+   * limiters of the bytes their events may write and of the bytes they may send decoded
    */
-  anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket; output?: TokenBucket}
+  anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket; output?: TokenBucket; decoded?: TokenBucket}
   /** when set, the request ends (400) once its output would pass this many times its decoded size: see OUTPUT_MULTIPLE */
   outputMultiple?: number
   /** when set, what the request holds in memory is reserved here first; when refused, 503 `queue is full` */
