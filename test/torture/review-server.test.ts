@@ -51,4 +51,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('finding 7: gzip bodies of newlines and of `x` lines, anonymous and with the token: ended by the decoded-size bound, the rejected-lines bound or the anonymous decoded allowance', async () => {
     assertPassed(await review.checkDecodedBounds('fast'))
   })
+
+  it('finding 4: a write that fails part way (RLIMIT_FSIZE) leaves no torn line: the next event answered 202 is readable', async () => {
+    assertPassed(await review.checkTornLine('fast'))
+  })
 })

@@ -7,6 +7,7 @@
  * (item 12). `npm run torture` runs them at full size (`--only=review-server`); test/torture/review-server.test.ts
  * runs each at the fast size.
  */
+import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {promises as fs} from 'node:fs'
 import net from 'node:net'
@@ -27,7 +28,7 @@ import {
   TOO_MANY_REJECTED_LINES,
 } from '../../src/server/limits.js'
 import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/shutdown.js'
-import {CheckResult, fail, newResult, pool, sleep} from './lib.js'
+import {CheckResult, fail, newResult, pool, sleep, tempDir} from './lib.js'
 import {launch, Launched, LaunchOptions, METADATA, Reply, request, safeJson} from './server.js'
 
 export type Scale = 'fast' | 'full'
@@ -399,7 +400,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -617,5 +618,103 @@ export async function checkDecodedBounds(scale: Scale): Promise<CheckResult> {
       if (!(await alive(server))) break
     }
   })
+  return result
+}
+
+/** Every line of the output files, and the ones that do not parse as JSON. */
+async function outputLines(server: Launched, dir = path.join(server.home.dir, 'data', 'apm-server')): Promise<{lines: string[]; unreadable: string[]}> {
+  const lines: string[] = []
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    lines.push(...(await fs.readFile(path.join(dir, name), 'utf8')).split('\n').filter((line) => line !== '')) // eslint-disable-line no-await-in-loop
+  }
+
+  return {
+    lines,
+    unreadable: lines.filter((line) => {
+      try {
+        JSON.parse(line)
+        return false
+      } catch {
+        return true
+      }
+    }),
+  }
+}
+
+/**
+ * Finding 4: a write that fails part way (a full disk writes what fits, then fails) left the start of a
+ * line in the output file, and the next event answered 202 was glued to it, unreadable. Fast: the output
+ * file limited by RLIMIT_FSIZE (prlimit: writes past it are short, then EFBIG). Full, as root: also on a
+ * 256 KiB tmpfs filled to its last 20 KiB, then given space back, as the review did.
+ */
+export async function checkTornLine(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const limit = 64 * 1024
+  interface Disk {
+    /** the output directory, when not the default */
+    dir?: string
+    options: LaunchOptions
+    /** gives space back */
+    free: () => Promise<void>
+    done: () => void
+  }
+  const runs: Array<[string, () => Promise<Disk>]> = [[`the output file limited to ${limit / 1024} KiB (RLIMIT_FSIZE)`, async () => ({done() {}, async free() {}, options: {wrap: ['prlimit', `--fsize=${limit}`]}})]]
+  if (scale === 'full' && process.getuid?.() === 0) {
+    runs.push([
+      'a 256 KiB tmpfs, full to its last 20 KiB, then given space back',
+      async () => {
+        const mount = tempDir('apm-torture-tmpfs-')
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mount.dir])
+        const dir = path.join(mount.dir, 'out')
+        const free = Number(execFileSync('df', ['--output=avail', '-B1', mount.dir], {encoding: 'utf8'}).split('\n')[1])
+        await fs.writeFile(path.join(mount.dir, 'filler'), Buffer.alloc(Math.max(0, free - 20_000))).catch(() => {})
+        const done = () => {
+          execFileSync('umount', [mount.dir])
+          mount.cleanup()
+        }
+
+        return {dir, done, free: () => fs.rm(path.join(mount.dir, 'filler')), options: {extra: ['-E', `output.file.path=${dir}`]}}
+      },
+    ])
+  }
+
+  for (const [label, prepare] of runs) {
+    // eslint-disable-next-line no-await-in-loop -- one server a run
+    const disk = await prepare().catch((error: Error) => {
+      result.skipped.push(`torn line (${label}): cannot set up: ${error.message}`)
+    })
+    if (!disk) continue
+    try {
+      // eslint-disable-next-line no-await-in-loop
+      await withServer(
+        [...RUM, ...(disk.options.extra ?? [])],
+        async (server) => {
+          const auth = {...ndjsonHeaders, Authorization: `Bearer ${server.token}`}
+          const events = (prefix: string, count: number) => Array.from({length: count}, (_, i) => JSON.stringify({span: {id: `${prefix}-${i}`, pad: 'p'.repeat(150)}})).join('\n')
+          const first = await request(server.url, {body: `${METADATA}\n${events('first', 10)}\n`, headers: auth})
+          const big = await request(server.url, {body: `${METADATA}\n${events('big', 600)}\n`, headers: auth})
+          await disk.free()
+          const good = await request(server.url, {body: `${METADATA}\n{"span":{"id":"GOOD-EVENT-202"}}\n`, headers: auth})
+          await server.stop()
+          const {lines, unreadable} = await outputLines(server, disk.dir)
+          const kept = lines.some((line) => line.includes('GOOD-EVENT-202') && !unreadable.includes(line))
+          const statuses = `${first.status}, ${big.status}, ${good.status}`
+          if (first.status !== 202 || big.status !== 500 || good.status !== 202 || !kept || unreadable.length > 0) {
+            fail(result, `torn line (${label}): statuses ${statuses} (expected 202, 500, 202); ${unreadable.length} unreadable lines (${unreadable.map((line) => line.slice(0, 60)).join(' | ')}); the 202'd event ${kept ? 'readable' : 'NOT readable'}`)
+          }
+
+          result.figures.push({
+            check: 'server review (fix-net)',
+            figure: `finding 4: ${label}: 10 events, then 600 that do not fit, then one more`,
+            value: `${statuses}; ${lines.length} lines in the output, ${unreadable.length} unreadable; the last event ${kept ? 'readable' : 'NOT readable'}`,
+          })
+        },
+        {wrap: disk.options.wrap},
+      )
+    } finally {
+      disk.done()
+    }
+  }
+
   return result
 }

@@ -126,6 +126,60 @@ describe('server/outputs/file', () => {
     await assert.rejects(output.close(), {code: 'EINVAL'}) // fsync of /dev/full
   })
 
+  describe('a write that fails part way (a full disk, fix-net finding 4)', () => {
+    /** Runs `body` with writevSync writing `first` bytes of its first call, then failing with ENOSPC; ftruncateSync fails with EIO when `noTruncate`. */
+    async function withShortWrite<T>(first: number, noTruncate: boolean, body: () => Promise<T>): Promise<T> {
+      const [realWritev, realTruncate] = [fsModule.writevSync, fsModule.ftruncateSync]
+      let calls = 0
+      fsModule.writevSync = ((fd: number, buffers: readonly NodeJS.ArrayBufferView[]) => {
+        if (calls++ > 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), {code: 'ENOSPC'})
+        return realWritev(fd, [Buffer.concat(buffers as Buffer[]).subarray(0, first)])
+      }) as typeof fsModule.writevSync
+      if (noTruncate) {
+        fsModule.ftruncateSync = (() => {
+          throw Object.assign(new Error('EIO: i/o error, ftruncate'), {code: 'EIO'})
+        }) as typeof fsModule.ftruncateSync
+      }
+
+      syncBuiltinESMExports()
+      try {
+        return await body()
+      } finally {
+        fsModule.writevSync = realWritev
+        fsModule.ftruncateSync = realTruncate
+        syncBuiltinESMExports()
+      }
+    }
+
+    for (const noTruncate of [false, true]) {
+      it(`leaves no torn line for the next batch to be glued to${noTruncate ? ' (and when the file cannot be cut back, ends the torn line first)' : ''}`, async () => {
+        const output = await FileOutput.open(options())
+        output.write(line(1))
+        await output.flush()
+        await withShortWrite(50, noTruncate, async () => {
+          output.write(line(2))
+          output.write(line(3))
+          await assert.rejects(output.flush(), {code: 'ENOSPC'})
+        })
+        output.write(line(4))
+        await output.flush()
+        await output.close()
+        const lines = await read(path.join(dir, 'apm-server'))
+        const readable = lines.filter((text) => {
+          try {
+            JSON.parse(text)
+            return true
+          } catch {
+            return false
+          }
+        })
+        assert.deepEqual(readable, [line(1), line(4)], 'every line of a batch that was written whole is readable')
+        assert.equal(lines.length, noTruncate ? 3 : 2)
+        if (!noTruncate) assert.equal(statSync(path.join(dir, 'apm-server')).size, 2 * (line(1).length + 1))
+      })
+    }
+  })
+
   it('counts the events published, lost in failed writes, and still queued (stats)', async function () {
     const output = await FileOutput.open(options())
     assert.deepEqual(output.stats(), {failed: 0, pending: 0, published: 0})
