@@ -55,4 +55,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('finding 4: a write that fails part way (RLIMIT_FSIZE) leaves no torn line: the next event answered 202 is readable', async () => {
     assertPassed(await review.checkTornLine('fast'))
   })
+
+  it('L1: a FIFO at the oldest rotation slot: the rotation replaces it without waiting; requests answered, SIGTERM stops', async () => {
+    assertPassed(await review.checkRotationFifo('fast'))
+  })
 })

@@ -400,7 +400,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -716,5 +716,41 @@ export async function checkTornLine(scale: Scale): Promise<CheckResult> {
     }
   }
 
+  return result
+}
+
+/**
+ * L1: another user who can write the output directory put a FIFO at the oldest rotation slot (and empty
+ * files below it): the rotation opened it to hold it, blocking in open(2) for good, so no request was
+ * answered and SIGTERM did nothing. Now the rotation replaces it without waiting.
+ */
+export async function checkRotationFifo(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const rotations = scale === 'full' ? 50 : 3
+  const extra = ['-E', 'output.file.rotate_every_kb=1', '-E', 'output.file.number_of_files=4']
+  await withServer(extra, async (server) => {
+    const dir = path.join(server.home.dir, 'data', 'apm-server')
+    await fs.writeFile(path.join(dir, 'apm-server.1'), '')
+    await fs.writeFile(path.join(dir, 'apm-server.2'), '')
+    execFileSync('mkfifo', [path.join(dir, 'apm-server.3')])
+    const auth = {...ndjsonHeaders, Authorization: `Bearer ${server.token}`}
+    const body = `${METADATA}\n${Array.from({length: 10}, (_, i) => JSON.stringify({span: {id: `s${i}`, pad: 'p'.repeat(200)}})).join('\n')}\n`
+    const statuses: number[] = []
+    for (let i = 0; i < rotations; i++) {
+      // eslint-disable-next-line no-await-in-loop -- one after another: each rotates
+      statuses.push((await request(server.url, {body, headers: auth, timeoutMs: 5000}).catch(() => ({status: 0}))).status)
+    }
+
+    const up = await Promise.race([alive(server), sleep(5000).then(() => false)])
+    if (!up) server.child.kill('SIGKILL')
+    const stopped = await server.stop()
+    const ok = up && statuses.every((status) => status === 202) && stopped.code === 0
+    if (!ok) fail(result, `rotation onto a FIFO: statuses ${statuses.join(' ')}, GET / ${up ? 'answered' : 'NOT answered within 5 s (killed)'}, stop: exit ${stopped.code}`)
+    result.figures.push({
+      check: 'server review (fix-net)',
+      figure: `L1: a FIFO at the oldest of 4 rotation slots, empty files below it; ${rotations} batches that rotate`,
+      value: `${statuses.filter((status) => status === 202).length}/${rotations} × 202; GET / ${up ? 'answered' : 'NOT answered'}; SIGTERM: exit ${stopped.code} in ${stopped.ms} ms`,
+    })
+  })
   return result
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
 import fsModule, {existsSync, promises as fs, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {syncBuiltinESMExports} from 'node:module'
 import path from 'node:path'
@@ -352,6 +353,20 @@ describe('server/outputs/file', () => {
       assert.deepEqual(await numbers('apm-server.1'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
       assert.deepEqual(await numbers('apm-server.2'), [1001])
       assert.deepEqual(await numbers('apm-server.3'), [1002])
+    })
+
+    it('with a FIFO at the oldest slot (another user who can write the directory): rotates without opening it to wait (fix-net L1)', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 4, rotateEveryKb: 1}))
+      writeFileSync(path.join(dir, 'apm-server.1'), '')
+      writeFileSync(path.join(dir, 'apm-server.2'), '')
+      execFileSync('mkfifo', [path.join(dir, 'apm-server.3')])
+      const before = openDescriptors()
+      await batch(output, 0)
+      await batch(output, 100)
+      await output.close()
+      assert.equal(openDescriptors(), before - 1, 'no descriptor left open but the closed output')
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1', 'apm-server.2', 'apm-server.3'])
+      assert.ok(statSync(path.join(dir, 'apm-server.3')).isFile(), 'the FIFO was replaced by a history file')
     })
 
     it('with number_of_files 2, a failed open keeps the only history file', async () => {
