@@ -12,6 +12,7 @@ import {readRegularFileSync, RefusedFileError} from '../core/bounded-read.js'
 import {KeystoreError} from '../core/errors.js'
 import type {ServerConfig} from './config/server-config.js'
 import type {Logger} from './logger.js'
+import {keyCostProblem} from './tls-key-cost.js'
 
 export interface TlsMaterial {
   cert: Buffer
@@ -55,6 +56,9 @@ export function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
   }
 
   const material = {cert: read(ssl.certificate, 'apm-server.ssl.certificate'), key: read(ssl.key, 'apm-server.ssl.key'), passphrase: ssl.keyPassphrase}
+  // OpenSSL decrypts the key on the event loop, whatever the derivation costs: judged first.
+  const costly = keyCostProblem(material.key)
+  if (costly) throw new KeystoreError('ECONFIG', `cannot use the key ${ssl.key} (apm-server.ssl.key): ${costly}`)
   try {
     tls.createSecureContext(material)
   } catch (error) {

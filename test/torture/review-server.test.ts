@@ -59,4 +59,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('L1: a FIFO at the oldest rotation slot: the rotation replaces it without waiting; requests answered, SIGTERM stops', async () => {
     assertPassed(await review.checkRotationFifo('fast'))
   })
+
+  it('finding 5: a TLS key of 20 million PBKDF2 iterations: the reload is refused at once, GET / answered throughout; the start refused', async () => {
+    assertPassed(await review.checkSlowKey('fast'))
+  })
 })

@@ -28,7 +28,8 @@ import {
   TOO_MANY_REJECTED_LINES,
 } from '../../src/server/limits.js'
 import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/shutdown.js'
-import {CheckResult, fail, newResult, pool, sleep, tempDir} from './lib.js'
+import {pbkdf2Key, pem} from '../helpers/der.js'
+import {CheckResult, cli, fail, newResult, pool, sleep, tempDir} from './lib.js'
 import {launch, Launched, LaunchOptions, METADATA, Reply, request, safeJson} from './server.js'
 
 export type Scale = 'fast' | 'full'
@@ -400,7 +401,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -752,5 +753,75 @@ export async function checkRotationFifo(scale: Scale): Promise<CheckResult> {
       value: `${statuses.filter((status) => status === 202).length}/${rotations} × 202; GET / ${up ? 'answered' : 'NOT answered'}; SIGTERM: exit ${stopped.code} in ${stopped.ms} ms`,
     })
   })
+  return result
+}
+
+/** `GET /` every 100 ms while `body` runs (HTTPS with `ca`): the slowest answer, and the failures. */
+async function probedWhile<T>(server: Launched, body: () => Promise<T>): Promise<{value: T; slowestMs: number; failed: number}> {
+  let running = true
+  let slowestMs = 0
+  let failed = 0
+  const loop = (async () => {
+    while (running) {
+      const t0 = Date.now()
+      // eslint-disable-next-line no-await-in-loop -- one probe at a time
+      const reply = await request(server.url, {agent: false, ca: server.ca, method: 'GET', path: '/', timeoutMs: 120_000}).catch(() => undefined)
+      slowestMs = Math.max(slowestMs, Date.now() - t0)
+      if (reply?.status !== 200) failed++
+      await sleep(100) // eslint-disable-line no-await-in-loop
+    }
+  })()
+  const value = await body()
+  running = false
+  await loop
+  return {failed, slowestMs, value}
+}
+
+/**
+ * Finding 5: a TLS key encrypted with a huge PBKDF2 iteration count (random ciphertext: OpenSSL runs the
+ * whole derivation before it can tell) froze the server at a reload, 35 s for 100 million, past the 30 s
+ * reload bound, SIGTERM waiting; and the start. Now the cost is read from the key file first: over the
+ * bound, the reload fails at once and the server answers throughout; the start fails at once.
+ */
+export async function checkSlowKey(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const iterations = scale === 'full' ? 2n ** 31n - 1n : 20_000_000n
+  const slowKey = pem(pbkdf2Key(iterations))
+  const server = await launch({extra: ['-E', 'apm-server.ssl.key_passphrase=pass'], tls: true})
+  try {
+    const keyFile = path.join(server.home.dir, 'key.pem')
+    await fs.writeFile(keyFile, slowKey)
+    const logAt = server.logs().length
+    const t0 = Date.now()
+    const {slowestMs, value: outcome} = await probedWhile(server, async () => {
+      server.child.kill('SIGHUP')
+      return logLine(server, /reload failed|configuration reloaded/, logAt, 120_000)
+    })
+    const ms = Date.now() - t0
+    const refused = /reload failed/.test(outcome ?? '') && /PBKDF2 iterations, over the/.test(outcome ?? '')
+    if (!refused || slowestMs > 5000) fail(result, `slow key at a reload: ${outcome?.slice(0, 300) ?? 'no outcome'} after ${ms} ms; GET / slowest ${slowestMs} ms`)
+    result.figures.push({
+      check: 'server review (fix-net)',
+      figure: `finding 5: SIGHUP with a TLS key of ${iterations.toLocaleString('en')} PBKDF2 iterations`,
+      value: `${refused ? 'reload refused, naming the iteration count' : 'NOT refused for its cost'} after ${ms} ms; GET / slowest ${slowestMs} ms`,
+    })
+    await server.stop()
+    const t1 = Date.now()
+    const args = ['run', '-E', 'apm-server.host=127.0.0.1:0', '-E', 'apm-server.auth.secret_token=${APM_TOKEN}', '-E', 'apm-server.ssl.key_passphrase=pass']
+    args.push('-E', `apm-server.ssl.certificate=${path.join(server.home.dir, 'cert.pem')}`, '-E', `apm-server.ssl.key=${keyFile}`)
+    const started = await cli(args, {cwd: server.home.dir, timeoutMs: 60_000})
+    const startMs = Date.now() - t1
+    const startRefused = started.code === 1 && /PBKDF2 iterations, over the/.test(started.stderr)
+    if (!startRefused) fail(result, `slow key at start: exit ${started.code} after ${startMs} ms: ${started.stderr.slice(-300)}`)
+    result.figures.push({
+      check: 'server review (fix-net)',
+      figure: `finding 5: apm-server run with that key`,
+      value: `exit ${started.code} after ${startMs} ms${startRefused ? ', naming the iteration count' : ''}`,
+    })
+  } finally {
+    await server.stop()
+    server.home.cleanup()
+  }
+
   return result
 }
