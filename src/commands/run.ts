@@ -60,7 +60,7 @@ SIGUSR1 is logged and ignored: Node would open its inspector on 127.0.0.1:9229, 
       // The CLI's error lines, as "test config" prints them: the server has not started, so no log yet.
       for (const warning of error.warnings) this.note(warning)
       for (const problem of error.problems) process.stderr.write(`error: ${problem}\n`)
-      const count = error.problems.length === 1 ? 'a configuration problem' : `${error.problems.length} configuration problems`
+      const count = error.count === 1 ? 'a configuration problem' : `${error.count} configuration problems`
       throw new KeystoreError(error.keystoreCode ?? 'ECONFIG', `cannot start: ${count}; fix the configuration (check it with "apm-server test config")`)
     } finally {
       process.off('SIGHUP', ignoreHangup)

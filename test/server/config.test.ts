@@ -6,10 +6,12 @@ import path from 'node:path'
 import {KeystoreError} from '../../src/core/errors.js'
 import {createKeystore, updateKeystore} from '../../src/core/keystore.js'
 import {resolvePaths} from '../../src/core/settings.js'
+import {MAX_UNKNOWN_WARNINGS} from '../../src/server/config/build.js'
 import {loadServerConfig} from '../../src/server/config/load.js'
 import {reloadRefusals} from '../../src/server/config/policy.js'
-import {ConfigError, LoadOptions, ServerConfig} from '../../src/server/config/server-config.js'
+import {ConfigError, LoadOptions, MAX_LISTED_NOTES, ServerConfig} from '../../src/server/config/server-config.js'
 import {parseDuration} from '../../src/server/config/settings.js'
+import {MAX_CONFIG_BYTES, MAX_SETTINGS} from '../../src/server/config/sources.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
 
@@ -533,6 +535,47 @@ describe('server/config', () => {
         `${file}:6: unknown setting output.elasticsearch.password is ignored; check its spelling`,
       ])
       assert.deepEqual(redacted, {'apm-server': {hots: 'x', rum: null}, output: {elasticsearch: {hosts: ['a', 'b'], password: '[redacted]'}}})
+    })
+  })
+
+  // fix-net finding 6 (break-local F4): a config of 60,000 settings (589 KB) loaded in quadratic time, 63 s
+  // on the event loop at a reload, and logged 60,000 warning lines each time.
+  describe('a big config file', () => {
+    const settings = (count: number, name = (i: number) => `x${i}`) => Array.from({length: count}, (_, i) => `${name(i)}: 1\n`).join('')
+
+    it(`is refused past ${MAX_SETTINGS.toLocaleString('en')} settings, naming the count`, async () => {
+      const file = writeConfig(`apm-server.host: "127.0.0.1:0"\n${settings(20_000)}`)
+      assert.deepEqual((await problemsOf()).problems, [`config file ${file} holds 20001 settings, over the 10,000 a configuration may hold; it is not an apm-server.yml`])
+    })
+
+    it(`is refused over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB, unread`, async () => {
+      const file = writeConfig(`# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`)
+      assert.deepEqual((await problemsOf()).problems, [`config file ${file} is over 1 MiB; it is not an apm-server.yml`])
+    })
+
+    it(`names the first ${MAX_UNKNOWN_WARNINGS} unknown settings and counts the rest`, async () => {
+      const file = writeConfig(settings(5000))
+      const {warnings} = await load()
+      assert.equal(warnings.length, MAX_UNKNOWN_WARNINGS + 1)
+      assert.equal(warnings[0], `${file}:1: unknown setting x0 is ignored; check its spelling`)
+      assert.equal(warnings.at(-1), `${5000 - MAX_UNKNOWN_WARNINGS} more unknown settings are ignored; check the config file`)
+    })
+
+    it(`lists the first ${MAX_LISTED_NOTES} problems and counts the rest`, async () => {
+      writeConfig(settings(200, (i) => `secret_token_${i}`))
+      const error = await problemsOf()
+      assert.equal(error.count, 200)
+      assert.equal(error.problems.length, MAX_LISTED_NOTES + 1)
+      assert.equal(error.problems.at(-1), `... and ${200 - MAX_LISTED_NOTES} more problems`)
+    })
+
+    it('still finds a key written twice in one mapping, at any depth, in the file and in an -E', async () => {
+      let file = writeConfig('apm-server:\n  host: "a:1"\napm-server:\n  rum.enabled: true\n')
+      assert.deepEqual((await problemsOf()).problems, [`${file}:3: apm-server is written twice in one mapping (also at ${file}:1); keep one`])
+      file = writeConfig('apm-server.rum.allow_origins: [{a: 1, a: 2}]\n')
+      assert.deepEqual((await problemsOf()).problems, [`${file}:1: a is written twice in one mapping (also at ${file}:1); keep one`])
+      writeConfig('')
+      assert.deepEqual((await problemsOf({overrides: ['apm-server.auth={secret_token: a, secret_token: b}']})).problems, ['-E apm-server.auth: the value has the key secret_token twice; keep one'])
     })
   })
 

@@ -63,4 +63,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('finding 5: a TLS key of 20 million PBKDF2 iterations: the reload is refused at once, GET / answered throughout; the start refused', async () => {
     assertPassed(await review.checkSlowKey('fast'))
   })
+
+  it('finding 6: a SIGHUP with a config file of 60,000 settings fails at once, GET / answered throughout, a few log lines; the start fails at once', async () => {
+    assertPassed(await review.checkBigConfig('fast'))
+  })
 })

@@ -401,7 +401,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey, checkBigConfig]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -823,5 +823,49 @@ export async function checkSlowKey(scale: Scale): Promise<CheckResult> {
     server.home.cleanup()
   }
 
+  return result
+}
+
+/**
+ * Finding 6 (and break-local F4): a config file of 60,000 settings (589 KB, under the old 4 MiB cap)
+ * loaded in quadratic time: a SIGHUP froze the server for 63 s (no answer, SIGTERM waiting), and each
+ * reload logged 60,000 warning lines. Now the load is linear, a file holds at most MAX_SETTINGS settings
+ * and MAX_CONFIG_BYTES, and warnings are counted past the first few: the reload fails at once, the server
+ * answering throughout; the start fails at once.
+ */
+export async function checkBigConfig(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const counts = scale === 'full' ? [60_000, 100_000, 400_000] : [60_000]
+  await withServer(RUM, async (server) => {
+    const file = path.join(server.home.dir, 'apm-server.yml')
+    for (const count of counts) {
+      const lines = Array.from({length: count}, (_, i) => `x${i}: 1\n`).join('')
+      await fs.writeFile(file, `apm-server.rum.enabled: true\n${lines}`, {mode: 0o600}) // eslint-disable-line no-await-in-loop
+      const bytes = (await fs.stat(file)).size // eslint-disable-line no-await-in-loop
+      const logAt = server.logs().length
+      const t0 = Date.now()
+      // eslint-disable-next-line no-await-in-loop
+      const {slowestMs, value: outcome} = await probedWhile(server, async () => {
+        server.child.kill('SIGHUP')
+        return logLine(server, /reload failed|configuration reloaded/, logAt, 300_000)
+      })
+      const ms = Date.now() - t0
+      const logged = server.logs().length - logAt
+      const refused = /reload failed/.test(outcome ?? '') && /settings, over the|is over 1 MiB/.test(outcome ?? '')
+      if (!refused || slowestMs > 5000 || logged > 4096) fail(result, `big config (${count} settings, ${bytes} bytes): ${outcome?.slice(0, 200) ?? 'no outcome'} after ${ms} ms; GET / slowest ${slowestMs} ms; ${logged} log bytes`)
+      result.figures.push({
+        check: 'server review (fix-net)',
+        figure: `finding 6: SIGHUP with a config file of ${count.toLocaleString('en')} settings (${bytes.toLocaleString('en')} bytes)`,
+        value: `${refused ? 'reload refused' : 'NOT refused'} after ${ms} ms (${/is over 1 MiB/.test(outcome ?? '') ? 'over the size cap, unread' : 'over the settings cap'}); GET / slowest ${slowestMs} ms; ${logged.toLocaleString('en')} log bytes`,
+      })
+    }
+
+    const stopped = await server.stop()
+    const t1 = Date.now()
+    const started = await cli(['run', '-E', 'apm-server.host=127.0.0.1:0'], {cwd: server.home.dir, timeoutMs: 120_000})
+    const startMs = Date.now() - t1
+    if (started.code !== 1 || started.stderr.length > 4096) fail(result, `big config at start: exit ${started.code} after ${startMs} ms, ${started.stderr.length} bytes of stderr`)
+    result.figures.push({check: 'server review (fix-net)', figure: `finding 6: apm-server run with the last of them; SIGTERM before it`, value: `exit ${started.code} after ${startMs} ms, ${started.stderr.length} bytes of stderr; the stop before: exit ${stopped.code} in ${stopped.ms} ms`})
+  })
   return result
 }
