@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
-import {chmodSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {KeystoreError} from '../../src/core/errors.js'
@@ -148,7 +148,7 @@ describe('server/config', () => {
           'apm-server.auth.anonymous.allow_agent: ${KS_LIST}', // one item, never split on the comma
           'apm-server.auth.anonymous.allow_service: ["${KS_SPACED}"]', // never trimmed
           'apm-server.rum.enabled: ${KS_BOOL}', // "true" read by a boolean setting
-          'output.file.filename: "${SHARED}"', // in the keystore and the environment: the keystore wins
+          'apm-server.ssl.key_passphrase: "${SHARED}"', // in the keystore and the environment: the keystore wins
           'logging.level: ${LEVEL}', // only in the environment
           'apm-server.host: "${EMPTY:localhost}:${PORT:8201}"', // an empty variable counts as unset
           'output.file.path: ${path.data}/events',
@@ -160,7 +160,7 @@ describe('server/config', () => {
       assert.deepEqual(config.anonymous.allowAgent, ['1,2'])
       assert.deepEqual(config.anonymous.allowService, [' spaced '])
       assert.equal(config.rum.enabled, true)
-      assert.equal(config.output.filename, 'from-the-keystore')
+      assert.equal(config.ssl.keyPassphrase, 'from-the-keystore')
       assert.equal(config.logLevel, 'warning')
       assert.equal(config.host, 'localhost:8201')
       assert.equal(config.output.path, path.join(home, 'data', 'events'))
@@ -169,9 +169,10 @@ describe('server/config', () => {
           auth: {anonymous: {allow_agent: '[redacted]', allow_service: ['[redacted]']}, secret_token: '[redacted]'},
           host: 'localhost:8201',
           rum: {enabled: '[redacted]'},
+          ssl: {key_passphrase: '[redacted]'},
         },
         logging: {level: 'warning'},
-        output: {file: {filename: '[redacted]', path: path.join(home, 'data', 'events')}},
+        output: {file: {path: path.join(home, 'data', 'events')}},
       })
     })
 
@@ -244,7 +245,7 @@ describe('server/config', () => {
       await makeKeystore(SECRETS, PASSWORD)
       writeConfig('apm-server.host: localhost:8200\noutput.file.path: ${path.data}/x\n')
       await load() // noPasswordExpected: the keystore is never opened
-      writeConfig('apm-server.auth.secret_token: ${KS_TOKEN}\noutput.file.filename: ${SHARED}\nlogging.level: ${LEVEL:info}\n')
+      writeConfig('apm-server.auth.secret_token: ${KS_TOKEN}\napm-server.ssl.key_passphrase: ${SHARED}\nlogging.level: ${LEVEL:info}\n')
       let asked = 0
       const {config} = await load({
         password: async () => {
@@ -254,6 +255,16 @@ describe('server/config', () => {
       })
       assert.equal(asked, 1)
       assert.equal(config.secretToken, SECRETS.KS_TOKEN)
+    })
+
+    // fix-net L3: output.file.path "<shared>/loot/${APM_SECRET_TOKEN}" made the token a directory name others could list.
+    it('never takes output.file.path or output.file.filename from the keystore: the server creates those names; the environment is fine', async () => {
+      await makeKeystore(SECRETS)
+      const file = writeConfig('output.file.path: /tmp/loot/${KS_TOKEN}\noutput.file.filename: "${SHARED}"\n')
+      const fix = 'takes a value from the keystore, but the server creates that name in the file system, where other users may list it; write the path in the config file or the environment instead'
+      assert.deepEqual((await problemsOf()).problems, [`${file}:1: output.file.path: ${fix}`, `${file}:2: output.file.filename: ${fix}`])
+      const {config} = await load({env: {KS_TOKEN_DIR: 'events'}, overrides: ['output.file.path=${path.data}/${KS_TOKEN_DIR}', 'output.file.filename=apm']})
+      assert.deepEqual([config.output.path, config.output.filename], [path.join(home, 'data', 'events'), 'apm'])
     })
 
     it('a missing keystore holds no keys: references fall through to the environment', async () => {
@@ -273,6 +284,37 @@ describe('server/config', () => {
   })
 
   describe('fails closed', () => {
+    // fix-net L3: a planted ./apm-server.yml (another user, a directory they can write) was trusted by run.
+    for (const mode of [0o664, 0o646, 0o666]) {
+      it(`refuses a config file of mode 0${mode.toString(8)} (writable by group or others) under strict perms, naming the fix`, async () => {
+        const file = writeConfig('apm-server.host: "127.0.0.1:0"\n')
+        chmodSync(file, mode)
+        assert.deepEqual((await problemsOf()).problems, [
+          `config file ${file} has mode 0${mode.toString(8)}, writable by group or others; run "chmod go-w ${file}" (--strict.perms=false disables this check)`,
+        ])
+        assert.equal((await load({strictPerms: false})).config.host, '127.0.0.1:0')
+        assert.equal((await load({env: {BEAT_STRICT_PERMS: 'false'}})).config.host, '127.0.0.1:0')
+        assert.equal((await load({flags: {'strict.perms': false}})).config.host, '127.0.0.1:0')
+      })
+    }
+
+    it('refuses a config file owned by another user (not root) under strict perms, naming the owner', async function () {
+      if (process.getuid?.() !== 0) this.skip()
+      const file = writeConfig('apm-server.host: "127.0.0.1:0"\n')
+      chownSync(file, 12_345, 12_345)
+      assert.deepEqual((await problemsOf()).problems, [
+        `config file ${file} is owned by uid 12345, not by the current user (uid 0) or root, and a config file decides where the keystore is and what is written where; check its contents, then run "chown 0 ${file}" (--strict.perms=false disables this check)`,
+      ])
+      assert.equal((await load({strictPerms: false})).config.host, '127.0.0.1:0')
+    })
+
+    it('fails a reload when the config file became writable by others', async () => {
+      const file = writeConfig('apm-server.host: "127.0.0.1:0"\n')
+      const running = await load()
+      chmodSync(file, 0o666)
+      assert.match((await problemsOf({reloadOf: running})).problems[0], /has mode 0666, writable by group or others/)
+    })
+
     const table: Array<{title: string; yaml: string; overrides?: string[]; where: string; name: string}> = [
       {name: 'apm-server.auth.secret_token', title: 'an empty token', where: ':1', yaml: 'apm-server.auth.secret_token: ""\n'},
       {name: 'apm-server.auth.secret_token', title: 'a null token', where: ':2', yaml: 'apm-server.auth:\n  secret_token:\n'},

@@ -67,4 +67,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('finding 6: a SIGHUP with a config file of 60,000 settings fails at once, GET / answered throughout, a few log lines; the start fails at once', async () => {
     assertPassed(await review.checkBigConfig('fast'))
   })
+
+  it('L3: apm-server run refuses a config file others could have written (mode, owner), and an output path holding a keystore value', async () => {
+    assertPassed(await review.checkPlantedConfig('fast'))
+  })
 })

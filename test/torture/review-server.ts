@@ -401,7 +401,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey, checkBigConfig]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey, checkBigConfig, checkPlantedConfig]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -867,5 +867,58 @@ export async function checkBigConfig(scale: Scale): Promise<CheckResult> {
     if (started.code !== 1 || started.stderr.length > 4096) fail(result, `big config at start: exit ${started.code} after ${startMs} ms, ${started.stderr.length} bytes of stderr`)
     result.figures.push({check: 'server review (fix-net)', figure: `finding 6: apm-server run with the last of them; SIGTERM before it`, value: `exit ${started.code} after ${startMs} ms, ${started.stderr.length} bytes of stderr; the stop before: exit ${stopped.code} in ${stopped.ms} ms`})
   })
+  return result
+}
+
+/**
+ * L3 (server part): a planted ./apm-server.yml (another user, in a directory they can write) was trusted
+ * by `apm-server run`: it could run the server without authentication, and point output.file.path at
+ * `<shared>/loot/${APM_SECRET_TOKEN}`, leaking the token as a directory name. Now a config file must be
+ * owned by the user or root and writable by nobody else (strict perms), and the output's names never take
+ * a value from the keystore.
+ */
+export async function checkPlantedConfig(_scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const home = tempDir('apm-torture-planted-')
+  try {
+    const token = `TOKEN${randomBytes(8).toString('hex')}`
+    await cli(['keystore', 'create'], {cwd: home.dir})
+    await cli(['keystore', 'add', 'APM_SECRET_TOKEN', '--stdin'], {cwd: home.dir, input: token})
+    const config = path.join(home.dir, 'apm-server.yml')
+    const loot = path.join(home.dir, 'loot')
+    await fs.mkdir(loot, {mode: 0o777})
+    const root = process.getuid?.() === 0
+    const cases: Array<[string, string, number, number | undefined, RegExp]> = [
+      ['a config file of mode 0666 (anyone could have written it), without a token', 'apm-server.host: "127.0.0.1:0"\n', 0o666, undefined, /has mode 0666, writable by group or others/],
+      ...(root ? [['a config file owned by another user (uid 12345), without a token', 'apm-server.host: "127.0.0.1:0"\n', 0o644, 12_345, /owned by uid 12345/] as [string, string, number, number, RegExp]] : []),
+      [
+        'output.file.path of <shared>/loot/${APM_SECRET_TOKEN}',
+        `apm-server.host: "127.0.0.1:0"\napm-server.auth.secret_token: "\${APM_SECRET_TOKEN}"\noutput.file.path: ${loot}/\${APM_SECRET_TOKEN}\n`,
+        0o600,
+        undefined,
+        /output\.file\.path: takes a value from the keystore/,
+      ],
+    ]
+    if (!root) result.skipped.push('planted config: the file of another user needs root (chown)')
+    for (const [label, text, mode, owner, refusal] of cases) {
+      await fs.rm(config, {force: true}) // eslint-disable-line no-await-in-loop
+      await fs.writeFile(config, text) // eslint-disable-line no-await-in-loop
+      await fs.chmod(config, mode) // eslint-disable-line no-await-in-loop
+      if (owner !== undefined) await fs.chown(config, owner, owner) // eslint-disable-line no-await-in-loop
+      // A server that starts would serve: stopped after 3 s (refused ones end at once).
+      const run = await cli(['run'], {cwd: home.dir, timeoutMs: 3000}) // eslint-disable-line no-await-in-loop
+      const leaked = (await fs.readdir(loot)).filter((name) => name.includes(token)) // eslint-disable-line no-await-in-loop
+      const ok = run.code === 1 && refusal.test(run.stderr) && leaked.length === 0 && !run.stderr.includes(token)
+      if (!ok) fail(result, `planted config: ${label}: exit ${run.code ?? run.signal}, ${leaked.length} names holding the token in the shared directory: ${run.stderr.slice(0, 300)}`)
+      result.figures.push({
+        check: 'server review (fix-net)',
+        figure: `L3: apm-server run with ${label}`,
+        value: `${run.code === 1 ? 'refused (exit 1)' : `exit ${run.code ?? run.signal}`}${refusal.test(run.stderr) ? ', naming why and the fix' : ''}; the token in ${leaked.length} names others can list`,
+      })
+    }
+  } finally {
+    home.cleanup()
+  }
+
   return result
 }

@@ -124,6 +124,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) read.bad('logging.level', `must be one of ${LOG_LEVELS.join(', ')}`)
   const filename = read.string('output.file.filename') ?? 'apm-server'
   if (filename === '' || filename.includes('/') || filename.includes(path.sep)) read.bad('output.file.filename', 'must be a file name without a directory; put the directory in output.file.path')
+  refuseSecretsInNames(context.resolved, read)
 
   return {
     anonymous: {
@@ -150,6 +151,20 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
     ssl,
     ...(secretToken === undefined ? {} : {secretToken}),
     ...(logLevel === undefined ? {} : {logLevel}),
+  }
+}
+
+/**
+ * The server creates the output's directory and files by these names, where other local users may list
+ * them: a value from the keystore there (`${APM_SECRET_TOKEN}` in a path, say) would be a secret in a file
+ * name. Paths the server only opens (the TLS files) may come from the keystore: it never shows them.
+ */
+const CREATED_NAMES = ['output.file.path', 'output.file.filename']
+
+function refuseSecretsInNames(resolved: Map<string, Resolved>, read: SettingReader): void {
+  for (const name of CREATED_NAMES) {
+    const entry = resolved.get(name)
+    if (entry?.sensitive && !entry.failed) read.bad(name, 'takes a value from the keystore, but the server creates that name in the file system, where other users may list it; write the path in the config file or the environment instead')
   }
 }
 

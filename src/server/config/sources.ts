@@ -4,15 +4,17 @@
  * merges them), then the `--path.*` flags. Each setting keeps where it was written (file:line, the -E
  * or the flag) for the messages. Nothing is resolved here: values are YAML nodes until ./resolve.ts.
  */
+import type {Stats} from 'node:fs'
 import path from 'node:path'
 
 import {isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, Scalar, YAMLMap} from 'yaml'
 
 import {readRegularFile, RefusedFileError} from '../../core/bounded-read.js'
-import {KeystoreError} from '../../core/errors.js'
+import {isKeystoreError, KeystoreError} from '../../core/errors.js'
 import {clip} from '../limits.js'
 import {ConfigError, FileState, LoadOptions} from './server-config.js'
 import {LEGACY_TOKEN, Setting, TOKEN} from './settings.js'
+import {checkTrustedConfigFile, strictPermsOf} from './trust.js'
 
 /**
  * Far above any real apm-server.yml (Elastic's reference file, every setting commented, is ~50 KiB); a
@@ -29,7 +31,7 @@ export async function collectSettings(file: string, options: LoadOptions): Promi
   const problems: string[] = []
   const warnings: string[] = []
   const settings = new SettingList()
-  const text = await readConfigText(file, Boolean(flags.config))
+  const text = await readConfigText(file, Boolean(flags.config), strictPermsOf(options))
   if (text !== undefined) readConfigSettings(text, file, settings, problems, warnings)
   if (settings.items.length > MAX_SETTINGS) {
     throw new ConfigError([`config file ${file} holds ${settings.items.length} settings, over the ${MAX_SETTINGS.toLocaleString('en')} a configuration may hold; it is not an apm-server.yml`])
@@ -60,11 +62,14 @@ export function locateConfigFile(flags: LoadOptions['flags'], cwd: string): stri
   return path.resolve(base, flags.config ?? 'apm-server.yml')
 }
 
-async function readConfigText(file: string, explicit: boolean): Promise<string | undefined> {
+async function readConfigText(file: string, explicit: boolean, strictPerms: boolean): Promise<string | undefined> {
   try {
-    // A regular file, opened without blocking and read up to the cap: a FIFO or /dev/zero at the path must not hang or fill memory.
-    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8')
+    // A regular file, opened without blocking and read up to the cap: a FIFO or /dev/zero at the path must
+    // not hang or fill memory. Under strict perms, one no other user could have written (./trust.ts).
+    const inspect = strictPerms ? (stat: Stats, fd: number) => checkTrustedConfigFile(file, stat, fd) : undefined
+    return (await readRegularFile(file, MAX_CONFIG_BYTES, inspect)).toString('utf8')
   } catch (error) {
+    if (isKeystoreError(error, 'EPERMS')) throw new ConfigError([error.message])
     if (error instanceof RefusedFileError) {
       if (error.refusal.reason === 'too-big') throw new ConfigError([`config file ${file} is over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; it is not an apm-server.yml`])
       throw new ConfigError([`config file ${file} is ${error.refusal.type}, not a regular file; point -c/--config at a file`])
