@@ -1,7 +1,8 @@
 /**
  * The listener: HTTP, or HTTPS with the configured certificate and key, on `apm-server.host`; its open
- * connections tracked for shutdown. Agents reuse connections between requests, so idle ones are kept
- * for 45 s, Go's default.
+ * connections tracked for shutdown and held to the caps of ./connections.ts. Agents reuse connections
+ * between requests, so idle ones are kept for 45 s, Go's default (5 s without the token); a request's
+ * headers must come within 10 s.
  */
 import http, {IncomingMessage, ServerResponse} from 'node:http'
 import https from 'node:https'
@@ -11,6 +12,7 @@ import tls from 'node:tls'
 import {readRegularFileSync, RefusedFileError} from '../core/bounded-read.js'
 import {KeystoreError} from '../core/errors.js'
 import type {ServerConfig} from './config/server-config.js'
+import {ConnectionGate, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS} from './connections.js'
 import type {Logger} from './logger.js'
 import {keyCostProblem} from './tls-key-cost.js'
 
@@ -70,11 +72,29 @@ export function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
   return material
 }
 
-export function createListener(material: TlsMaterial | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void, logger: Logger): Listener {
-  const server = material ? https.createServer({...material}, handler) : http.createServer(handler)
+/** An idle connection with the token is kept this long between requests (Go's default). */
+const KEEP_ALIVE_MS = 45_000
+
+export function createListener(material: TlsMaterial | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void, logger: Logger, gate?: ConnectionGate): Listener {
+  const options = {connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS}
+  // Registered after Node's own 'finish' listener, which sets the keep-alive timeout the gate shortens.
+  const serve = gate
+    ? (req: IncomingMessage, res: ServerResponse) => {
+        res.once('finish', () => gate.answered(req.socket))
+        handler(req, res)
+      }
+    : handler
+  const server = material ? https.createServer({...options, ...material}, serve) : http.createServer(options, serve)
   const sockets = new Set<Socket>()
-  server.keepAliveTimeout = 45_000
+  server.keepAliveTimeout = KEEP_ALIVE_MS
+  server.headersTimeout = HEADERS_TIMEOUT_MS
+  if (gate) {
+    server.maxConnections = gate.cap
+    server.on('drop', () => gate.dropped())
+  }
+
   server.on('connection', (socket: Socket) => {
+    if (gate && !gate.admit(socket)) return void socket.destroy()
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })

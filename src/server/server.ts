@@ -11,6 +11,7 @@ import {ApiContext, ServerStats} from './api/context.js'
 import {createRequestHandler} from './api/router.js'
 import {ROUTES} from './api/routes.js'
 import type {ServerConfig} from './config/server-config.js'
+import {ConnectionGate, connectionCap} from './connections.js'
 import {createListener, listen, parseHost, readTls, urlOf} from './listener.js'
 import type {Logger} from './logger.js'
 import {openOutput} from './outputs/open.js'
@@ -34,6 +35,8 @@ export interface StartOptions {
   now?: () => number
   /** request data held in memory at once, queued output included; default MEMORY_BUDGET_BYTES (limits.ts) */
   memoryBudgetBytes?: number
+  /** connections taken at once; default from the open-files limit (connections.ts) */
+  connectionCap?: number
 }
 
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
@@ -41,7 +44,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const material = config.ssl.enabled ? readTls(config.ssl) : undefined
   const output = await openOutput(config.output)
   const context = new ApiContext(config, output, logger, options)
-  const listener = createListener(material, createRequestHandler(ROUTES, context), logger)
+  context.connections = new ConnectionGate(options.connectionCap ?? connectionCap(), logger)
+  const listener = createListener(material, createRequestHandler(ROUTES, context), logger, context.connections)
   const address = await listen(listener, config, logger).catch(async (error) => {
     await output.close()
     throw error

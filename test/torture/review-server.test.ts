@@ -71,4 +71,8 @@ describe('server attacks of the reviews of the hardening (fix-net findings; fast
   it('L3: apm-server run refuses a config file others could have written (mode, owner), and an output path holding a keystore value', async () => {
     assertPassed(await review.checkPlantedConfig('fast'))
   })
+
+  it('finding 8: 600 silent connections without a token, 256 open files: an agent with the token gets 202 on new connections, SIGHUP reloads, refusals logged; a body never sent is not waited for', async () => {
+    assertPassed(await review.checkConnections('fast'))
+  })
 })

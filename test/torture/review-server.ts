@@ -27,6 +27,7 @@ import {
   REQUEST_DECODED_TOO_LARGE,
   TOO_MANY_REJECTED_LINES,
 } from '../../src/server/limits.js'
+import {HEADERS_TIMEOUT_MS, UNAUTHENTICATED_IDLE_MS} from '../../src/server/connections.js'
 import {DEFAULT_SHUTDOWN_TIMEOUT_MS, SHUTDOWN_GRACE_MS} from '../../src/server/shutdown.js'
 import {pbkdf2Key, pem} from '../helpers/der.js'
 import {CheckResult, cli, fail, newResult, pool, sleep, tempDir} from './lib.js'
@@ -401,7 +402,7 @@ export async function checkShutdownAfterBombs(scale: Scale): Promise<CheckResult
 
 export async function checkReviewServer(options: {scale: Scale}): Promise<CheckResult> {
   const all = newResult()
-  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey, checkBigConfig, checkPlantedConfig]) {
+  for (const check of [checkNesting, checkAmplification, checkHeldMemory, checkLogAmplification, checkShutdownAfterBombs, checkChunkDrip, checkInspector, checkDecodedBounds, checkTornLine, checkRotationFifo, checkSlowKey, checkBigConfig, checkPlantedConfig, checkConnections]) {
     // eslint-disable-next-line no-await-in-loop -- one server at a time: memory is measured
     const one = await check(options.scale).catch((error: Error) => ({failures: [`${check.name} crashed: ${error.stack}`], figures: [], skipped: []}))
     all.figures.push(...one.figures)
@@ -920,5 +921,116 @@ export async function checkPlantedConfig(_scale: Scale): Promise<CheckResult> {
     home.cleanup()
   }
 
+  return result
+}
+
+/**
+ * Finding 8: no connection cap: ~1,000 silent connections without a token (kept 90-300 s each) exhausted
+ * the server's descriptors; agents got ECONNRESET with nothing in the log, and a reload failed with
+ * EMFILE. Now connections without the token hold at most half the cap (one address a sixteenth), the
+ * newest taking the place of the oldest, silent ones are closed after 10 s, idle ones after 5 s, an answer to a request whose
+ * body is still to come closes its connection, and the refusals are logged.
+ */
+export async function checkConnections(scale: Scale): Promise<CheckResult> {
+  const result = newResult()
+  const full = scale === 'full'
+  const files = full ? 1024 : 256
+  const silentCount = full ? 1100 : 600
+  const seconds = full ? 25 : 4
+  await withServer(
+    RUM,
+    async (server) => {
+      const port = Number(new URL(server.url).port)
+      let open = 0
+      let closedByServer = 0
+      let running = true
+      const sockets = new Set<net.Socket>()
+      const one = (i: number) => {
+        const socket = net.connect({host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 16)}`, port})
+        sockets.add(socket)
+        socket.on('connect', () => open++)
+        socket.on('error', () => {})
+        socket.on('close', () => {
+          sockets.delete(socket)
+          closedByServer++
+          if (running) setTimeout(() => one(i), 100)
+        })
+      }
+
+      for (let i = 0; i < silentCount; i++) one(i)
+      await sleep(1000)
+      const auth = {...ndjsonHeaders, Authorization: `Bearer ${server.token}`}
+      const statuses = new Map<string, number>()
+      const deadline = Date.now() + seconds * 1000
+      let reload: string | undefined
+      while (Date.now() < deadline) {
+        // eslint-disable-next-line no-await-in-loop -- an agent, one request at a time, each on a new connection
+        const reply = await request(server.url, {agent: false, body: `${METADATA}\n{"span":{"id":"agent"}}\n`, headers: auth, timeoutMs: 10_000}).catch((error: NodeJS.ErrnoException) => ({status: error.code ?? error.message}))
+        statuses.set(String(reply.status), (statuses.get(String(reply.status)) ?? 0) + 1)
+        if (reload === undefined) {
+          const logAt = server.logs().length
+          server.child.kill('SIGHUP')
+          reload = (await logLine(server, /reload failed|configuration reloaded/, logAt, 30_000)) ?? 'no outcome' // eslint-disable-line no-await-in-loop
+        }
+
+        await sleep(200) // eslint-disable-line no-await-in-loop
+      }
+
+      running = false
+      // A request with a wrong token declaring a body it never sends: answered, and its connection closed.
+      const t0 = Date.now()
+      const unread = await new Promise<string>((resolve) => {
+        const socket = net.connect({host: '127.0.0.1', localAddress: '127.0.0.200', port}, () => socket.write('POST /intake/v2/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: 1000000000\r\n\r\n'))
+        let answer = ''
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')))
+        socket.on('error', () => {})
+        socket.on('close', () => resolve(`${answer.split('\r\n')[0]}, closed after ${Date.now() - t0} ms`))
+        setTimeout(() => socket.destroy(), 20_000)
+      })
+      for (const socket of sockets) socket.destroy()
+      await sleep(1000) // the server has seen the silent connections close
+      // An anonymous (RUM) request on a kept-alive connection: the idle connection is closed after 5 s, not 45 s.
+      const t2 = Date.now()
+      const idleFor = await new Promise<string>((resolve) => {
+        const body = `${RUM_METADATA()}\n`
+        const socket = net.connect({host: '127.0.0.1', localAddress: '127.0.0.202', port}, () =>
+          socket.write(`POST /intake/v2/rum/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${body.length}\r\n\r\n${body}`),
+        )
+        let answer = ''
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')))
+        socket.on('error', () => {})
+        socket.on('close', () => resolve(`${answer.split('\r\n')[0]}, closed after ${Date.now() - t2} ms`))
+        setTimeout(() => socket.destroy(), 20_000)
+      })
+      // Full size: how long one silent connection is kept (before: 90 s, headersTimeout 60 s checked every 30 s).
+      if (full) await sleep(2000) // the server has seen the others close
+      const silentFor = full
+        ? await new Promise<number>((resolve) => {
+            const t1 = Date.now()
+            const socket = net.connect({host: '127.0.0.1', localAddress: '127.0.0.201', port})
+            socket.on('error', () => {})
+            socket.on('close', () => resolve(Date.now() - t1))
+            setTimeout(() => socket.destroy(), 120_000)
+          })
+        : undefined
+      if (silentFor !== undefined && silentFor > HEADERS_TIMEOUT_MS + 5000) fail(result, `connections: a silent connection was kept ${silentFor} ms`)
+      const refusals = /refused or closed \d+ connections? past the connection caps/.test(server.logs())
+      const agentOk = [...statuses.keys()].every((status) => status === '202')
+      const reloaded = /configuration reloaded/.test(reload ?? '')
+      const unreadClosed = /^HTTP\/1\.1 401/.test(unread) && Number(/after (\d+) ms/.exec(unread)?.[1]) < 5000
+      const idleMs = Number(/after (\d+) ms/.exec(idleFor)?.[1])
+      const idleClosed = /^HTTP\/1\.1 202/.test(idleFor) && idleMs >= UNAUTHENTICATED_IDLE_MS - 500 && idleMs < UNAUTHENTICATED_IDLE_MS + 3000
+      if (!agentOk || !reloaded || !refusals || !unreadClosed || !idleClosed) {
+        fail(result, `connections: agent ${[...statuses].map(([status, n]) => `${n} × ${status}`).join(', ')}; reload: ${reload?.slice(0, 200)}; refusals logged: ${refusals}; unread body: ${unread}; anonymous idle: ${idleFor}`)
+      }
+
+      result.figures.push({
+        check: 'server review (fix-net)',
+        figure: `finding 8: ${silentCount.toLocaleString('en')} silent connections from 16 addresses, reopened as closed, ${seconds} s, open files limited to ${files}`,
+        value: `agent with the token ${[...statuses].map(([status, n]) => `${n} × ${status}`).join(', ')}; SIGHUP: ${reloaded ? 'reloaded' : 'FAILED'}; ${closedByServer.toLocaleString('en')} silent connections refused or closed, refusals ${refusals ? 'logged' : 'NOT logged'}; a wrong token and a 1 GB body never sent: ${unread}; an idle anonymous connection: ${idleFor}${silentFor === undefined ? '' : `; a silent connection closed after ${(silentFor / 1000).toFixed(1)} s`}`,
+      })
+    },
+    {wrap: ['prlimit', `--nofile=${files}:${files}`]},
+  )
   return result
 }

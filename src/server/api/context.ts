@@ -8,6 +8,7 @@ import type {Socket} from 'node:net'
 
 import {RateLimitStore} from '../anonymous.js'
 import {Authenticator, AuthSettings} from '../auth.js'
+import type {ConnectionGate} from '../connections.js'
 import type {ServerConfig} from '../config/server-config.js'
 import {ANONYMOUS_DECODED_BYTES_PER_EVENT, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
 import type {Logger} from '../logger.js'
@@ -45,6 +46,8 @@ export class ApiContext {
   readonly inFlight = new InFlight()
   /** what went wrong, for the request log line (messages only: never a document or a header) */
   readonly failures = new WeakMap<ServerResponse, string>()
+  /** the connection caps, told which connections presented the token */
+  connections?: ConnectionGate
   private readonly now: () => number
 
   constructor(
