@@ -6,7 +6,7 @@
  *                     [--baseline=DIR]
  *
  * --scale multiplies the rounds (0.3 for a quick look); --only runs some groups (version, list, pwlist,
- * add, bulk, fleet, peers, server-start, intake, memory; intake-stages, the intake decomposition, runs only
+ * add, bulk, fleet, run, peers, server-start, intake, memory, otlp, redis; intake-stages, the intake decomposition, runs only
  * when named). A partial run (--scale or --only) writes
  * bench/tmp/RESULTS.partial.md unless --out says otherwise, so RESULTS.md always holds a full run.
  * The CLI measured is a snapshot of the build taken at the start (lib/snapshot.js), as `npm test`
@@ -29,8 +29,8 @@ import {cleanEnv, ROOT, useCliRoot} from './lib/proc.js'
 import {snapshotBuild} from './lib/snapshot.js'
 import {evaluate, notMeasuredGroup, renderResults} from './lib/report.js'
 
-const CLI_GROUPS = ['version', 'list', 'pwlist', 'add', 'bulk', 'fleet', 'peers']
-const SERVER_GROUPS = ['server-start', 'intake', 'intake-stages', 'memory']
+const CLI_GROUPS = ['version', 'list', 'pwlist', 'add', 'bulk', 'fleet', 'run', 'peers']
+const SERVER_GROUPS = ['server-start', 'intake', 'intake-stages', 'memory', 'otlp', 'redis']
 
 const METHOD = [
   '## Method',

@@ -3,7 +3,8 @@
  * The main job in one command (`npm run demo`), in a temp directory that is removed afterwards:
  * a password-protected keystore holding a generated secret token, a self-signed certificate, the server
  * over HTTPS with `secret_token: "${APM_SECRET_TOKEN}"`, a real elastic-apm-node agent with the CA
- * pinned, the events that landed, a wrong-token agent refused, and a clean stop.
+ * pinned, an OpenTelemetry SDK configured by `agent-config --agent otel` (the same token, OTLP on the
+ * same port), the events that landed, a wrong-token agent refused, and a clean stop.
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
@@ -45,6 +46,26 @@ apm.captureError(new Error('payment declined'), () => {
   apm.flush(() => { apm.destroy(); clearInterval(keepAlive) })
 })
 `
+
+// The OpenTelemetry JS SDK, configured only by the OTEL_* environment agent-config prints.
+const OTEL_SDK = `
+const api = require('@opentelemetry/api')
+const {BasicTracerProvider, SimpleSpanProcessor} = require('@opentelemetry/sdk-trace-base')
+const {defaultResource, detectResources, envDetector} = require('@opentelemetry/resources')
+const {OTLPTraceExporter} = require('@opentelemetry/exporter-trace-otlp-proto')
+const resource = defaultResource().merge(detectResources({detectors: [envDetector]}))
+const provider = new BasicTracerProvider({resource, spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter())]})
+const span = provider.getTracer('demo').startSpan('POST /orders', {kind: api.SpanKind.SERVER, attributes: {'http.request.method': 'POST', 'http.response.status_code': 201}})
+span.end()
+provider.forceFlush().then(() => provider.shutdown())
+`
+
+function runOtelSdk(variables) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(dir, 'otel.cjs')], {cwd: dir, env: {...process.env, NODE_PATH: path.join(root, 'node_modules'), ...variables}, stdio: 'ignore'})
+    child.on('exit', resolve)
+  })
+}
 
 function runAgent(url, token) {
   return new Promise((resolve) => {
@@ -123,18 +144,29 @@ try {
     show(`landed: ${type.padEnd(11)} ${detail}  (service ${event.metadata?.service?.name ?? '?'})`)
   }
 
-  step('6. An agent with a wrong token is refused')
+  step('6. An OpenTelemetry SDK, set up by "agent-config --agent otel" (same token, OTLP/HTTP on the same port)')
+  const printed = JSON.parse(cli(['agent-config', '--agent', 'otel', '--show-secret', '--json', '--server-url', url, '--ca-cert', path.join(dir, 'cert.pem'), '--service-name', 'demo-otel-service']))
+  const variables = Object.fromEntries(printed.agents[0].settings.filter((setting) => setting.kind === 'env').map((setting) => [setting.name, setting.value]))
+  show(Object.entries(variables).map(([name, value]) => `${name}=${name === 'OTEL_EXPORTER_OTLP_HEADERS' ? 'Authorization=Bearer%20****' : value}`).join('\n'))
+  writeFileSync(path.join(dir, 'otel.cjs'), OTEL_SDK)
+  await runOtelSdk(variables)
+  const all = readFileSync(path.join(dir, 'out', 'events.ndjson'), 'utf8').trim().split('\n').map((line) => JSON.parse(line))
+  const transactions = all.filter((event) => event.transaction)
+  for (const event of transactions) show(`landed: transaction ${event.transaction.name.padEnd(16)} (service ${event.metadata.service.name}, agent ${event.metadata.service.agent.name})`)
+  const otelLanded = transactions.some((event) => event.metadata.service.agent.name === 'opentelemetry/nodejs')
+
+  step('7. An agent with a wrong token is refused')
   await runAgent(url, 'not-the-token')
   const refused = running.logs.filter((record) => record['http.response.status_code'] === 401).length
   const after = readFileSync(path.join(dir, 'out', 'events.ndjson'), 'utf8').trim().split('\n').length
   show(`the server answered ${refused} request(s) with 401; events in the output file: still ${after}`)
 
-  step('7. A clean stop (SIGTERM: finish requests in flight, flush, exit 0)')
+  step('8. A clean stop (SIGTERM: finish requests in flight, flush, exit 0)')
   const exited = new Promise((resolve) => running.server.on('exit', resolve))
   running.server.kill('SIGTERM')
   show(`the server exited with code ${await exited}`)
   running = undefined
-  if (refused === 0 || events.length < 3 || after !== events.length) throw new Error('the demo did not see what it expected')
+  if (refused === 0 || events.length < 3 || !otelLanded || after !== all.length) throw new Error('the demo did not see what it expected')
   console.log('\nDemo complete.')
 } catch (error) {
   console.error(`demo failed: ${error.stderr ?? error.message}`)

@@ -10,6 +10,7 @@ import {executeCli, type ExecuteOptions} from './cli/execute.js'
 import AgentConfig from './commands/agent-config.js'
 import ExportConfig from './commands/export/config.js'
 import KeystoreAdd from './commands/keystore/add.js'
+import KeystoreAudit from './commands/keystore/audit.js'
 import KeystoreCreate from './commands/keystore/create.js'
 import KeystoreHasPasswd from './commands/keystore/has-passwd.js'
 import KeystoreImport from './commands/keystore/import.js'
@@ -17,17 +18,20 @@ import KeystoreList from './commands/keystore/list.js'
 import KeystorePasswd from './commands/keystore/passwd.js'
 import KeystoreRecipient from './commands/keystore/recipient.js'
 import KeystoreRemove from './commands/keystore/remove.js'
+import KeystoreRun from './commands/keystore/run.js'
 import KeystoreSeal from './commands/keystore/seal.js'
 import KeystoreShow from './commands/keystore/show.js'
 import KeystoreSync from './commands/keystore/sync.js'
 import KeystoreUpgrade from './commands/keystore/upgrade.js'
 import Run from './commands/run.js'
 import TestConfig from './commands/test/config.js'
+import TestOutput from './commands/test/output.js'
 
 export const COMMANDS = {
   'agent-config': AgentConfig,
   'export:config': ExportConfig,
   'keystore:add': KeystoreAdd,
+  'keystore:audit': KeystoreAudit,
   'keystore:create': KeystoreCreate,
   'keystore:has-passwd': KeystoreHasPasswd,
   'keystore:import': KeystoreImport,
@@ -35,12 +39,14 @@ export const COMMANDS = {
   'keystore:passwd': KeystorePasswd,
   'keystore:recipient': KeystoreRecipient,
   'keystore:remove': KeystoreRemove,
+  'keystore:run': KeystoreRun,
   'keystore:seal': KeystoreSeal,
   'keystore:show': KeystoreShow,
   'keystore:sync': KeystoreSync,
   'keystore:upgrade': KeystoreUpgrade,
   run: Run,
   'test:config': TestConfig,
+  'test:output': TestOutput,
 }
 
 const COMMAND_IDS: ReadonlySet<string> = new Set(Object.keys(COMMANDS))

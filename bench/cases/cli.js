@@ -2,7 +2,7 @@
  * CLI cases: each group alternates its commands with `node -e 0` (Node's own start, the floor) in the
  * same run. Fixtures are built once per run by `prepareCli`.
  */
-import {copyFileSync, mkdirSync, writeFileSync} from 'node:fs'
+import {closeSync, copyFileSync, mkdirSync, openSync, writeFileSync, writeSync} from 'node:fs'
 import path from 'node:path'
 
 import {buildKeystore, BENCH_PASSWORD, cliEnv, keyName, keyNames, keystorePath, restoreKeystore, valueLines} from '../lib/fixtures.js'
@@ -18,6 +18,7 @@ const NEEDS = {
   list: ['plain10', 'plain1000', 'plain10000'],
   peers: ['plain10', 'plain1000'],
   pwlist: ['password10', 'password1000', 'password10000'],
+  run: ['plain10'],
   version: [],
 }
 
@@ -47,7 +48,30 @@ export function prepareCli(scratch, log, groupIds = Object.keys(NEEDS)) {
   }
 
   if (needed.has('plain10000') && groupIds.includes('fleet')) prepareFleet(scratch, homes, log)
+  if (groupIds.includes('run')) prepareMasking(scratch, homes, log)
   return homes
+}
+
+/** Bytes of child output the masking case reads: 100 MB. */
+export const MASKED_BYTES = 100 * 1000 * 1000
+
+/**
+ * The masking case's fixtures: a keystore of five tokens and a 100 MB text file of base64 lines (every
+ * byte in the tokens' alphabet: the automaton never rests at its root) holding one of the tokens every
+ * 64 KiB or so, for `keystore run -- cat` to print.
+ */
+function prepareMasking(scratch, homes, log) {
+  log('  a keystore of 5 tokens and 100 MB of output that holds them')
+  homes.mask = path.join(scratch, 'mask')
+  buildKeystore(homes.mask, 5)
+  const tokens = keyNames(5).map((name) => runSync(cli(['keystore', 'show', name], {cwd: homes.mask, env: cliEnv()})).stdout.toString('utf8'))
+  homes.maskOutput = path.join(scratch, 'mask-output.txt')
+  // ~64 KiB of base64 in 76-character lines, then a line holding a token; repeated, cut at 100 MB.
+  const text = valueLines(2000).replaceAll('\n', '').match(/.{1,76}/g).join('\n')
+  const blocks = tokens.map((token) => Buffer.from(`${text}\n${token}\n`))
+  const fd = openSync(homes.maskOutput, 'w')
+  for (let written = 0, i = 0; written < MASKED_BYTES; i++) written += writeSync(fd, blocks[i % 5], 0, Math.min(blocks[i % 5].length, MASKED_BYTES - written))
+  closeSync(fd)
 }
 
 /**
@@ -219,7 +243,45 @@ export function cliGroups(homes, {baseline, scale = 1} = {}) {
       title: 'one `add` of 10,000 keys',
     },
     ...(homes.bundle ? [fleetGroup(homes, runs)] : []),
+    ...(homes.maskOutput ? [runGroup(homes, runs)] : []),
   ]
+}
+
+/** Issue 16: `keystore run -- true` at most 1.2x `keystore list`; masking 100 MB of output at 100 MB/s or more (1 s, start included). */
+function runGroup(homes, runs) {
+  const masked = (mask) => cli(['keystore', 'run', ...(mask ? [] : ['--no-mask']), '--', 'cat', homes.maskOutput], {check: mask ? expectMasked : expectBytes(MASKED_BYTES), cwd: homes.mask, env: cliEnv()})
+  return {
+    absolute: [{case: 'mask100', target: {op: '<=', value: 1000}}],
+    comparisons: [
+      {base: 'list10', case: 'runTrue', target: {op: '<=', ratio: 1.2}},
+      {base: 'node', case: 'runTrue'},
+      {base: 'cat100', case: 'mask100'},
+    ],
+    derived: [{from: (round) => MASKED_BYTES / 1e6 / (round.mask100 / 1000), id: 'maskRate', label: 'masking throughput, start included (100 MB / the masked run\'s time)', unit: 'MB/s'}],
+    id: 'run',
+    runs: runs(9),
+    series: [
+      node,
+      {id: 'list10', label: '`keystore list`, passwordless, 10 keys', measure: () => timeSync(list(homes.plain10, 10)).ms, unit: 'ms'},
+      {id: 'runTrue', label: '`keystore run -- true`, the same keystore (10 keys as variables)', measure: () => timeSync(cli(['keystore', 'run', '--', 'true'], {cwd: homes.plain10, env: cliEnv()})).ms, unit: 'ms'},
+      {id: 'cat100', label: '`cat` of the 100 MB file (no apm-server: the floor)', measure: () => timeSync({args: [homes.maskOutput], check: expectBytes(MASKED_BYTES), cmd: 'cat'}).ms, unit: 'ms'},
+      {id: 'noMask100', label: '`keystore run --no-mask -- cat` of it (5 keys as variables)', measure: () => timeSync(masked(false)).ms, unit: 'ms'},
+      {id: 'mask100', label: '`keystore run -- cat` of it, masked: 100 MB holding the 5 values ~1,500 times', measure: () => timeSync(masked(true)).ms, unit: 'ms'},
+    ],
+    title: '`keystore run`: its start against `keystore list`, and masking 100 MB of output',
+  }
+}
+
+function expectBytes(count) {
+  return (result) => {
+    if (result.stdout.length !== count) throw new Error(`expected ${count} bytes of output, got ${result.stdout.length}`)
+  }
+}
+
+/** The masked output: every token a mask (~1,500 of them), and no more than 100 MB. */
+function expectMasked(result) {
+  const masks = result.stdout.toString('latin1').split('<concealed by apm-server>').length - 1
+  if (masks < 1000 || result.stdout.length > MASKED_BYTES) throw new Error(`expected ~1,500 masks in at most ${MASKED_BYTES} bytes, got ${masks} in ${result.stdout.length}`)
 }
 
 /** Issue 13: `sync` of 10,000 files, `seal` of 10,000 keys and `import` of them, each at most 2 s. */

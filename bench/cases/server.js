@@ -12,7 +12,9 @@ import autocannon from 'autocannon'
 
 import {buildKeystore, cliEnv, keyName} from '../lib/fixtures.js'
 import {cli, cliRoot, NODE, NODE_BASELINE, ROOT, runSync, timeAsync} from '../lib/proc.js'
+import {otlpTracesBody} from '../lib/otlp.js'
 import {holdAgents, intakeBody, post, rssMiB, startServer} from '../lib/servers.js'
+import {redisGroup} from './redis.js'
 
 const REFERENCES = 100
 const EVENTS_PER_REQUEST = 100
@@ -47,6 +49,16 @@ export function serverNotMeasured(reason) {
       title: 'intake: events/s and p99 latency',
     },
     {id: 'memory', reason, targets: [], title: `memory with ${AGENTS_TEXT} agents connected`},
+    {
+      id: 'otlp',
+      reason,
+      targets: [
+        {target: 'OTLP/HTTP protobuf spans/s vs intake v2 events/s, same server', targetText: '≥ 0.8x'},
+        {target: 'OTLP/HTTP auth on vs off (spans/s)', targetText: '≥ 0.97x'},
+      ],
+      title: 'OTLP/HTTP: spans/s against intake v2 events/s',
+    },
+    {id: 'redis', reason, targets: [{target: 'Redis output vs file output (events/s)', targetText: '≥ 0.7x'}], title: 'Redis output vs file output: events/s and added latency'},
   ]
 }
 
@@ -100,7 +112,14 @@ export async function prepareServer(scratch, log) {
 /** The server groups, for fixtures from {@link prepareServer}. */
 export function serverGroups(fixture, {baseline, scale = 1} = {}) {
   const rounds = (n) => Math.max(3, Math.round(n * scale))
-  return [startGroup(fixture, rounds(11)), intakeGroup(fixture, rounds(7), scale, baseline), stagesGroup(fixture, rounds(5), scale), memoryGroup(fixture, rounds(3))]
+  return [
+    startGroup(fixture, rounds(11)),
+    intakeGroup(fixture, rounds(7), scale, baseline),
+    stagesGroup(fixture, rounds(5), scale),
+    memoryGroup(fixture, rounds(3)),
+    otlpGroup(fixture, rounds(7), scale),
+    redisGroup(fixture, rounds(5), scale),
+  ]
 }
 
 function startGroup({configs, home}, runs) {
@@ -295,6 +314,69 @@ function stagesGroup({configs, home, token}, runs, scale) {
     runs,
     series: [series('raw', 'raw node:http (bench/raw-intake-server.js)'), ...STAGES.map(([id, label]) => series(id, `${id}: ${label}`)), series('ours', '`apm-server run`, Bearer auth')],
     title: 'intake decomposition: what each piece of the server costs',
+    warmup: 0,
+  }
+}
+
+/**
+ * OTLP/HTTP protobuf against intake v2 on the same server (issue 14): spans/s of gzip protobuf export
+ * requests of 100 spans to /v1/traces, events/s of gzip ndjson of 100 events to /intake/v2/events,
+ * carrying the same information; and OTLP with auth on against off.
+ */
+function otlpGroup({configs, home, token}, runs, scale) {
+  const duration = scale < 1 ? 2 : 5
+  const bodies = {
+    intake: {body: zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST)), path: '/intake/v2/events', type: 'application/x-ndjson'},
+    otlp: {body: zlib.gzipSync(otlpTracesBody(EVENTS_PER_REQUEST)), path: '/v1/traces', type: 'application/x-protobuf'},
+  }
+  const load = async (server, name, kind, headers, seconds) => {
+    const {body, path: route, type} = bodies[kind]
+    const cpuBefore = cpuMs(server.pid)
+    const result = await autocannon({body, connections: CONNECTIONS, duration: seconds, headers: {'Content-Encoding': 'gzip', 'Content-Type': type, ...headers}, method: 'POST', url: new URL(route, server.url).href})
+    if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) throw new Error(`${kind} against ${name}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts`)
+    return {cpuPerRequest: ((cpuMs(server.pid) - cpuBefore) * 1000) / result['2xx'], perSec: (result['2xx'] * EVENTS_PER_REQUEST) / result.duration}
+  }
+
+  const series = (id, label, kind, spec, headers, unit) => ({
+    id,
+    label,
+    async measure() {
+      const server = await startServer(spec)
+      try {
+        const {body, path: route, type} = bodies[kind]
+        const answer = await post(new URL(route, server.url), body, {'Content-Encoding': 'gzip', 'Content-Type': type, ...headers})
+        if (answer.status !== (kind === 'otlp' ? 200 : 202)) throw new Error(`${kind} check against ${id}: got ${answer.status} ${answer.body.slice(0, 200)}`)
+        await load(server, id, kind, headers, WARMUP_SECONDS)
+        const {cpuPerRequest, perSec} = await load(server, id, kind, headers, duration)
+        return {extra: {[`${id}Cpu`]: cpuPerRequest}, value: perSec}
+      } finally {
+        await server.stop()
+      }
+    },
+    unit,
+  })
+  const bearer = {Authorization: `Bearer ${token}`}
+  return {
+    comparisons: [
+      {base: 'intake', case: 'otlp', target: {op: '>=', ratio: 0.8}},
+      {base: 'otlpNoauth', case: 'otlp', target: {op: '>=', ratio: 0.97}},
+      {base: 'intakeCpu', case: 'otlpCpu'},
+      {base: 'otlpNoauthCpu', case: 'otlpCpu'},
+    ],
+    extra: [
+      {id: 'intakeCpu', label: 'server CPU per request of 100 events: intake v2', unit: 'µs'},
+      {id: 'otlpCpu', label: 'server CPU per request of 100 spans: OTLP/HTTP protobuf, Bearer auth', unit: 'µs'},
+      {id: 'otlpNoauthCpu', label: 'server CPU per request of 100 spans: OTLP/HTTP protobuf, auth off', unit: 'µs'},
+    ],
+    id: 'otlp',
+    note: `Each measurement starts \`apm-server run\` afresh, checks one request, warms it up for ${WARMUP_SECONDS} s (untimed), then runs autocannon for ${duration} s with ${CONNECTIONS} connections. Intake v2: gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (${bodies.intake.body.length.toLocaleString('en-US')} bytes) to /intake/v2/events. OTLP: a gzip protobuf ExportTraceServiceRequest of ${EVENTS_PER_REQUEST} spans with the same information (${bodies.otlp.body.length.toLocaleString('en-US')} bytes; bench/lib/otlp.js) to /v1/traces. Per second: 2xx answers x ${EVENTS_PER_REQUEST} / duration.`,
+    runs,
+    series: [
+      series('intake', '`apm-server run`, intake v2 events/s, Bearer auth', 'intake', runSpec(home, configs.auth), bearer, 'events/s'),
+      series('otlp', '`apm-server run`, OTLP/HTTP protobuf spans/s, Bearer auth', 'otlp', runSpec(home, configs.auth), bearer, 'spans/s'),
+      series('otlpNoauth', '`apm-server run`, OTLP/HTTP protobuf spans/s, auth off', 'otlp', runSpec(home, configs.noauth), {}, 'spans/s'),
+    ],
+    title: 'OTLP/HTTP: spans/s against intake v2 events/s',
     warmup: 0,
   }
 }

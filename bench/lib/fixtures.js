@@ -3,7 +3,7 @@
  * per key), not N processes. Everything lives under one scratch directory removed at the end.
  */
 import {randomBytes} from 'node:crypto'
-import {chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {cleanEnv, cli, ROOT, runSync} from './proc.js'
@@ -58,12 +58,20 @@ export function buildKeystore(home, count, {password} = {}) {
   return keystorePath(home)
 }
 
-/** Puts a copy of keystore `from` at `home` (untimed setup before each run of a mutating case). */
+/**
+ * Puts a copy of keystore `from` at `home`, with its audit trail (untimed setup before each run of a
+ * mutating case): the keystore records where its trail ends, so the two travel together.
+ */
 export function restoreKeystore(from, home) {
   const to = keystorePath(home)
   mkdirSync(path.dirname(to), {mode: 0o700, recursive: true})
   copyFileSync(from, to)
   chmodSync(to, 0o600)
+  rmSync(`${to}.audit`, {force: true})
+  if (existsSync(`${from}.audit`)) {
+    copyFileSync(`${from}.audit`, `${to}.audit`)
+    chmodSync(`${to}.audit`, 0o600)
+  }
 }
 
 export function fileSize(file) {

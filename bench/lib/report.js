@@ -6,7 +6,7 @@ export function formatValue(value, unit) {
   if (unit === 'ms') return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} ms`
   if (unit === 'MiB' || unit === 'KiB') return `${value.toFixed(1)} ${unit}`
   if (unit === 'requests') return String(Math.round(value))
-  if (unit === 'events/s') return `${Math.round(value).toLocaleString('en-US')} events/s`
+  if (unit === 'events/s' || unit === 'spans/s') return `${Math.round(value).toLocaleString('en-US')} ${unit}`
   return `${value >= 100 ? value.toFixed(0) : value.toFixed(2)} ${unit}`
 }
 

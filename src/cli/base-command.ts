@@ -5,7 +5,8 @@
 import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {ErrorCode, KeystoreError} from '../core/errors.js'
-import {OpenOptions} from '../core/keystore.js'
+import {clockOf, parseExpires} from '../core/expiry.js'
+import {OpenOptions, UpdateOptions} from '../core/keystore.js'
 import {passwordSupplied, unusedPasswordProblem} from '../core/password-env.js'
 import {resolvePaths, ResolvedPaths} from '../core/settings.js'
 import {readPassword} from './secrets.js'
@@ -16,12 +17,18 @@ export const EXIT = Object.freeze({canceled: 130, error: 1, ok: 0, usage: 2})
 const USAGE_CODES = new Set<ErrorCode>(['EBADKEY', 'EBADRECIPIENT', 'EUSAGE'])
 
 const strictPermsFlag = Flags.custom<boolean>({
-  description: 'refuse a keystore (or its directory) open to group/others or owned by another user (also BEAT_STRICT_PERMS)',
+  description: 'refuse a keystore (and, in keystore commands, a config file) that another user could change: its owner or mode, or a directory or link on the way (also BEAT_STRICT_PERMS)',
   helpValue: 'true|false',
   options: ['true', 'false'],
   async parse(input) {
     return input === 'true'
   },
+})
+
+/** --expires of the commands that store values (add, sync, import). */
+export const expiresFlag = Flags.string({
+  description: 'when the stored values expire: a duration (90d, 12w, 36h) or a date (2027-03-01, 2027-03-01T12:00:00Z); test config and run warn 14 days ahead',
+  helpValue: '90d|DATE',
 })
 
 /**
@@ -69,9 +76,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.positionals = argv as string[]
   }
 
-  /** Keystore location from the flags and the config file. */
+  /** Keystore location from the flags and the config file (judged under strict perms). */
   protected async paths(): Promise<ResolvedPaths> {
-    return resolvePaths(this.flags)
+    return resolvePaths(this.flags, process.cwd(), {strictPerms: this.strictPerms})
   }
 
   protected get strictPerms(): boolean {
@@ -99,6 +106,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       },
       strictPerms: this.strictPerms,
     }
+  }
+
+  /**
+   * Options for a command that changes the keystore: the change, or its refusal once the keystore is
+   * locked, is recorded in the audit trail, naming `keys` when it is refused.
+   */
+  protected writeOptions(keys?: readonly string[]): UpdateOptions {
+    return {...this.openOptions(), audit: {command: (this.id ?? 'keystore').replaceAll(':', ' '), ...(keys ? {keys} : {})}}
+  }
+
+  /** --expires as ms since the epoch (undefined without it), judged by the clock tests may fix. */
+  protected expiresAt(text: string | undefined): number | undefined {
+    if (text === undefined) return undefined
+    const clock = clockOf(process.env)
+    if (clock.warning) this.note(clock.warning)
+    return parseExpires(text, clock.now)
   }
 
   /** Human output, suppressed under --json. */

@@ -45,7 +45,9 @@ export async function executeCli(commandIds: ReadonlySet<string>, {args = proces
   const root = dir.startsWith('file:') ? fileURLToPath(dir) : dir
   const pjson = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as Interfaces.PJSON
   checkEnvironment(pjson)
-  const helpOrVersion = args.includes('--help') || args[0] === '--version'
+  // Only before "--": what follows is another command's (keystore run -- CMD --help).
+  const dashes = args.indexOf('--')
+  const helpOrVersion = (dashes === -1 ? args : args.slice(0, dashes)).includes('--help') || args[0] === '--version'
   const id = helpOrVersion ? undefined : ownCommandId(args, commandIds)
   if (!id) return oclifExecute({args, loadOptions: {pjson, root, userPlugins: false}})
   const plugin = new Plugin({isRoot: true, pjson, root})

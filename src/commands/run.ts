@@ -11,17 +11,17 @@ import type {LogFormat} from '../server/logger.js'
 
 export default class Run extends BaseCommand<typeof Run> {
   static summary = 'Run the APM intake server.'
-  static description = `Loads the configuration as "apm-server test config" does (apm-server.yml, -E overrides, --path.* flags; every \${KEY} resolved from the keystore, then the environment), then serves Elastic APM agents over HTTP, or HTTPS when apm-server.ssl.enabled is true, and appends accepted events to the output file.
+  static description = `Loads the configuration as "apm-server test config" does (apm-server.yml, -E overrides, --path.* flags; every \${KEY} resolved from the keystore, then the environment), then serves Elastic APM agents over HTTP, or HTTPS when apm-server.ssl.enabled is true, and OpenTelemetry SDKs on the same port (OTLP over HTTP at /v1/traces, /v1/metrics and /v1/logs, and over gRPC), with the same secret token, and writes accepted events to the output: the output file, or a Redis list or channel with output.redis (an event is answered 202 only once Redis acknowledged it; while Redis is down or slow, 503 "queue is full" after output.redis.timeout).
 
-The keystore password comes from APM_SERVER_KEYSTORE_PASSWORD or the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE; the server never prompts. Any configuration problem stops the start-up (exit 1): the server never starts unauthenticated by accident.
+The keystore password comes from APM_SERVER_KEYSTORE_PASSWORD or the file named by APM_SERVER_KEYSTORE_PASSWORD_FILE; the server never prompts. Any configuration problem stops the start-up (exit 1): the server never starts unauthenticated by accident. A keystore secret in use that expires within 14 days is a warning; an expired secret token is a problem (rotate it, or extend it with "keystore add --force --expires").
 
 Without a config file (and without -c) the defaults apply; a server without a secret token logs an error saying it runs without authentication. -E overrides are merged into the settings: -E 'apm-server.auth={anonymous: {enabled: false}}' changes that setting only. An override may weaken authentication only by naming what it weakens: -E apm-server.auth.secret_token=null turns the secret token off on purpose.
 
 Logs go to stderr: ECS JSON lines, or readable text when stderr is a terminal (--log-format).
 
-SIGHUP re-reads the configuration and the keystore. A failure is logged and the running configuration kept: a config file that is gone, unreadable or empty, any configuration problem, a reload that takes over 30 s, and a reload that would loosen protection (remove the secret token, turn anonymous access on, let more agents or services in anonymously, raise the anonymous rate limits, turn TLS off, or take a value the keystore gave from the environment instead): restart the server to do those on purpose.
+SIGHUP re-reads the configuration and the keystore. A failure is logged and the running configuration kept: a config file that is gone, unreadable or empty, any configuration problem, a reload that takes over 30 s, a new Redis password that a Redis host refuses, and a reload that would loosen protection (remove the secret token, turn anonymous access on, let more agents or services in anonymously, raise the anonymous rate limits, turn TLS off, or take a value the keystore gave from the environment instead) or that would use an expired secret token: restart the server to do those on purpose.
 
-SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requests in flight, flush and fsync the output, and exit 0.
+SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requests in flight, flush and fsync the output (or wait for Redis to acknowledge what is queued, up to apm-server.shutdown_timeout), and exit 0.
 
 SIGUSR1 is logged and ignored: Node would open its inspector on 127.0.0.1:9229, where any local user could run code in the server and read its secrets. For the same reason the server does not start with the inspector open (--inspect in NODE_OPTIONS).`
 

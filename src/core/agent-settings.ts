@@ -2,26 +2,30 @@
  * What each Elastic APM agent needs to talk to a secured APM Server: the secret token, an https server
  * URL, an optional custom certificate, and certificate verification. The names follow Elastic's
  * "Secret token" page and each agent's configuration reference; the rendering turns them into the
- * form an operator pastes: shell `export` lines, or the agent's own config file.
+ * form an operator pastes: shell `export` lines, or the agent's own config file. OpenTelemetry SDKs
+ * (`otel`) take the SDK environment (OTEL_EXPORTER_OTLP_*: the token as a percent-encoded
+ * `Authorization` header, as the SDK specification requires) or, as a file, an OpenTelemetry
+ * Collector's `otlp` exporter that takes the token from the Collector's environment.
  */
 import {KeystoreError} from './errors.js'
 import {getSetting, Settings} from './settings.js'
 
-export const AGENT_NAMES = ['go', 'java', 'dotnet', 'nodejs', 'php', 'python', 'ruby'] as const
+export const AGENT_NAMES = ['go', 'java', 'dotnet', 'nodejs', 'php', 'python', 'ruby', 'otel'] as const
 export type AgentName = (typeof AGENT_NAMES)[number]
 
-/** The four things the secret-token page asks of every agent, in the order they are printed. */
-export const SETTING_ROLES = ['secret-token', 'server-url', 'ca-cert', 'verify-server-cert'] as const
+/** The four things the secret-token page asks of every agent, then what an OpenTelemetry SDK also needs; in the order they are printed. */
+export const SETTING_ROLES = ['secret-token', 'server-url', 'ca-cert', 'verify-server-cert', 'protocol', 'service-name'] as const
 export type SettingRole = (typeof SETTING_ROLES)[number]
 
 export const DEFAULT_SERVER_URL = 'https://localhost:8200'
 export const DEFAULT_TOKEN_KEY = 'APM_SECRET_TOKEN'
 
 /** How an agent's config file spells settings; each has its own quoting rules and comment marker. */
-type ConfigSyntax = 'appsettings-json' | 'ini' | 'js-module' | 'properties' | 'python-dict' | 'yaml'
+type ConfigSyntax = 'appsettings-json' | 'collector-yaml' | 'ini' | 'js-module' | 'properties' | 'python-dict' | 'yaml'
 
 const COMMENT: Record<ConfigSyntax | 'shell', string> = {
   'appsettings-json': '//',
+  'collector-yaml': '#',
   ini: ';',
   'js-module': '//',
   properties: '#',
@@ -45,6 +49,10 @@ export interface AgentEntry {
   caNotes?: string[]
   /** for agents without a CA setting, instead of the "rerun with --ca-cert" hint; `{ca}` is the path, or ca.pem */
   trustNote?: string
+  /** notes shown only in the config-file form */
+  configNotes?: string[]
+  /** the value of a role when it is not the plain one (./agent-settings valueOf), by kind */
+  values?: Partial<Record<SettingKind, Partial<Record<SettingRole, (input: AgentConfigInput) => boolean | string | undefined>>>>
 }
 
 /** The table. One row per agent; the command renders from it and nothing else. */
@@ -106,7 +114,42 @@ export const AGENT_TABLE: readonly AgentEntry[] = Object.freeze([
     notes: ['config/elastic_apm.yml is evaluated as ERB, so it can read the token from the environment instead of holding it'],
     title: 'Ruby',
   },
+  {
+    agent: 'otel',
+    config: {
+      file: 'otel-collector.yaml',
+      names: {'ca-cert': 'exporters.otlp/apm-server.tls.ca_file', 'secret-token': 'exporters.otlp/apm-server.headers.Authorization', 'server-url': 'exporters.otlp/apm-server.endpoint'},
+      syntax: 'collector-yaml',
+    },
+    configNotes: [
+      'an OpenTelemetry Collector: add otlp/apm-server to the exporters of its service.pipelines (traces, metrics, logs); it sends OTLP over gRPC',
+      'the Collector takes the token from its own environment: set {token} there (apm-server keystore show {token}); the file never holds it',
+    ],
+    env: {'ca-cert': 'OTEL_EXPORTER_OTLP_CERTIFICATE', protocol: 'OTEL_EXPORTER_OTLP_PROTOCOL', 'secret-token': 'OTEL_EXPORTER_OTLP_HEADERS', 'server-url': 'OTEL_EXPORTER_OTLP_ENDPOINT', 'service-name': 'OTEL_SERVICE_NAME'},
+    notes: [
+      'OTEL_EXPORTER_OTLP_HEADERS holds the token percent-encoded, as the OpenTelemetry SDK specification requires ("Bearer <token>" is written Bearer%20<token>)',
+      'the same URL takes OTLP over gRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc',
+    ],
+    title: 'OpenTelemetry',
+    values: {
+      config: {
+        'secret-token': (input) => `Bearer \${env:${input.tokenKey}}`,
+        'server-url': (input) => hostPort(input.serverUrl),
+      },
+      env: {
+        protocol: () => 'http/protobuf',
+        'secret-token': (input) => `Authorization=Bearer%20${input.token === undefined ? `<${input.tokenKey}>` : encodeURIComponent(input.token)}`,
+        'service-name': (input) => input.serviceName ?? '<SERVICE_NAME>',
+      },
+    },
+  },
 ] satisfies AgentEntry[])
+
+/** host:port of a server URL, the default port of its scheme spelled out: the endpoint form of a Collector's gRPC exporter. */
+function hostPort(url: string): string {
+  const parsed = new URL(url)
+  return parsed.port ? parsed.host : `${parsed.host}:${parsed.protocol === 'https:' ? 443 : 80}`
+}
 
 export const RUM_NOTE =
   'RUM (browser) agents must not get the secret token: anyone can read it from the page; let them in with anonymous access (apm-server.auth.anonymous) instead'
@@ -151,6 +194,8 @@ export interface AgentConfigInput {
   tokenKey: string
   /** the real token; without it the placeholder `<tokenKey>` is used */
   token?: string
+  /** OTEL_SERVICE_NAME for the OpenTelemetry SDK; without it the placeholder `<SERVICE_NAME>` */
+  serviceName?: string
 }
 
 function tableRow(agent: AgentName): AgentEntry {
@@ -175,14 +220,22 @@ function valueOf(role: SettingRole, input: AgentConfigInput): boolean | string |
       // Printed explicitly so nobody copies a `false` from an old snippet: verification is what makes the token safe.
       return true
     }
+
+    default: {
+      return undefined
+    }
   }
 }
 
-function settingsOf(names: Names, kind: SettingKind, input: AgentConfigInput): AgentSetting[] {
+function settingsOf(row: AgentEntry, kind: SettingKind, input: AgentConfigInput): AgentSetting[] {
+  const names = (kind === 'env' ? row.env : row.config?.names) ?? {}
   const settings: AgentSetting[] = []
   for (const role of SETTING_ROLES) {
     const name = names[role]
-    const value = valueOf(role, input)
+    const special = row.values?.[kind]?.[role]
+    // A role with a special value exists only where the plain one does (the CA path only with --ca-cert).
+    const plain = valueOf(role, input)
+    const value = special && (plain !== undefined || role === 'protocol' || role === 'service-name') ? special(input) : plain
     if (name !== undefined && value !== undefined) settings.push({kind, name, role, value})
   }
 
@@ -260,7 +313,7 @@ export function describeAgentConfig(input: AgentConfigInput): AgentConfigDocumen
         agent,
         configFile: row.config?.file ?? null,
         notes: notesOf(row, input.caCert),
-        settings: [...settingsOf(row.env, 'env', input), ...(row.config ? settingsOf(row.config.names, 'config', input) : [])],
+        settings: [...settingsOf(row, 'env', input), ...(row.config ? settingsOf(row, 'config', input) : [])],
         title: row.title,
       }
     }),
@@ -339,6 +392,10 @@ function renderConfig(syntax: ConfigSyntax, settings: AgentSetting[]): {lines: s
       return {lines: settings.map(({name, value}) => `${name}=${scalar(value, propertiesValue)}`), unrepresentable}
     }
 
+    case 'collector-yaml': {
+      return {lines: collectorYaml(settings), unrepresentable}
+    }
+
     case 'python-dict': {
       return {lines: ['ELASTIC_APM = {', ...settings.map(({name, value}) => `    ${json(name)}: ${scalar(value, json, ['True', 'False'])},`), '}'], unrepresentable}
     }
@@ -349,6 +406,39 @@ function renderConfig(syntax: ConfigSyntax, settings: AgentSetting[]): {lines: s
       return {lines: settings.map(({name, value}) => `${name}: ${scalar(value, quote)}`), unrepresentable}
     }
   }
+}
+
+/** Settings named by dotted paths (the exporter's name holds a slash, never a dot) as nested YAML, values JSON-quoted. */
+function collectorYaml(settings: AgentSetting[]): string[] {
+  type Tree = Map<string, Tree | boolean | string>
+  const root: Tree = new Map()
+  // The endpoint first, as the Collector's documentation writes an exporter.
+  const ordered = [...settings].sort((a, b) => Number(b.role === 'server-url') - Number(a.role === 'server-url'))
+  for (const {name, value} of ordered) {
+    const parts = name.split('.')
+    let node = root
+    for (const part of parts.slice(0, -1)) {
+      if (!node.has(part)) node.set(part, new Map())
+      node = node.get(part) as Tree
+    }
+
+    node.set(parts.at(-1)!, value)
+  }
+
+  const lines: string[] = []
+  const emit = (node: Tree, indent: string) => {
+    for (const [key, value] of node) {
+      if (value instanceof Map) {
+        lines.push(`${indent}${key}:`)
+        emit(value, `${indent}  `)
+      } else {
+        lines.push(`${indent}${key}: ${scalar(value, json)}`)
+      }
+    }
+  }
+
+  emit(root, '')
+  return lines
 }
 
 export type AgentConfigForm = 'config' | 'env'
@@ -363,7 +453,9 @@ export function renderAgentConfig(document: AgentConfigDocument, form: AgentConf
     const useConfig = form === 'config' && row.config !== undefined
     const comment = useConfig ? COMMENT[row.config!.syntax] : COMMENT.shell
     const settings = entry.settings.filter((setting) => setting.kind === (useConfig ? 'config' : 'env'))
-    const notes = [...entry.notes]
+    // A config file with notes of its own (the Collector's) shows those instead of the environment's.
+    const configNotes = useConfig && row.configNotes ? row.configNotes.map((note) => note.replaceAll('{token}', document.tokenKey)) : undefined
+    const notes = configNotes ? [...configNotes, ...entry.notes.filter((note) => !row.notes.includes(note))] : [...entry.notes]
     let lines: string[]
     if (useConfig) {
       const rendered = renderConfig(row.config!.syntax, settings)

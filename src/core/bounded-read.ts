@@ -51,6 +51,24 @@ export async function readRegularFile(
   }
 }
 
+/**
+ * The first `bytes` bytes of the regular file at `file` (symbolic links followed; fewer when it is
+ * shorter), opened as {@link readRegularFile} opens files. Throws {@link RefusedFileError} for anything
+ * that is not a regular file, file-system errors (ENOENT, ...) as they are.
+ */
+export async function readFileHead(file: string, bytes: number): Promise<Buffer> {
+  const handle = await fs.open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY)
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile()) throw new RefusedFileError({reason: 'not-regular', type: describeFileType(stat)})
+    const head = Buffer.alloc(bytes)
+    const {bytesRead} = await handle.read(head, 0, bytes, 0)
+    return head.subarray(0, bytesRead)
+  } finally {
+    await handle.close()
+  }
+}
+
 /** Reads to the end, sized by `expected`, but refuses (without reading on) once more than `maxBytes` came. */
 async function readAtMost(handle: fs.FileHandle, expected: number, maxBytes: number): Promise<Buffer> {
   // One byte more than expected: a file that grew since its stat is noticed, not cut short.

@@ -12,7 +12,7 @@ import {X25519KeyPair} from './crypto.js'
 import {assertValidKeyName, MAX_VALUE_BYTES} from './entries.js'
 import {KeystoreError} from './errors.js'
 import {armorBundle, BundleEntry, MAX_BUNDLE_FILE_BYTES, openBundle, readBundle, SealedBundle, sealBundle} from './format/bundle.js'
-import {askPasswordFirst, beatsHasNoHostKey, Keystore, OpenOptions, openKeystore, updateKeystore} from './keystore.js'
+import {askPasswordFirst, beatsHasNoHostKey, Keystore, OpenOptions, openKeystore, UpdateOptions, updateKeystore} from './keystore.js'
 import {fingerprintOf, formatRecipient, parseRecipient} from './recipient.js'
 
 export interface HostRecipient {
@@ -23,7 +23,7 @@ export interface HostRecipient {
 }
 
 /** This host's recipient; the key pair is made (under the lock, in one atomic write) on first use. */
-export async function hostRecipient(file: string, options: OpenOptions = {}): Promise<HostRecipient> {
+export async function hostRecipient(file: string, options: UpdateOptions = {}): Promise<HostRecipient> {
   const keystore = await openKeystore(file, options)
   if (keystore.format !== 'native') throw beatsHasNoHostKey(file)
   let pair = keystore.hostKeyPair()
@@ -129,8 +129,9 @@ export interface Imported {
  * Opens the bundle with this host's key and adds every entry, all or nothing, under the keystore's lock
  * in one atomic write. A key that exists with another value is refused unless `force`; one with the same
  * value is left as it is. `label` names the bundle in messages ("bundle FILE" or "the bundle on stdin").
+ * `expires` (ms since the epoch) is given to the keys added or replaced.
  */
-export async function importBundle(file: string, data: Buffer, label: string, options: OpenOptions & {force?: boolean} = {}): Promise<Imported> {
+export async function importBundle(file: string, data: Buffer, label: string, options: UpdateOptions & {force?: boolean; expires?: number} = {}): Promise<Imported> {
   // Checked before the keystore is opened: a damaged bundle never asks for a password.
   const bundle = withLabel(label, () => readBundle(data))
   await askPasswordFirst(file, options)
@@ -138,7 +139,9 @@ export async function importBundle(file: string, data: Buffer, label: string, op
     if (keystore.format !== 'native') throw beatsHasNoHostKey(file)
     const pair = keystore.hostKeyPair()
     if (!pair || !bundle.stanzaFor(pair.publicKey)) throw notSealedToThisHost(label, bundle, pair)
-    return addEntries(keystore, withLabel(label, () => openBundle(bundle, pair)), options.force ?? false)
+    const imported = addEntries(keystore, withLabel(label, () => openBundle(bundle, pair)), options.force ?? false)
+    if (options.expires !== undefined) for (const name of [...imported.added, ...imported.updated]) keystore.setExpiry(name, options.expires)
+    return imported
   })
 }
 

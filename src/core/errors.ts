@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'EBADRECIPIENT' // a recipient text that is not one (maps to exit code 2)
   | 'ENOTRECIPIENT' // a sealed bundle not sealed to this host, or a host without a key
   | 'ESYNC' // files of a sync directory that cannot become keys
+  | 'EAUDIT' // an audit trail that was changed, cut or does not match its keystore
 
 export class KeystoreError extends Error {
   readonly code: ErrorCode

@@ -15,6 +15,7 @@ import path from 'node:path'
 
 import {readRegularFile, RefusedFileError} from './bounded-read.js'
 import {isKeystoreError, KeystoreError} from './errors.js'
+import {isOwnerTrusted, isWritableByOthers, modeOf, openedIsAt, openedPath, STRICT_HINT, walkTrustedPath} from './trusted-path.js'
 
 // The lock library (and signal-exit under it) is loaded by writers only: reading commands such as `list`
 // start faster without it. It is CommonJS: the module is the default export.
@@ -35,16 +36,47 @@ function ioError(action: string, file: string, error: unknown): unknown {
   return new KeystoreError('EIO', `cannot ${action} ${file}: ${code}; check the path and its permissions`, {cause: error})
 }
 
-/** Reads the whole file, or returns undefined when there is none. */
+/**
+ * Reads the whole file, or returns undefined when there is none. Under strict perms the path is judged
+ * first (see {@link keystoreTarget}), whether or not the file exists, then the file opened.
+ */
 export async function readKeystoreFile(file: string, options: ReadOptions = {}): Promise<Buffer | undefined> {
+  // A rename between the walk and the open (another writer saving, a Secret mount's ..data link flipped
+  // to a new folder) is legitimate: the walk is made again, a few times, before it is an error.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // eslint-disable-next-line no-await-in-loop -- one attempt after another
+      return await readKeystoreFileOnce(file, options)
+    } catch (error) {
+      if (!(error instanceof PathChangedError) || attempt === OPEN_ATTEMPTS) throw error instanceof PathChangedError ? error.keystoreError : error
+    }
+  }
+}
+
+const OPEN_ATTEMPTS = 3
+
+class PathChangedError extends Error {
+  constructor(readonly keystoreError: KeystoreError) {
+    super(keystoreError.message)
+  }
+}
+
+async function readKeystoreFileOnce(file: string, options: ReadOptions): Promise<Buffer | undefined> {
+  const strict = options.strictPerms !== false
   try {
-    // Symbolic links are followed (secret mounts use them); the checks apply to the target and where it is.
+    const expected = strict ? await judgedTarget(file, true) : undefined
+    // Symbolic links are followed (secret mounts use them); the checks apply to the target and the way there.
     return await readRegularFile(file, MAX_KEYSTORE_BYTES, async (stat, fd) => {
-      if (options.strictPerms === false) return
+      if (!strict) return
       checkPermissions(file, stat)
-      await checkDirectories(file, await openedPath(fd, file))
+      // The walk judged the way to `expected`: the file opened must be that one.
+      const opened = await openedPath(fd, file)
+      if (!openedIsAt(opened, expected!)) {
+        throw new PathChangedError(new KeystoreError('EIO', `keystore ${file} changed while it was being opened (it led to ${expected}, then to ${opened}); retry`))
+      }
     })
   } catch (error) {
+    if (error instanceof PathChangedError) throw error
     if (error instanceof RefusedFileError) {
       const {refusal} = error
       if (refusal.reason === 'not-regular') throw new KeystoreError('EFORMAT', `keystore ${file} is not a regular file; point keystore.path at a file`)
@@ -57,80 +89,83 @@ export async function readKeystoreFile(file: string, options: ReadOptions = {}):
   }
 }
 
-/** Where the opened file really is: the kernel's name for the descriptor, else realpath of the name. */
-async function openedPath(fd: number, file: string): Promise<string> {
-  return fs.readlink(`/proc/self/fd/${fd}`).catch(() => fs.realpath(file))
-}
-
-function isOwnerTrusted(owner: number, uid: number): boolean {
-  return owner === uid || owner === 0
-}
-
-const strictHint = '(--strict.perms=false disables this check)'
-
 /** The Beats rule: owned by us or root, and no access for group or others. */
 function checkPermissions(file: string, stat: {mode: number; uid: number}): void {
   const uid = process.getuid?.()
   if (uid !== undefined && !isOwnerTrusted(stat.uid, uid)) {
     throw new KeystoreError(
       'EPERMS',
-      `keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root; run "chown ${uid} ${file}" or run as its owner ${strictHint}`,
+      `keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root; run "chown ${uid} ${file}" or run as its owner ${STRICT_HINT}`,
     )
   }
 
   // eslint-disable-next-line no-bitwise -- permission bits
   const open = stat.mode & 0o077
   if (open !== 0) {
-    throw new KeystoreError('EPERMS', `keystore ${file} has mode ${modeOf(stat)}, open to group or others; run "chmod 600 ${file}" ${strictHint}`)
+    throw new KeystoreError('EPERMS', `keystore ${file} has mode ${modeOf(stat)}, open to group or others; run "chmod 600 ${file}" ${STRICT_HINT}`)
   }
-}
-
-function modeOf(stat: {mode: number}): string {
-  // eslint-disable-next-line no-bitwise -- permission bits, with setuid/setgid/sticky
-  return (stat.mode & 0o7777).toString(8).padStart(4, '0')
 }
 
 /**
- * Whoever can write the directory a keystore is in can replace it, or plant names the writer uses: the
- * directory of the real file (symbolic links resolved) must be owned by us or root and writable by nobody
- * else. A keystore path that is itself a symbolic link must be owned by us or root, in a directory others
- * cannot write, or one with the sticky bit (a Kubernetes secret mount), where they cannot replace our names.
+ * The file a write replaces, the lock guards and readers open: the end of the chain of symbolic links
+ * (secret mounts use them) when it exists, else the name itself in its real directory (no file yet, or a
+ * dangling link, which the write replaces as write-file-atomic did). Lock, temp files, their cleanup and
+ * the rename all use it, so two names for one keystore share one lock.
+ *
+ * Under strict perms the way there is judged first ({@link walkTrustedPath}: every directory and link on
+ * it), and the directory holding the file must be owned by us or root and writable by nobody else, even
+ * with the sticky bit: writers make their temp files and lock there. Throws ENOENT when that directory
+ * does not exist yet.
  */
-async function checkDirectories(file: string, real: string): Promise<void> {
+async function judgedTarget(file: string, strict: boolean): Promise<string> {
+  if (!strict) return realTarget(file)
+  const walked = await walkTrustedPath(file, 'keystore')
+  const target = walked.exists ? walked.real : await realTarget(file)
   const uid = process.getuid?.()
-  if (uid === undefined) return
-  const dir = path.dirname(real)
-  checkDirectory(file, dir, await fs.stat(dir), uid, false)
-  const link = await fs.lstat(file).catch(() => undefined)
-  if (!link?.isSymbolicLink()) return
-  if (!isOwnerTrusted(link.uid, uid)) {
-    throw new KeystoreError(
-      'EPERMS',
-      `keystore ${file} is a symbolic link owned by uid ${link.uid}, not by the current user (uid ${uid}) or root; check where it points, then run "chown -h ${uid} ${file}" ${strictHint}`,
-    )
-  }
-
-  const linkDir = await fs.realpath(path.dirname(file))
-  if (linkDir !== dir) checkDirectory(file, linkDir, await fs.stat(linkDir), uid, true)
+  if (uid !== undefined) checkOwnDirectory(file, path.dirname(target), await fs.stat(path.dirname(target)), uid)
+  return target
 }
 
-function checkDirectory(file: string, dir: string, stat: Stats, uid: number, stickyIsEnough: boolean): void {
+/** The name in its real directory, or the target of the link at it. */
+async function realTarget(file: string): Promise<string> {
+  try {
+    return await fs.realpath(file)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    return path.join(await fs.realpath(path.dirname(file)), path.basename(file))
+  }
+}
+
+function checkOwnDirectory(file: string, dir: string, stat: Stats, uid: number): void {
   if (!isOwnerTrusted(stat.uid, uid)) {
     throw new KeystoreError(
       'EPERMS',
-      `directory ${dir} of keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root, and its owner could replace the keystore; run "chown ${uid} ${dir}" or run as its owner ${strictHint}`,
+      `directory ${dir} of keystore ${file} is owned by uid ${stat.uid}, not by the current user (uid ${uid}) or root, and its owner could replace the keystore; run "chown ${uid} ${dir}" or run as its owner ${STRICT_HINT}`,
     )
   }
 
-  // eslint-disable-next-line no-bitwise -- permission bits
-  const writable = (stat.mode & 0o022) !== 0
-  // eslint-disable-next-line no-bitwise -- the sticky bit
-  if (writable && !(stickyIsEnough && (stat.mode & 0o1000) !== 0)) {
+  if (isWritableByOthers(stat)) {
     throw new KeystoreError(
       'EPERMS',
-      `directory ${dir} of keystore ${file} has mode ${modeOf(stat)}, writable by group or others, who could replace the keystore; run "chmod go-w ${dir}" ${strictHint}`,
+      `directory ${dir} of keystore ${file} has mode ${modeOf(stat)}, writable by group or others, who could replace the keystore; run "chmod go-w ${dir}" ${STRICT_HINT}`,
     )
   }
+}
+
+/**
+ * Judges the path (strict perms) before anything is made or removed there, creates missing directories,
+ * then judges it again (a directory just made, or made by someone else in between) and returns the
+ * target. The first judgement stops at a missing directory, whose existing ancestors it has judged.
+ */
+async function prepareTarget(file: string, strict: boolean): Promise<string> {
+  if (strict) {
+    await judgedTarget(file, true).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
+  }
+
+  await ensureKeystoreDir(file)
+  return judgedTarget(file, strict)
 }
 
 /** Creates the keystore's directory (mode 0700) when it is missing. */
@@ -145,6 +180,8 @@ export async function ensureKeystoreDir(file: string): Promise<void> {
 export interface WriteOptions extends ReadOptions {
   /** runs right before the rename that replaces the file; throwing aborts the write (a lost lock) */
   beforeReplace?: () => Promise<void>
+  /** the file the lock guards ({@link KeystoreLock.target}): the write refuses to replace another one */
+  target?: string
 }
 
 /**
@@ -163,15 +200,15 @@ const TEMP_SUFFIX = /^[0-9a-f]{32}$/
 /**
  * Replaces the file atomically: a new temp file in the real file's directory (O_EXCL|O_NOFOLLOW, a random
  * name, mode 0600 and the old file's owner set on the descriptor, fsynced), renamed over the old one, then
- * the directory fsynced so the rename itself survives a power cut. Call under the lock. A symbolic link
- * at `file` is followed (secret mounts), as write-file-atomic did: the link's target is replaced.
+ * the directory fsynced so the rename itself survives a power cut. Call under the lock, with its target. A
+ * symbolic link at `file` is followed (secret mounts), as write-file-atomic did: the link's target is
+ * replaced (see {@link keystoreTarget}).
  */
 export async function writeKeystoreFile(file: string, data: Buffer, options: WriteOptions = {}): Promise<void> {
-  await ensureKeystoreDir(file)
   let target: string
   try {
-    target = await realTarget(file)
-    if (options.strictPerms !== false) await checkDirectories(file, target)
+    target = await prepareTarget(file, options.strictPerms !== false)
+    if (options.target !== undefined && target !== options.target) throw repointed(file, options.target)
   } catch (error) {
     throw isKeystoreError(error) ? error : ioError('write keystore', file, error)
   }
@@ -192,15 +229,8 @@ export async function writeKeystoreFile(file: string, data: Buffer, options: Wri
   }
 }
 
-/** The file a write replaces: the target of a symbolic link, else the name in its real directory. */
-async function realTarget(file: string): Promise<string> {
-  try {
-    return await fs.realpath(file)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-    // No file yet, or a dangling link, which is replaced by the new file as write-file-atomic did.
-    return path.join(await fs.realpath(path.dirname(file)), path.basename(file))
-  }
+function repointed(file: string, locked: string): KeystoreError {
+  return new KeystoreError('ELOCKED', `keystore ${file} no longer leads to ${locked}, the file this process locked: it was re-pointed meanwhile; nothing was written, retry`)
 }
 
 /** Writes the new file; returns its identity (see {@link identityOf}). */
@@ -268,14 +298,19 @@ async function removeStaleTempFiles(file: string): Promise<void> {
   await Promise.all(stale.map((name) => fs.unlink(path.join(dir, name)).catch(() => {})))
 }
 
-export interface LockOptions {
+export interface LockOptions extends ReadOptions {
   /** how long to wait for another process's lock, in ms */
   timeoutMs?: number
 }
 
 /** The lock held by {@link withKeystoreLock}. */
 export interface KeystoreLock {
-  /** Throws ELOCKED unless the lock is still ours: call it right before replacing the file. */
+  /** the file the lock guards, symbolic links resolved: pass it to {@link writeKeystoreFile} */
+  readonly target: string
+  /**
+   * Throws ELOCKED unless the lock is still ours and the keystore's name still leads to `target`: call it
+   * right before replacing the file.
+   */
   verify(): Promise<void>
 }
 
@@ -312,28 +347,66 @@ const LOST_LOCK_FS = {...LOCK_FS, rmdir: (_dir: string, callback: (error: null) 
  * rmdir) lets a process that found the lock stale remove the lock another process took over meanwhile,
  * and both then write (moxystudio/node-proper-lockfile#121). Here one process at a time takes over
  * (mkdir of a marker is atomic) and it checks staleness again, under the marker, before removing.
- * lstat and rm: a symbolic link planted at either name is judged and removed as the link it is.
+ *
+ * A lock directory is always empty, so it is removed with rmdir, never recursively: a recursive removal
+ * walks by path, and another user who could plant an old "lock" full of directories that flip to symbolic
+ * links had root delete its own files through it. Anything else at the lock's name is refused.
  */
 async function removeStaleLock(lockDir: string): Promise<void> {
   const stat = await fs.lstat(lockDir).catch(() => undefined)
   if (!stat || Date.now() - stat.mtimeMs <= STALE_LOCK_MS) return
+  checkLockDirectory(lockDir, stat)
   const marker = `${lockDir}.takeover`
   try {
     await fs.mkdir(marker, {mode: 0o700})
   } catch {
     const left = await fs.lstat(marker).catch(() => undefined)
-    if (left && Date.now() - left.mtimeMs > STALE_TAKEOVER_MS) await fs.rm(marker, {force: true, recursive: true}).catch(() => {})
+    if (left && Date.now() - left.mtimeMs > STALE_TAKEOVER_MS) {
+      checkLockDirectory(marker, left)
+      await removeEmptyDirectory(marker)
+    }
+
     return
   }
 
   try {
     const again = await fs.lstat(lockDir).catch(() => undefined)
-    if (again && Date.now() - again.mtimeMs > STALE_LOCK_MS) await fs.rm(lockDir, {force: true, recursive: true})
+    if (again && Date.now() - again.mtimeMs > STALE_LOCK_MS) {
+      checkLockDirectory(lockDir, again)
+      await removeEmptyDirectory(lockDir)
+    }
   } finally {
     await fs.rmdir(marker).catch(() => {})
   }
 }
 
+function notOurLock(lockDir: string, what: string): KeystoreError {
+  return new KeystoreError(
+    'ELOCKED',
+    `${lockDir} ${what}, so it is not a lock apm-server made (those are empty directories of the user running it, or root); nothing was changed: check what it is, and remove it yourself if no apm-server process is running`,
+  )
+}
+
+/** A lock (or takeover marker) made by this program is a directory owned by us or root. */
+function checkLockDirectory(lockDir: string, stat: Stats): void {
+  const uid = process.getuid?.()
+  if (stat.isSymbolicLink()) throw notOurLock(lockDir, 'is a symbolic link')
+  if (!stat.isDirectory()) throw notOurLock(lockDir, 'is not a directory')
+  if (uid !== undefined && !isOwnerTrusted(stat.uid, uid)) throw notOurLock(lockDir, `is owned by uid ${stat.uid}`)
+}
+
+async function removeEmptyDirectory(dir: string): Promise<void> {
+  try {
+    await fs.rmdir(dir)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    // Gone already: another process took over first.
+    if (code === 'ENOENT') return
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw notOurLock(dir, 'is not empty')
+    if (code === 'ENOTDIR') throw notOurLock(dir, 'is not a directory')
+    throw error
+  }
+}
 
 function lostLock(file: string): KeystoreError {
   return new KeystoreError(
@@ -343,22 +416,34 @@ function lostLock(file: string): KeystoreError {
 }
 
 /**
- * Runs `fn` holding the cross-process lock `<file>.lock` (a directory, refreshed while held). `fn` gets
- * the lock to verify right before it replaces the file: a holder stopped for longer than the stale time
- * (SIGSTOP, a suspended VM) may have lost it to another writer, and must then write nothing.
+ * Runs `fn` holding the cross-process lock `<target>.lock` (a directory, refreshed while held), where the
+ * target is the file `file` leads to (see {@link keystoreTarget}; under strict perms the path is judged
+ * before anything is made or removed). `fn` gets the lock to verify right before it replaces the file: a
+ * holder stopped for longer than the stale time (SIGSTOP, a suspended VM) may have lost it to another
+ * writer, and must then write nothing.
  */
 export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock) => Promise<T>, options: LockOptions = {}): Promise<T> {
-  await ensureKeystoreDir(file)
+  const strict = options.strictPerms !== false
+  let target: string
+  try {
+    // Judged before the lock is taken: taking it may remove a stale lock, in a directory others must not write.
+    target = await prepareTarget(file, strict)
+  } catch (error) {
+    throw isKeystoreError(error) ? error : ioError('lock keystore', file, error)
+  }
+
   const timeoutMs = options.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS
   const lockfile = await loadLockfile()
-  const lockfilePath = `${file}.lock`
+  // The file that gets replaced is locked, not the name given: two names for one keystore (a link and its
+  // target) must share one lock.
+  const lockfilePath = `${target}.lock`
   let compromised: Error | undefined
   const started = Date.now()
   let release: () => Promise<void>
   for (;;) {
     try {
       // eslint-disable-next-line no-await-in-loop -- waiting for the lock is sequential by nature
-      release = await lockfile.lock(file, {
+      release = await lockfile.lock(target, {
         fs: LOCK_FS,
         lockfilePath,
         onCompromised(error) {
@@ -396,14 +481,31 @@ export async function withKeystoreLock<T>(file: string, fn: (lock: KeystoreLock)
   await fs.rmdir(`${lockfilePath}.takeover`).catch(() => {})
   try {
     return await fn({
+      target,
       async verify() {
         if (!(await held())) throw lostLock(file)
+        const now = await judgedTarget(file, strict).catch((error: unknown) => {
+          throw isKeystoreError(error) ? error : ioError('write keystore', file, error)
+        })
+        if (now !== target) throw repointed(file, target)
       },
     })
   } finally {
     if (await held()) await release().catch(() => {})
     // Forget it without removing the directory, which is the new holder's.
-    else await lockfile.unlock(file, {fs: LOST_LOCK_FS, lockfilePath, realpath: false}).catch(() => {})
+    else await lockfile.unlock(target, {fs: LOST_LOCK_FS, lockfilePath, realpath: false}).catch(() => {})
     heldLocks.delete(lockfilePath)
+  }
+}
+
+/**
+ * The real path of the keystore file a write replaces (the target of a symbolic link), with its
+ * directories checked as a write checks them: for files kept beside the keystore (its audit trail).
+ */
+export async function keystoreTarget(file: string, options: ReadOptions = {}): Promise<string> {
+  try {
+    return await judgedTarget(file, options.strictPerms !== false)
+  } catch (error) {
+    throw isKeystoreError(error) ? error : ioError('find keystore', file, error)
   }
 }

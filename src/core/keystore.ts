@@ -5,11 +5,14 @@
  * lock from the read to the atomic write, so concurrent writers never lose each other's changes, and
  * writes only when something changed.
  */
+import {readFileHead, RefusedFileError} from './bounded-read.js'
+import {AuditRequest, AuditSession} from './audit.js'
 import {Argon2Params, DEFAULT_ARGON2, generateX25519KeyPair, X25519KeyPair, x25519KeyPairOf} from './crypto.js'
 import {assertValidKeyName, Entries, Entry, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
 import {EncodeLimitError, KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
 import {
+  AuditAnchor,
   checkArgon2Limits,
   encodeNative,
   EntryOrStored,
@@ -23,7 +26,7 @@ import {
   readNativeHeader,
   StoredValues,
 } from './format/native.js'
-import {MAX_KEYSTORE_BYTES, readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
+import {KeystoreLock, MAX_KEYSTORE_BYTES, readKeystoreFile, ReadOptions, withKeystoreLock, writeKeystoreFile} from './keystore-file.js'
 
 export type KeystoreFormat = 'beats-v1' | 'native'
 export const KEYSTORE_FORMATS: readonly KeystoreFormat[] = ['native', 'beats-v1']
@@ -53,6 +56,8 @@ export interface NewKeystoreSpec {
 
 export class Keystore {
   private dirty = false
+  /** names set, removed or given an expiry since the file was read, in order: what an audit line names */
+  private readonly touched = new Set<string>()
   /** the values box of the file read, once decrypted */
   private storedValues?: StoredValues
 
@@ -135,6 +140,57 @@ export class Keystore {
     return {created, updated}
   }
 
+  /** When the entry's value expires (ms since the epoch), or undefined when it does not. */
+  expiry(name: string): number | undefined {
+    if (!this.entries.has(name)) throw missingKey(name, this.path)
+    return this.meta.expires?.get(name)
+  }
+
+  /**
+   * Sets when the entry's value expires (undefined: never). Native only: Beats v1 has nowhere to keep it
+   * that the Go apm-server would not read as a secret.
+   */
+  setExpiry(name: string, at: number | undefined): void {
+    if (!this.entries.has(name)) throw missingKey(name, this.path)
+    if (at === undefined) {
+      if (!this.meta.expires?.delete(name)) return
+    } else {
+      if (this.currentFormat !== 'native') throw beatsHasNoExpiry(this.path)
+      if (!Number.isSafeInteger(at) || at <= 0) throw new TypeError('setExpiry: a whole number of ms since the epoch')
+      this.meta.expires ??= new Map()
+      this.meta.expires.set(name, at)
+      this.nativeVersion = NATIVE_VERSION
+    }
+
+    this.touched.add(name)
+    this.dirty = true
+  }
+
+  /** The names set, removed or given an expiry since the keystore was read, in that order. */
+  changedNames(): string[] {
+    return [...this.touched]
+  }
+
+  /** Where the audit trail ended at the last audited write (native only). */
+  get auditAnchor(): AuditAnchor | undefined {
+    return this.meta.audit
+  }
+
+  /**
+   * Records where the audit trail ends once this write's line is appended (written with the keystore).
+   * Beats v1 has no place for it: its trail is chained but anchored nowhere.
+   */
+  setAuditAnchor(anchor: AuditAnchor | undefined): void {
+    if (this.currentFormat !== 'native') return
+    if (anchor === undefined) {
+      delete this.meta.audit
+      return
+    }
+
+    this.meta.audit = {...anchor}
+    this.nativeVersion = NATIVE_VERSION
+  }
+
   /** Stores `value` under `name`. Refuses to replace an existing key unless `overwrite`. */
   set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
@@ -150,6 +206,9 @@ export class Keystore {
     }
     const now = Date.now()
     this.entries.set(name, {created: existing?.created ?? now, updated: now, value: Buffer.from(value)})
+    // An expiry belongs to a value: a new value has none until it is given one.
+    this.meta.expires?.delete(name)
+    this.touched.add(name)
     this.dirty = true
     return existing ? 'updated' : 'added'
   }
@@ -162,7 +221,12 @@ export class Keystore {
       throw new KeystoreError('ENOKEY', `key${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not found in ${this.path}; nothing was removed`)
     }
 
-    for (const name of names) this.entries.delete(name)
+    for (const name of names) {
+      this.entries.delete(name)
+      this.meta.expires?.delete(name)
+      this.touched.add(name)
+    }
+
     if (names.length > 0) this.dirty = true
   }
 
@@ -194,6 +258,8 @@ export class Keystore {
     if (format === 'beats-v1' && this.meta.hostKey) {
       throw new KeystoreError('EUNSUPPORTED', `keystore ${this.path} holds this host's key for sealed bundles, which Beats v1 cannot hold; keep it native`)
     }
+
+    if (format === 'beats-v1' && this.meta.expires?.size) throw beatsHasNoExpiry(this.path)
 
     this.currentFormat = format
     if (format === 'native') this.nativeVersion = NATIVE_VERSION
@@ -254,6 +320,14 @@ export function beatsHasNoHostKey(file: string): KeystoreError {
   return new KeystoreError(
     'EUNSUPPORTED',
     `keystore ${file} is in Beats v1 format, which cannot hold this host's key for sealed bundles; run "apm-server keystore upgrade" first (the Go apm-server can then no longer read it), or fill it with "apm-server keystore sync"`,
+  )
+}
+
+/** The refusal of an expiry on a Beats v1 keystore. */
+export function beatsHasNoExpiry(file: string): KeystoreError {
+  return new KeystoreError(
+    'EUNSUPPORTED',
+    `keystore ${file} is in Beats v1 format, which cannot hold an expiry; run "apm-server keystore upgrade" first (the Go apm-server can then no longer read it), or leave out --expires`,
   )
 }
 
@@ -337,52 +411,110 @@ export function newKeystore(file: string, spec: NewKeystoreSpec): Keystore {
 export interface UpdateOptions extends OpenOptions {
   /** when there is no keystore: create this one instead of failing */
   createIfMissing?: NewKeystoreSpec
+  /** record the change (or its refusal) in the audit trail beside the keystore (src/core/audit.ts) */
+  audit?: AuditRequest
 }
 
 /**
  * Locks the keystore, reads it, lets `change` modify it in memory, and writes it back atomically if
- * anything changed. Nothing is written if `change` throws.
+ * anything changed. Nothing is written if `change` throws. With `audit`, the change is appended to the
+ * audit trail first (a refusal too, once the lock is held), and the keystore records the trail's end.
  */
 export async function updateKeystore<T>(file: string, options: UpdateOptions, change: (keystore: Keystore) => Promise<T> | T): Promise<T> {
   return withKeystoreLock(
     file,
     async (lock) => {
       const data = await readKeystoreFile(file, options)
-      let keystore: Keystore
-      if (data !== undefined) keystore = await decode(file, data, options)
-      else if (options.createIfMissing) keystore = newKeystore(file, options.createIfMissing)
-      else throw noKeystore(file)
-      const result = await change(keystore)
-      if (keystore.changed) await writeKeystoreFile(file, await keystore.encode(), {beforeReplace: lock.verify, strictPerms: options.strictPerms})
-      return result
+      const audit = options.audit && new AuditSession(file, options.audit, options.strictPerms)
+      let keystore: Keystore | undefined
+      try {
+        if (data !== undefined) keystore = await decode(file, data, options)
+        else if (options.createIfMissing) keystore = newKeystore(file, options.createIfMissing)
+        else throw noKeystore(file)
+        const result = await change(keystore)
+        if (keystore.changed) await writeChange(keystore, lock, options, audit)
+        return result
+      } catch (error) {
+        if (audit && data !== undefined) await audit.recordRefusal(error, keystore, lock)
+        throw error
+      } finally {
+        await audit?.close()
+      }
     },
-    {timeoutMs: options.lockTimeoutMs},
+    {strictPerms: options.strictPerms, timeoutMs: options.lockTimeoutMs},
   )
 }
 
+/** The audit line (when audited), then the keystore: see src/core/audit.ts for why in this order. */
+async function writeChange(keystore: Keystore, lock: KeystoreLock, options: ReadOptions, audit: AuditSession | undefined): Promise<void> {
+  await audit?.prepare(keystore)
+  const data = await keystore.encode()
+  await audit?.commit(lock)
+  await writeKeystoreFile(keystore.path, data, {beforeReplace: lock.verify, strictPerms: options.strictPerms, target: lock.target})
+}
+
 /**
- * Creates an empty keystore. An existing file is an error unless `overwrite`.
+ * Creates an empty keystore. An existing keystore is an error unless `overwrite`; anything else at the
+ * path (see {@link whatIsAt}) is never replaced.
  */
 export async function createKeystore(
   file: string,
-  spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number; strictPerms?: boolean},
+  spec: NewKeystoreSpec & {overwrite?: boolean; lockTimeoutMs?: number; strictPerms?: boolean; audit?: AuditRequest},
 ): Promise<Keystore> {
   const keystore = newKeystore(file, spec)
-  const data = await keystore.encode()
+  // Built before the lock when there is no trail to anchor: a slow KDF then holds no other writer up.
+  const early = spec.audit ? undefined : await keystore.encode()
   await withKeystoreLock(
     file,
     async (lock) => {
-      // Existence only: an unreadable or damaged file may still be replaced with --force.
-      const exists = await readKeystoreFile(file, {strictPerms: false}).then(
-        (found) => found !== undefined,
-        () => true,
-      )
-      if (exists && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
-      await writeKeystoreFile(file, data, {beforeReplace: lock.verify, strictPerms: spec.strictPerms})
+      const existing = await whatIsAt(lock.target)
+      if (existing !== 'nothing' && !spec.overwrite) throw new KeystoreError('EEXISTS', `keystore ${file} already exists; use --force to overwrite it`)
+      if (existing !== 'nothing' && existing !== 'keystore') {
+        throw new KeystoreError(
+          'EFORMAT',
+          `${file} is not a keystore (${existing}) and create replaces only keystores; check keystore.path and --path.data, or move it away first`,
+        )
+      }
+
+      if (early) {
+        await writeKeystoreFile(file, early, {beforeReplace: lock.verify, strictPerms: spec.strictPerms, target: lock.target})
+        return
+      }
+
+      const audit = new AuditSession(file, spec.audit!, spec.strictPerms)
+      try {
+        await writeChange(keystore, lock, spec, audit)
+      } finally {
+        await audit.close()
+      }
     },
-    {timeoutMs: spec.lockTimeoutMs},
+    {strictPerms: spec.strictPerms, timeoutMs: spec.lockTimeoutMs},
   )
   return keystore
+}
+
+/** Enough of a file to tell either format by its first bytes. */
+const HEAD_BYTES = 16
+
+/**
+ * What `create` would replace: nothing, a keystore (native or Beats v1 by its first bytes; damaged or
+ * unreadable further on, it may still be replaced), or, in words, something else. `--force` replaced any
+ * file before, so a wrong or planted keystore.path made root replace a file of someone's choice; a file
+ * that does not start like a keystore was never written by a keystore tool, and removing it first is one
+ * deliberate command.
+ */
+async function whatIsAt(target: string): Promise<string> {
+  try {
+    const head = await readFileHead(target, HEAD_BYTES)
+    if (looksNative(head) || looksBeatsV1(head)) return 'keystore'
+    return head.length === 0 ? 'it is empty' : 'it does not start like a native or Beats v1 keystore'
+  } catch (error) {
+    // readFileHead refuses only what is not a regular file.
+    if (error instanceof RefusedFileError && error.refusal.reason === 'not-regular') return `it is ${error.refusal.type}`
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return 'nothing'
+    throw new KeystoreError('EIO', `cannot read ${target}: ${code}; check the path and its permissions`, {cause: error})
+  }
 }
 
 // Errors from format modules do not know the path; add it so every message names the file.

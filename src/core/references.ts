@@ -48,7 +48,15 @@ export interface LookupResult {
   sensitive?: boolean
   /** the source has the name but cannot give a usable value; the message names no secret */
   problem?: string
+  /** which source answered (the caller's label, e.g. "keystore"), for explaining where a value came from */
+  source?: string
 }
+
+/**
+ * Told of every name looked up: `found` when a source had it (with what the lookup returned), else
+ * `default` when the reference's default was used, or `missing`.
+ */
+export type LookupObserver = (name: string, outcome: 'default' | 'found' | 'missing', found?: LookupResult) => void
 
 /** Returns undefined when no source has the name. An empty value counts as unset. */
 export type Lookup = (name: string) => LookupResult | undefined
@@ -180,7 +188,7 @@ function literalName(parts: Part[]): string | undefined {
  * Resolves parsed parts. Every problem is collected (not only the first); a default is resolved only
  * when it is used.
  */
-export function resolveParts(parts: Part[], lookup: Lookup): Resolution {
+export function resolveParts(parts: Part[], lookup: Lookup, observe?: LookupObserver): Resolution {
   const problems: ReferenceProblem[] = []
   let sensitive = false
   let value = ''
@@ -190,7 +198,7 @@ export function resolveParts(parts: Part[], lookup: Lookup): Resolution {
       continue
     }
 
-    const resolved = resolveReference(part, lookup)
+    const resolved = resolveReference(part, lookup, observe)
     sensitive ||= resolved.sensitive
     problems.push(...resolved.problems)
     if (resolved.value !== undefined) value += resolved.value
@@ -199,17 +207,19 @@ export function resolveParts(parts: Part[], lookup: Lookup): Resolution {
   return problems.length > 0 ? {problems, sensitive} : {problems, sensitive, value}
 }
 
-function resolveReference(reference: Reference, lookup: Lookup): Resolution {
-  const name = resolveParts(reference.name, lookup)
+function resolveReference(reference: Reference, lookup: Lookup, observe?: LookupObserver): Resolution {
+  const name = resolveParts(reference.name, lookup, observe)
   if (name.value === undefined) return name
   const {sensitive} = name
   if (!REFERENCE_NAME.test(name.value)) return {problems: [{kind: 'bad-name', reference: reference.source}], sensitive}
   const found = lookup(name.value)
   const key = literalName(reference.name)
+  const usable = found !== undefined && (found.problem !== undefined || found.value !== '')
+  observe?.(name.value, usable ? 'found' : reference.fallback ? 'default' : 'missing', usable ? found : undefined)
   if (found?.problem !== undefined) return {problems: [{kind: 'lookup', message: found.problem, reference: reference.source}], sensitive}
   if (found && found.value !== '') return {problems: [], sensitive: sensitive || Boolean(found.sensitive), value: found.value}
   if (reference.fallback) {
-    const fallback = resolveParts(reference.fallback, lookup)
+    const fallback = resolveParts(reference.fallback, lookup, observe)
     return {...fallback, sensitive: sensitive || fallback.sensitive}
   }
 
@@ -221,8 +231,8 @@ function resolveReference(reference: Reference, lookup: Lookup): Resolution {
 }
 
 /** Parses and resolves `text`; syntax errors come back as problems of kind 'syntax'. */
-export function resolveTemplate(text: string, lookup: Lookup): Resolution {
+export function resolveTemplate(text: string, lookup: Lookup, observe?: LookupObserver): Resolution {
   const parsed = parseTemplate(text)
   if (parsed.errors.length > 0) return {problems: parsed.errors.map((message) => ({kind: 'syntax', message})), sensitive: false}
-  return resolveParts(parsed.parts, lookup)
+  return resolveParts(parsed.parts, lookup, observe)
 }

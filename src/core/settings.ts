@@ -2,11 +2,15 @@
  * Beats-style settings: nested or dotted YAML keys ("a.b: 1" and "a: {b: 1}" are the same setting),
  * and the `path.*` layout that decides where the keystore lives.
  */
+import {Stats} from 'node:fs'
 import path from 'node:path'
 
+import type {Node} from 'yaml'
+
 import {readRegularFile, RefusedFileError} from './bounded-read.js'
-import {KeystoreError} from './errors.js'
+import {isKeystoreError, KeystoreError} from './errors.js'
 import {resolveTemplate} from './references.js'
+import {checkTrustedConfigFile} from './trusted-path.js'
 
 export type Settings = Record<string, unknown>
 
@@ -52,20 +56,34 @@ export interface ResolvedPaths {
 /** Parses a YAML config file. The parser is loaded only when there is a file to parse. */
 export async function parseConfigText(text: string, file: string): Promise<Settings> {
   // yaml is CommonJS: its default export is the module in Node and in the bundle alike.
-  const {default: yaml} = await import('yaml')
+  const [{default: yaml}, {findKeyProblem}] = await Promise.all([import('yaml'), import('./yaml-keys.js')])
+  const lineCounter = new yaml.LineCounter()
+  // YAML 1.2 core schema: "on"/"yes" stay strings (YAML 1.1 would make them booleans). Only path
+  // settings are read here; the server's config loader keeps every value's source text. Keys are checked
+  // by findKeyProblem: the library's uniqueKeys is quadratic in the number of keys.
+  const doc = yaml.parseDocument(text, {lineCounter, prettyErrors: false, schema: 'core', uniqueKeys: false})
+  const refuse = (problem: string) => new KeystoreError('ECONFIG', `cannot parse config file ${file}: ${problem}; fix the YAML`)
+  if (doc.errors.length > 0) throw refuse(doc.errors[0].message.split('\n')[0])
+  const lineOf = (node: {range?: null | number[]} | null) => lineCounter.linePos(node?.range?.[0] ?? 0).line
+  const problem = findKeyProblem(doc.contents)
+  if (problem?.kind === 'duplicate') throw refuse(`key ${shortText(String(problem.key.value))} at line ${lineOf(problem.key)} is also at line ${lineOf(problem.first)} of the same mapping`)
+  if (problem) throw refuse(`the key at line ${lineOf(problem.key ?? (problem.pair.value as Node | null))} is not a plain name`)
   let parsed: unknown
   try {
-    // YAML 1.2 core schema: "on"/"yes" stay strings (YAML 1.1 would make them booleans). Only path
-    // settings are read here; the server's config loader keeps every value's source text.
-    parsed = yaml.parse(text, {prettyErrors: false, schema: 'core', uniqueKeys: true})
+    parsed = doc.toJS()
   } catch (error) {
-    const message = (error as Error).message.split('\n')[0]
-    throw new KeystoreError('ECONFIG', `cannot parse config file ${file}: ${message}; fix the YAML`)
+    // An alias expanding past maxAliasCount, say.
+    throw refuse((error as Error).message.split('\n')[0])
   }
 
   if (parsed === null || parsed === undefined) return {}
   if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new KeystoreError('ECONFIG', `config file ${file} is not a mapping of settings; fix the YAML`)
   return parsed as Settings
+}
+
+/** A name from a file, cut for a one-line message. */
+function shortText(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}...` : text
 }
 
 function stringSetting(settings: Settings | undefined, name: string, file: string): string | undefined {
@@ -78,12 +96,16 @@ function stringSetting(settings: Settings | undefined, name: string, file: strin
 /**
  * The config file's text, or undefined when there is none at the default path. A regular file only, read
  * without blocking and up to {@link MAX_CONFIG_BYTES}: every keystore command reads ./apm-server.yml when
- * there is one, so a FIFO or a device planted there must not hang or exhaust it.
+ * there is one, so a FIFO or a device planted there must not hang or exhaust it. Under strict perms it
+ * must be a file no other user could have written or swapped ({@link checkTrustedConfigFile}): root in a
+ * directory others can write read their apm-server.yml, whose keystore.path named a file of root's.
  */
-async function readConfigFile(file: string, explicit: boolean): Promise<string | undefined> {
+async function readConfigFile(file: string, explicit: boolean, strictPerms: boolean): Promise<string | undefined> {
   try {
-    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8')
+    const inspect = strictPerms ? (stat: Stats, fd: number) => checkTrustedConfigFile(file, stat, fd) : undefined
+    return (await readRegularFile(file, MAX_CONFIG_BYTES, inspect)).toString('utf8')
   } catch (error) {
+    if (isKeystoreError(error)) throw error
     if (error instanceof RefusedFileError) {
       const {refusal} = error
       if (refusal.reason === 'not-regular') throw new KeystoreError('ECONFIG', `config file ${file} is ${refusal.type}, not a regular file; point -c/--config at a file`)
@@ -97,18 +119,23 @@ async function readConfigFile(file: string, explicit: boolean): Promise<string |
   }
 }
 
+export interface ResolveOptions {
+  /** judge the config file as Beats' strict.perms does (see {@link checkTrustedConfigFile}); default true */
+  strictPerms?: boolean
+}
+
 /**
  * Works out home, config, data and keystore paths as Beats does: flags beat the config file, which
  * beats the defaults (`path.home` = the current directory, `path.data` = `${path.home}/data`,
  * keystore = `${path.data}/apm-server.keystore`).
  */
-export async function resolvePaths(flags: PathFlags, cwd: string = process.cwd()): Promise<ResolvedPaths> {
+export async function resolvePaths(flags: PathFlags, cwd: string = process.cwd(), options: ResolveOptions = {}): Promise<ResolvedPaths> {
   const homeFlag = flags['path.home'] ? path.resolve(cwd, flags['path.home']) : undefined
   const configDirFlag = flags['path.config'] ? path.resolve(cwd, flags['path.config']) : undefined
   const configBase = configDirFlag ?? homeFlag ?? cwd
   const configFile = path.resolve(configBase, flags.config ?? 'apm-server.yml')
   let settings: Settings | undefined
-  const text = await readConfigFile(configFile, Boolean(flags.config))
+  const text = await readConfigFile(configFile, Boolean(flags.config), options.strictPerms !== false)
   if (text !== undefined) settings = await parseConfigText(text, configFile)
   // Path settings may use the environment and ${path.*} (not the keystore: they decide where it is),
   // exactly as the server's config loader resolves them.

@@ -28,6 +28,8 @@ export interface SyncOptions extends UpdateOptions {
   prune?: boolean
   /** change nothing: only say what a sync would change */
   check?: boolean
+  /** when the keys added or updated expire, ms since the epoch */
+  expires?: number
 }
 
 /**
@@ -50,7 +52,11 @@ export async function syncKeystore(file: string, dir: string, options: SyncOptio
     return diffSync(exists ? await openKeystore(file, options) : undefined, files, options.prune ?? false)
   }
 
-  return updateKeystore(file, options, (keystore) => applySync(keystore, files, options.prune ?? false))
+  return updateKeystore(file, options, (keystore) => {
+    const changes = applySync(keystore, files, options.prune ?? false)
+    if (options.expires !== undefined) for (const name of [...changes.added, ...changes.updated]) keystore.setExpiry(name, options.expires)
+    return changes
+  })
 }
 
 /** What a sync of `files` would change in `keystore` (undefined: none yet). */

@@ -54,7 +54,7 @@ type Refusal = 'evicted' | 'per address' | 'total'
 /** Counts connections without the token, in all and per address, and refuses those past their share. */
 export class ConnectionGate {
   /** connections that have not presented the token, by remote address and port, oldest first */
-  private readonly pending = new Map<string, {address: string; socket: Socket}>()
+  private readonly withoutToken = new Map<string, {address: string; socket: Socket}>()
   private readonly perAddress = new Map<string, number>()
   private readonly refused = new Map<Refusal, number>()
   private logTimer: NodeJS.Timeout | undefined
@@ -69,23 +69,31 @@ export class ConnectionGate {
     const address = addressOf(socket)
     const own = this.perAddress.get(address) ?? 0
     if (own >= Math.max(1, Math.floor(this.cap * ADDRESS_SHARE))) return this.refuse('per address')
-    if (this.pending.size >= Math.max(1, Math.floor(this.cap * UNAUTHENTICATED_SHARE))) {
-      const [oldestKey, oldest] = this.pending.entries().next().value!
+    if (this.withoutToken.size >= Math.max(1, Math.floor(this.cap * UNAUTHENTICATED_SHARE))) {
+      const [oldestKey, oldest] = this.withoutToken.entries().next().value!
       this.settle(oldestKey)
       oldest.socket.destroy()
       this.refuse('evicted')
     }
 
     const key = keyOf(socket)
-    this.pending.set(key, {address, socket})
+    this.withoutToken.set(key, {address, socket})
     this.perAddress.set(address, own + 1)
     socket.once('close', () => this.settle(key))
     return true
   }
 
-  /** A request on `socket` (or the TLS socket over it) presented the secret token: the connection no longer counts as without it. */
-  authenticated(socket: Socket): void {
-    this.settle(keyOf(socket))
+  /**
+   * A request on `socket` (or the TLS socket over it, or an HTTP/2 session's) presented the secret token:
+   * the connection no longer counts as without it. True the first time.
+   */
+  authenticated(socket: Socket): boolean {
+    return this.settle(keyOf(socket))
+  }
+
+  /** The connection of `socket` has not presented the token. */
+  pending(socket: Socket): boolean {
+    return this.withoutToken.has(keyOf(socket))
   }
 
   /**
@@ -94,7 +102,7 @@ export class ConnectionGate {
    * timeout on a socket), it is kept idle only {@link UNAUTHENTICATED_IDLE_MS}.
    */
   answered(socket: Socket): void {
-    if (socket.destroyed || !socket.timeout || !this.pending.has(keyOf(socket))) return
+    if (socket.destroyed || !socket.timeout || !this.withoutToken.has(keyOf(socket))) return
     socket.setTimeout(UNAUTHENTICATED_IDLE_MS)
   }
 
@@ -103,13 +111,14 @@ export class ConnectionGate {
     this.refuse('total')
   }
 
-  private settle(key: string): void {
-    const address = this.pending.get(key)?.address
-    if (address === undefined) return
-    this.pending.delete(key)
+  private settle(key: string): boolean {
+    const address = this.withoutToken.get(key)?.address
+    if (address === undefined) return false
+    this.withoutToken.delete(key)
     const left = (this.perAddress.get(address) ?? 1) - 1
     if (left > 0) this.perAddress.set(address, left)
     else this.perAddress.delete(address)
+    return true
   }
 
   /** Counts a refusal; the first of a quiet spell is logged at once, the rest of the next 10 s in one line. */
@@ -132,7 +141,7 @@ export class ConnectionGate {
     this.refused.clear()
     const total = Object.values(counts).reduce((sum, count) => sum + count, 0)
     this.logger.warn(
-      {cap: this.cap, refused: counts, unauthenticated: this.pending.size},
+      {cap: this.cap, refused: counts, unauthenticated: this.withoutToken.size},
       `refused or closed ${total} connection${total === 1 ? '' : 's'} past the connection caps (${this.cap} in all, half of them without the secret token, a sixteenth of them per address); raise the open-files limit (ulimit -n) for more`,
     )
   }

@@ -36,7 +36,7 @@ export async function serve(options: ServeOptions): Promise<void> {
   process.on('SIGHUP', ignoreHangup)
   const loaded = await options.load()
   logger = createLogger({format: options.logFormat, level: options.logLevel ?? loaded.config.logLevel})
-  const server = await startServer(loaded.config, logger)
+  const server = await startServer(loaded.config, logger, {shutdownTimeoutMs: loaded.config.shutdownTimeoutMs})
   // Signal handlers first, then the log lines: whoever acts on a line (a supervisor, a test) may
   // send SIGTERM at once, and it must find a graceful stop, not the default kill.
   const serving = serveUntilSignal(server, logger, new Reloads({load: options.load, logger, server, started: loaded}))
@@ -178,7 +178,7 @@ class Reloads {
     })
     this.current = attempt
     this.givenUp = false
-    Promise.race([attempt, deadline])
+    const applied = Promise.race([attempt, deadline])
       .then((next) => {
         if (this.stopped) return
         if (next !== 'timeout') return this.apply(next)
@@ -190,23 +190,22 @@ class Reloads {
         this.failed(error instanceof ConfigError ? error.problems : [(error as Error).message], (error as KeystoreError).code)
       })
       .finally(() => clearTimeout(timer))
-    attempt
-      .catch(() => {})
-      .finally(() => {
-        this.current = undefined
-        if (this.stopped) return
-        if (this.givenUp) logger.warn('the reload given up earlier has ended; its result is dropped')
-        if (this.again) {
-          this.again = false
-          this.start()
-        }
-      })
+    // The reload runs until both the load and its application (the output's check of new credentials) ended.
+    void Promise.allSettled([attempt, applied]).finally(() => {
+      this.current = undefined
+      if (this.stopped) return
+      if (this.givenUp) logger.warn('the reload given up earlier has ended; its result is dropped')
+      if (this.again) {
+        this.again = false
+        this.start()
+      }
+    })
   }
 
-  private apply(next: LoadedConfig): void {
+  private async apply(next: LoadedConfig): Promise<void> {
     const {logger, server, started} = this.context
     for (const warning of next.warnings) logger.warn(warning)
-    server.reload(next.config)
+    await server.reload(next.config)
     this.applied = asRunning(next, started.config)
     warnAboutTransport(next, logger)
     logger.info({file: next.file}, 'configuration reloaded')

@@ -1,10 +1,13 @@
 /**
  * The listener: HTTP, or HTTPS with the configured certificate and key, on `apm-server.host`; its open
- * connections tracked for shutdown and held to the caps of ./connections.ts. Agents reuse connections
- * between requests, so idle ones are kept for 45 s, Go's default (5 s without the token); a request's
- * headers must come within 10 s.
+ * connections tracked for shutdown and held to the caps of ./connections.ts (HTTP/2 ones included).
+ * Agents reuse connections between requests, so idle ones are kept for 45 s, Go's default (5 s without
+ * the token); a request's headers must come within 10 s. HTTP/2 (OTLP over gRPC) shares the port:
+ * ./h2.ts takes the connections that speak it (ALPN h2 with TLS, the HTTP/2 preface without) and leaves
+ * HTTP/1.1 to the server here.
  */
 import http, {IncomingMessage, ServerResponse} from 'node:http'
+import type http2 from 'node:http2'
 import https from 'node:https'
 import type {AddressInfo, Socket} from 'node:net'
 import tls from 'node:tls'
@@ -13,6 +16,7 @@ import {readRegularFileSync, RefusedFileError} from '../core/bounded-read.js'
 import {KeystoreError} from '../core/errors.js'
 import type {ServerConfig} from './config/server-config.js'
 import {ConnectionGate, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS} from './connections.js'
+import {addHttp2, ALPN_PROTOCOLS, Http2Side} from './h2.js'
 import type {Logger} from './logger.js'
 import {keyCostProblem} from './tls-key-cost.js'
 
@@ -24,9 +28,13 @@ export interface TlsMaterial {
 
 export interface Listener {
   server: http.Server | https.Server
-  /** every open connection (with TLS, the TCP sockets under the TLS ones) */
+  /** every open connection (with TLS, the TCP sockets under the TLS ones), HTTP/2 ones included */
   sockets: Set<Socket>
+  /** the HTTP/2 side: its connections, and how to ask them to finish */
+  http2: Http2Side
 }
+
+export type StreamHandler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void
 
 /** "host:port", "[v6]:port" or ":port" (all interfaces). */
 export function parseHost(host: string): {hostname: string; port: number} {
@@ -75,7 +83,13 @@ export function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
 /** An idle connection with the token is kept this long between requests (Go's default). */
 const KEEP_ALIVE_MS = 45_000
 
-export function createListener(material: TlsMaterial | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void, logger: Logger, gate?: ConnectionGate): Listener {
+export function createListener(
+  material: TlsMaterial | undefined,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  onStream: StreamHandler,
+  logger: Logger,
+  gate?: ConnectionGate,
+): Listener {
   const options = {connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS}
   // Registered after Node's own 'finish' listener, which sets the keep-alive timeout the gate shortens.
   const serve = gate
@@ -84,15 +98,18 @@ export function createListener(material: TlsMaterial | undefined, handler: (req:
         handler(req, res)
       }
     : handler
-  const server = material ? https.createServer({...options, ...material}, serve) : http.createServer(options, serve)
+  const server = material ? https.createServer({...options, ...material, ALPNProtocols: ALPN_PROTOCOLS}, serve) : http.createServer(options, serve)
   const sockets = new Set<Socket>()
   server.keepAliveTimeout = KEEP_ALIVE_MS
   server.headersTimeout = HEADERS_TIMEOUT_MS
+  // Every TCP connection, HTTP/1 or HTTP/2, counts against the caps.
   if (gate) {
     server.maxConnections = gate.cap
     server.on('drop', () => gate.dropped())
   }
 
+  // A new connection has as long to show which protocol it speaks as to send its headers.
+  const side = addHttp2(server, material !== undefined, onStream, HEADERS_TIMEOUT_MS, gate)
   server.on('connection', (socket: Socket) => {
     if (gate && !gate.admit(socket)) return void socket.destroy()
     sockets.add(socket)
@@ -101,7 +118,7 @@ export function createListener(material: TlsMaterial | undefined, handler: (req:
   server.on('tlsClientError', (error: Error & {code?: string}, socket: Socket) => {
     logger.debug({'error.code': error.code, 'error.message': error.message, 'source.address': socket.remoteAddress}, 'TLS handshake failed')
   })
-  return {server, sockets}
+  return {http2: side, server, sockets}
 }
 
 /** Listens on `config.host`; ECONFIG saying why when it cannot. Later server errors are logged. */

@@ -76,5 +76,6 @@ export async function shutdown(server: http.Server, sockets: ReadonlySet<Socket>
     }),
   ])
   clearTimeout(timer)
-  await context.output.close()
+  // An output waiting for its store (Redis) tries until the same bound, then counts what it could not publish.
+  await context.output.close(deadline)
 }

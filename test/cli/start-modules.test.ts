@@ -30,10 +30,13 @@ const START_SOURCES = new Set([
   // keystore add's value gathering (it was in add.ts, a command module, before it moved)
   'src/cli/values.ts',
   'src/core/agent-settings.ts',
+  // the audit trail's writer and the expiry rules, used by every writing command (issue 16)
+  'src/core/audit.ts',
   'src/core/bounded-read.ts',
   'src/core/crypto.ts',
   'src/core/entries.ts',
   'src/core/errors.ts',
+  'src/core/expiry.ts',
   'src/core/format/beats-v1.ts',
   'src/core/format/json-guard.ts',
   'src/core/format/native.ts',
@@ -42,6 +45,8 @@ const START_SOURCES = new Set([
   'src/core/password-env.ts',
   'src/core/references.ts',
   'src/core/settings.ts',
+  // the strict-perms walk of the keystore path and the config file, before anything is read
+  'src/core/trusted-path.ts',
 ])
 /** Command classes are declarative (flags, summary) and all start with the CLI: oclif needs the class. */
 const COMMAND_SOURCE = /^src\/commands\/[\w/-]+\.ts$/
@@ -189,6 +194,16 @@ describe('what a keystore command loads at start (the built CLI)', function () {
       `${files[1]} holds more than the lock library`,
     )
 
+    assert.deepEqual(unexpected({...trace, compiled: trace.compiled.slice(0, 1)}, ['bin/run.js', 'dist/cli.js', 'package.json']), [])
+  })
+
+  it('keystore run -- true also loads its own file (the child, its environment, the masker), and nothing else outside the start set', async () => {
+    const {stdout, trace} = await traced(['keystore', 'run', '--', 'true'])
+    assert.equal(stdout, '')
+    const files = trace.compiled.map((file) => relative(file))
+    assert.equal(files[0], 'dist/cli.cjs')
+    assert.equal(files.length, 2, `compiled ${files.join(', ')}`)
+    assert.deepEqual(bundledModules(path.join(ROOT, files[1])).sort(), ['src/cli/child-env.ts', 'src/cli/run-child.ts', 'src/core/masker.ts'])
     assert.deepEqual(unexpected({...trace, compiled: trace.compiled.slice(0, 1)}, ['bin/run.js', 'dist/cli.js', 'package.json']), [])
   })
 })

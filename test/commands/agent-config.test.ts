@@ -12,7 +12,7 @@ const URL_FLAGS = ['--server-url', 'https://apm.example.com:8200', '--ca-cert', 
 const RUM_NOTE =
   'note: RUM (browser) agents must not get the secret token: anyone can read it from the page; let them in with anonymous access (apm-server.auth.anonymous) instead\n'
 
-type Agent = 'dotnet' | 'go' | 'java' | 'nodejs' | 'php' | 'python' | 'ruby'
+type Agent = 'dotnet' | 'go' | 'java' | 'nodejs' | 'otel' | 'php' | 'python' | 'ruby'
 
 /** One row per agent per format: the exact block printed for `URL_FLAGS`. */
 const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'file'; block: string[]}> = [
@@ -201,6 +201,36 @@ const TEXT_ROWS: Array<{agent: Agent; format: 'env' | 'file'; block: string[]}> 
     ],
     format: 'file',
   },
+  {
+    agent: 'otel',
+    block: [
+      '# OpenTelemetry agent: environment variables',
+      "export OTEL_EXPORTER_OTLP_HEADERS='Authorization=Bearer%20<APM_SECRET_TOKEN>'",
+      'export OTEL_EXPORTER_OTLP_ENDPOINT=https://apm.example.com:8200',
+      'export OTEL_EXPORTER_OTLP_CERTIFICATE=/etc/apm-server/ca.pem',
+      'export OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf',
+      "export OTEL_SERVICE_NAME='<SERVICE_NAME>'",
+      '# OTEL_EXPORTER_OTLP_HEADERS holds the token percent-encoded, as the OpenTelemetry SDK specification requires ("Bearer <token>" is written Bearer%20<token>)',
+      '# the same URL takes OTLP over gRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc',
+    ],
+    format: 'env',
+  },
+  {
+    agent: 'otel',
+    block: [
+      '# OpenTelemetry agent: otel-collector.yaml',
+      'exporters:',
+      '  otlp/apm-server:',
+      '    endpoint: "apm.example.com:8200"',
+      '    headers:',
+      '      Authorization: "Bearer ${env:APM_SECRET_TOKEN}"',
+      '    tls:',
+      '      ca_file: "/etc/apm-server/ca.pem"',
+      '# an OpenTelemetry Collector: add otlp/apm-server to the exporters of its service.pipelines (traces, metrics, logs); it sends OTLP over gRPC',
+      '# the Collector takes the token from its own environment: set APM_SECRET_TOKEN there (apm-server keystore show APM_SECRET_TOKEN); the file never holds it',
+    ],
+    format: 'file',
+  },
 ]
 
 /** One row per agent for the JSON form: every setting as kind:name, env first, in role order. */
@@ -258,6 +288,14 @@ const JSON_ROWS: Array<{agent: Agent; configFile: null | string; settings: strin
       'config:secret_token', 'config:server_url', 'config:server_ca_cert_file', 'config:verify_server_cert',
     ],
   },
+  {
+    agent: 'otel',
+    configFile: 'otel-collector.yaml',
+    settings: [
+      'env:OTEL_EXPORTER_OTLP_HEADERS', 'env:OTEL_EXPORTER_OTLP_ENDPOINT', 'env:OTEL_EXPORTER_OTLP_CERTIFICATE', 'env:OTEL_EXPORTER_OTLP_PROTOCOL', 'env:OTEL_SERVICE_NAME',
+      'config:exporters.otlp/apm-server.headers.Authorization', 'config:exporters.otlp/apm-server.endpoint', 'config:exporters.otlp/apm-server.tls.ca_file',
+    ],
+  },
 ]
 
 interface Setting {
@@ -278,7 +316,7 @@ interface Document {
 
 /** Splits the text output into one block per agent, keyed by agent name (blocks are in table order). */
 function blocksOf(stdout: string): Map<string, string[]> {
-  const order = ['go', 'java', 'dotnet', 'nodejs', 'php', 'python', 'ruby']
+  const order = ['go', 'java', 'dotnet', 'nodejs', 'php', 'python', 'ruby', 'otel']
   const blocks = stdout.replace(/\n$/, '').split('\n\n')
   assert.equal(blocks.length, order.length, stdout)
   return new Map(blocks.map((block, i) => [order[i], block.split('\n')]))
@@ -327,6 +365,14 @@ describe('apm-server agent-config', () => {
         assert.ok(entry, `no ${agent} in ${outputs.json.stdout}`)
         assert.equal(entry.configFile, configFile)
         assert.deepEqual(entry.settings.map(({kind, name}) => `${kind}:${name}`), settings)
+        if (agent === 'otel') {
+          assert.deepEqual(
+            entry.settings.map(({value}) => value),
+            ['Authorization=Bearer%20<APM_SECRET_TOKEN>', 'https://apm.example.com:8200', '/etc/apm-server/ca.pem', 'http/protobuf', '<SERVICE_NAME>', 'Bearer ${env:APM_SECRET_TOKEN}', 'apm.example.com:8200', '/etc/apm-server/ca.pem'],
+          )
+          return
+        }
+
         const values = Object.fromEntries(entry.settings.map(({role, value}) => [role, value]))
         assert.deepEqual(values, {
           ...(agent === 'java' || agent === 'php' ? {} : {'ca-cert': '/etc/apm-server/ca.pem'}),
@@ -351,7 +397,7 @@ describe('apm-server agent-config', () => {
     it('--json and --format json print the same document, in agent order, with the RUM note and no secret', () => {
       const document = JSON.parse(outputs.json.stdout) as Document
       assert.deepEqual(JSON.parse(outputs.jsonFlag.stdout), document)
-      assert.deepEqual(document.agents.map(({agent}) => agent), ['go', 'java', 'dotnet', 'nodejs', 'php', 'python', 'ruby'])
+      assert.deepEqual(document.agents.map(({agent}) => agent), ['go', 'java', 'dotnet', 'nodejs', 'php', 'python', 'ruby', 'otel'])
       assert.equal(document.serverUrl, 'https://apm.example.com:8200')
       assert.equal(document.tokenKey, 'APM_SECRET_TOKEN')
       assert.equal(document.secretShown, false)
@@ -409,7 +455,7 @@ describe('apm-server agent-config', () => {
 
   describe('bad input exits 2 with one error line', () => {
     const rows: Array<{args: string[]; stderr: string}> = [
-      {args: ['--agent', 'cobol'], stderr: 'error: expected --agent=cobol to be one of: go, java, dotnet, nodejs, php, python, ruby; see --help\n'},
+      {args: ['--agent', 'cobol'], stderr: 'error: expected --agent=cobol to be one of: go, java, dotnet, nodejs, php, python, ruby, otel; see --help\n'},
       {args: ['--format', 'toml'], stderr: 'error: expected --format=toml to be one of: env, file, yaml, json; see --help\n'},
       {args: ['--server-url', 'apm:8200'], stderr: 'error: server url "apm:8200" is not http or https; give a url such as https://localhost:8200\n'},
       {args: ['--server-url', 'not a url'], stderr: 'error: invalid server url "not a url"; give an absolute url such as https://localhost:8200\n'},
@@ -495,6 +541,17 @@ describe('apm-server agent-config', () => {
       const line = blocksOf(env.stdout).get('go')![1]
       const seen = execFileSync('/bin/sh', ['-c', `${line}; printf %s "$ELASTIC_APM_SECRET_TOKEN"`], {encoding: 'utf8'})
       assert.equal(seen, HOSTILE)
+    })
+
+    it('otel: the header, read by a shell and percent-decoded as the SDKs decode it, is Authorization: Bearer <token>; the Collector file names the variable, never the token', () => {
+      const line = blocksOf(env.stdout).get('otel')![1]
+      const seen = execFileSync('/bin/sh', ['-c', `${line}; printf %s "$OTEL_EXPORTER_OTLP_HEADERS"`], {encoding: 'utf8'})
+      const [name, value] = seen.split('=')
+      assert.deepEqual([name, decodeURIComponent(value)], ['Authorization', `Bearer ${HOSTILE}`])
+      assert.match(seen, /^Authorization=Bearer%20[\w%.~*()!'-]+$/, 'nothing a header list or a shell would split on')
+      const collector = blocksOf(file.stdout).get('otel')!
+      assert.equal(parseYaml(collector.join('\n')).exporters['otlp/apm-server'].headers.Authorization, 'Bearer ${env:APM_SECRET_TOKEN}')
+      assert.equal(file.stdout.includes(HOSTILE), false)
     })
 
     it('config forms: parsed back by YAML (after ERB), JSON and JavaScript; properties escaped; php.ini refuses', () => {

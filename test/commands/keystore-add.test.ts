@@ -274,6 +274,6 @@ describe('apm-server keystore add', () => {
     assertRun(await ks(['add', 'A', '--stdin', '--strict.perms=false'], {input: 'a'}), {code: 0, stderr: ''})
     assert.equal(modeOf(file), 0o600)
     assert.notEqual(statSync(file).ino, ino, 'the file was rewritten in place, not replaced atomically')
-    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'])
   })
 })

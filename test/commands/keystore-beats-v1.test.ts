@@ -60,7 +60,7 @@ describe('apm-server keystore: Beats v1 files against the independent Python imp
     assertRun(dotted, {code: 0, stderr: '', stdout: 'id:key'})
     assertRun(json, {code: 0, stderr: ''})
     // Beats v1 records no times
-    assert.deepEqual(JSON.parse(json.stdout), {bytes: 12, created: null, key: 'APM_SECRET_TOKEN', updated: null})
+    assert.deepEqual(JSON.parse(json.stdout), {bytes: 12, created: null, expires: null, key: 'APM_SECRET_TOKEN', updated: null})
   })
 
   it('add and remove on a Python-written file keep it Beats v1, mode 0600, and Python still reads the right contents', async () => {
@@ -72,7 +72,7 @@ describe('apm-server keystore: Beats v1 files against the independent Python imp
     assert.equal(readFileSync(file).subarray(0, 2).toString('latin1'), 'v1')
     assert.equal(modeOf(file), 0o600)
     assert.deepEqual(readBeatsV1WithPython(file), {KEEP: Buffer.from('kept'), NEW_BIN: ALL_BYTES, OLD: Buffer.from('replaced')})
-    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'])
   })
 
   it('create --format beats-v1 writes a file Python reads (empty, then with all 256 byte values); 0600', async () => {

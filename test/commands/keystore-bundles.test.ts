@@ -305,7 +305,7 @@ describe('apm-server keystore recipient, seal, import', () => {
       // eslint-disable-next-line no-await-in-loop -- the import completes
       const again = await ks(['import', bundle, '--path.data', host1])
       assert.equal(again.code, 0, again.stderr)
-      assert.deepEqual(namesIn(host1), ['apm-server.keystore'])
+      assert.deepEqual(namesIn(host1), ['apm-server.keystore', 'apm-server.keystore.audit'])
       // eslint-disable-next-line no-await-in-loop -- the host key survived
       assert.equal(await recipientOf(host1), r1)
     }

@@ -3,6 +3,7 @@ import {spawn} from 'node:child_process'
 import path from 'node:path'
 import {pathToFileURL} from 'node:url'
 
+import {readAuditTrail} from '../../src/core/audit-verify.js'
 import {createKeystore, openKeystore} from '../../src/core/keystore.js'
 import {cleanEnv, makeTempDir, ROOT, runCli} from '../helpers/cli.js'
 import {assertRun, CHEAP_KDF, defaultKeystore, modeOf, namesIn, passwordOf} from '../helpers/keystore.js'
@@ -50,7 +51,8 @@ function runCoreWorker(file: string, processIndex: number, password: string | un
   })
 }
 
-async function assertAllKeys(file: string, password: string | undefined): Promise<void> {
+/** Every key present, the keystore 0600, nothing left over; through the CLI, one audit line per process, the trail intact. */
+async function assertAllKeys(file: string, password: string | undefined, audited: boolean): Promise<void> {
   const keystore = await openKeystore(file, {password: passwordOf(password ?? '')})
   const expected: string[] = []
   for (let p = 0; p < PROCESSES; p++) for (let k = 0; k < KEYS_EACH; k++) expected.push(keyName(p, k))
@@ -62,7 +64,14 @@ async function assertAllKeys(file: string, password: string | undefined): Promis
   assert.equal(keystore.passwordProtected, password !== undefined)
   assert.equal(modeOf(file), 0o600)
   // no lock directory, no temp file
-  assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+  assert.deepEqual(namesIn(path.dirname(file)), audited ? ['apm-server.keystore', 'apm-server.keystore.audit'] : ['apm-server.keystore'])
+  if (!audited) return
+  const trail = await readAuditTrail(file, {password: passwordOf(password ?? '')})
+  assert.equal(trail.problem, undefined)
+  assert.deepEqual(
+    trail.entries.map((entry) => [entry.confirmed, entry.record?.keys.length]),
+    Array.from({length: PROCESSES}, () => [true, KEYS_EACH]),
+  )
 }
 
 describe('apm-server keystore: concurrent adds from several processes', () => {
@@ -86,7 +95,7 @@ describe('apm-server keystore: concurrent adds from several processes', () => {
         }),
       )
       for (const run of runs) assertRun(run, {code: 0, stderr: ''})
-      await assertAllKeys(file, password)
+      await assertAllKeys(file, password, true)
     })
   }
 
@@ -95,6 +104,6 @@ describe('apm-server keystore: concurrent adds from several processes', () => {
     await createKeystore(file, {format: 'native'})
     const runs = await Promise.all(Array.from({length: PROCESSES}, (_, p) => runCoreWorker(file, p, undefined)))
     for (const run of runs) assert.deepEqual(run, {code: 0, stderr: ''})
-    await assertAllKeys(file, undefined)
+    await assertAllKeys(file, undefined, false)
   })
 })

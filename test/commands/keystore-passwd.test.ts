@@ -42,7 +42,7 @@ describe('apm-server keystore passwd', () => {
     assert.deepEqual(await inspectKeystore(file), {format: 'native', passwordProtected: false})
     assert.deepEqual((await openKeystore(file)).get('ALL_BYTES'), ALL_BYTES)
     assert.equal(modeOf(file), 0o600)
-    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'])
   })
 
   it('--remove: --json shape; on a keystore without a password it is a no-op that says so', async () => {

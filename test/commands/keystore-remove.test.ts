@@ -29,7 +29,7 @@ describe('apm-server keystore remove', () => {
     assert.deepEqual(JSON.parse(json.stdout), {path: file, removed: ['B', 'C']})
     assert.deepEqual((await openKeystore(file)).keys(), ['D'])
     assert.equal(modeOf(file), 0o600)
-    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'])
   })
 
   it('all or nothing: any missing key -> exit 1 naming the missing ones, and nothing removed', async () => {

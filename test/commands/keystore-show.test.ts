@@ -31,6 +31,7 @@ describe('apm-server keystore show', () => {
     assert.deepEqual(JSON.parse(json.stdout), {
       bytes: 14,
       created: new Date(created).toISOString(),
+      expires: null,
       key: 'TOKEN',
       updated: new Date(updated).toISOString(),
     })

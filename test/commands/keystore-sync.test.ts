@@ -96,7 +96,7 @@ describe('apm-server keystore sync', () => {
       assert.notEqual(before, aged)
       assert.equal(identity(at), aged, `${format} ${password ? 'with' : 'without'} password: rewritten`)
       assert.deepEqual(readFileSync(at), bytes)
-      assert.deepEqual(namesIn(data), ['apm-server.keystore'], 'no lock or temp file left')
+      assert.deepEqual(namesIn(data), ['apm-server.keystore', 'apm-server.keystore.audit'], 'no lock or temp file left')
       // eslint-disable-next-line no-await-in-loop -- checked per format
       assert.deepEqual(await inspectKeystore(at), {format, passwordProtected: password !== undefined})
     }
@@ -249,7 +249,7 @@ describe('apm-server keystore sync', () => {
       // eslint-disable-next-line no-await-in-loop -- the next sync completes the change
       const next = await ks(['sync', secrets, '--prune'])
       assert.equal(next.code, 0, next.stderr)
-      assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'], 'the next sync left the directory clean')
+      assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'], 'the next sync left the directory clean')
     }
 
     assert.ok(outcomes.before > 0, `no kill landed before the rename: ${JSON.stringify(outcomes)}`)

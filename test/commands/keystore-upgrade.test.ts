@@ -29,7 +29,7 @@ describe('apm-server keystore upgrade', () => {
     assert.deepEqual(keystore.get('ALL_BYTES'), ALL_BYTES)
     assert.deepEqual(keystore.get('es.password'), Buffer.from('changeme\n'))
     assert.equal(modeOf(file), 0o600)
-    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore'])
+    assert.deepEqual(namesIn(path.dirname(file)), ['apm-server.keystore', 'apm-server.keystore.audit'])
   })
 
   it('native: rewritten with a fresh salt and nonce, password and entries kept; --json shape', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import {chmodSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 import {createKeystore, updateKeystore} from '../../src/core/keystore.js'
@@ -135,5 +136,40 @@ describe('apm-server test config', () => {
       stderr: `error: config file ${path.join(cwd, 'missing.yml')} does not exist; check the -c/--config path\n`,
       stdout: '',
     })
+  })
+
+  it('--explain: the keystore (path, format, protection, owner, mode) and every ${KEY} with its setting, file:line and source; never a value', async () => {
+    await makeKeystore(PASSWORD)
+    writeFileSync(configFile, 'apm-server:\n  host: "${HOST:localhost:8200}"\n  auth.secret_token: "${APM_TOKEN}"\n  rum.allow_origins: ["${ORIGIN}"]\n  ssl.key_passphrase: "${NOWHERE}"\n')
+    const keystore = defaultKeystore(cwd)
+    const uid = process.getuid!()
+    const owner = uid === 0 ? 'root (uid 0)' : `${os.userInfo().username} (uid ${uid})`
+    const env = {APM_SERVER_KEYSTORE_PASSWORD: PASSWORD, APM_TOKEN: 'env-token', ORIGIN: 'https://o.example'}
+    const result = await runCli(['test', 'config', '--explain'], {cwd, env})
+    assertRun(result, {
+      code: 1,
+      stderr:
+        `warning: ${configFile}:3: apm-server.auth.secret_token: \${APM_TOKEN} is set in both the keystore and the environment; the keystore's value is used (as in Beats): remove the one you do not mean\n` +
+        `error: ${configFile}:5: apm-server.ssl.key_passphrase: \${NOWHERE} is not set in the keystore or the environment; add it with "apm-server keystore add NOWHERE" or set the environment variable NOWHERE\n`,
+      stdout: [
+        `Keystore ${keystore}: native version 2, password protected, owner ${owner}, mode 0600`,
+        `\${HOST} in apm-server.host at ${configFile}:2: from its default (the reference's \${KEY:default})`,
+        `\${APM_TOKEN} in apm-server.auth.secret_token at ${configFile}:3: from the keystore (also set in the environment; the keystore wins)`,
+        `\${ORIGIN} in apm-server.rum.allow_origins[0] at ${configFile}:4: from the environment`,
+        `\${NOWHERE} in apm-server.ssl.key_passphrase at ${configFile}:5: from nowhere (missing)`,
+        '',
+      ].join('\n'),
+    })
+    assertNoSecret(result)
+    const json = await runCli(['test', 'config', '--explain', '--json'], {cwd, env})
+    assert.equal(json.code, 1)
+    const {explain} = JSON.parse(json.stdout)
+    assert.deepEqual(explain.keystore, {exists: true, format: 'native', mode: '0600', passwordProtected: true, path: keystore, uid, user: owner.split(' ')[0], version: 2})
+    assert.deepEqual(explain.references[1], {alsoInEnvironment: true, expires: null, key: 'APM_TOKEN', setting: 'apm-server.auth.secret_token', source: 'keystore', where: `${configFile}:3`})
+    assertNoSecret(json)
+    assert.equal(json.stdout.includes('env-token'), false)
+
+    const without = await runCli(['test', 'config', '--explain', '--path.data', path.join(cwd, 'none')], {cwd, env: {HOST: 'localhost:0', NOWHERE: 'x', ORIGIN: 'o'}})
+    assert.equal(without.stdout.split('\n')[0], `Keystore ${path.join(cwd, 'none', 'apm-server.keystore')}: none (references look in the environment only)`)
   })
 })

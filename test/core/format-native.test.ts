@@ -284,16 +284,17 @@ describe('core/format/native', () => {
     const values = validValues([Buffer.from('one')])
     it('refuses a field this build does not know (a newer writer): EVERSION naming it', async function () {
       if (await forgeCalibrated()) this.skip()
-      const data = await forgeNative({index: index({expires: {A: 1}, hostKey: randomBytes(32).toString('base64')}), values, version: 2}, Math.random)
+      const data = await forgeNative({index: index({hostKey: randomBytes(32).toString('base64'), rotation: {A: 1}}), values, version: 2}, Math.random)
       await assertKeystoreError(
         decodeNative(data, noPasswordExpected()),
         'EVERSION',
-        'keystore holds metadata this build does not know ("expires"), written by a newer apm-server; upgrade apm-server',
+        'keystore holds metadata this build does not know ("rotation"), written by a newer apm-server; upgrade apm-server',
       )
     })
 
     const MALFORMED = 'keystore payload is malformed; restore the file from a backup'
     const key = randomBytes(32)
+    const HEAD = 'ab'.repeat(32)
     const cases: Array<[string, unknown]> = [
       ['no meta in version 2', undefined],
       ['meta that is null', null],
@@ -305,6 +306,21 @@ describe('core/format/native', () => {
       ['a host key in base64url', {hostKey: Buffer.from([0xfb, ...key.subarray(1)]).toString('base64url')}],
       ['a host key without padding', {hostKey: key.toString('base64').slice(0, -1)}],
       ['a host key with non-zero padding bits', {hostKey: `${key.toString('base64').slice(0, 42)}B=`}],
+      ['expiries that are an array', {expires: [['A', 1]]}],
+      ['no expiries in the object', {expires: {}}],
+      ['an expiry for a name that is not an entry', {expires: {B: 1}}],
+      ['an expiry of 0', {expires: {A: 0}}],
+      ['a negative expiry', {expires: {A: -5}}],
+      ['a fractional expiry', {expires: {A: 1.5}}],
+      ['an expiry given as a string', {expires: {A: '1'}}],
+      ['an audit anchor that is an array', {audit: [1, HEAD, 1]}],
+      ['an audit anchor without its head', {audit: {bytes: 10, lines: 1}}],
+      ['an audit anchor with another field', {audit: {bytes: 10, head: HEAD, lines: 1, start: 0}}],
+      ['an audit anchor of 0 lines', {audit: {bytes: 10, head: HEAD, lines: 0}}],
+      ['an audit anchor of 0 bytes', {audit: {bytes: 0, head: HEAD, lines: 1}}],
+      ['an audit head in upper case', {audit: {bytes: 10, head: HEAD.toUpperCase(), lines: 1}}],
+      ['an audit head of 63 digits', {audit: {bytes: 10, head: HEAD.slice(1), lines: 1}}],
+      ['an audit line count given as a string', {audit: {bytes: 10, head: HEAD, lines: '1'}}],
     ]
     for (const [label, meta] of cases) {
       it(`refuses ${label}: EFORMAT`, async function () {
@@ -313,6 +329,15 @@ describe('core/format/native', () => {
         await assertKeystoreError(decodeNative(data, noPasswordExpected()), 'EFORMAT', MALFORMED)
       })
     }
+
+    it('writes and reads expiries and the audit anchor, exactly as JSON.stringify would, fields in order', async () => {
+      const meta = {audit: {bytes: 321, head: HEAD, lines: 4}, expires: new Map([['A', 1_800_000_000_000]]), hostKey: key}
+      const data = await encodeNative(entriesOf({A: Buffer.from('one'), Z: ALL_BYTES}), NONE, undefined, undefined, undefined, {meta, version: 2})
+      const {digest, index} = indexOf(data)
+      assert.equal(index, JSON.stringify({entries: [['A', 3], ['Z', 256]], meta: {audit: meta.audit, expires: {A: 1_800_000_000_000}, hostKey: key.toString('base64')}, values: digest}))
+      assert.deepEqual((await openNative(data, noPasswordExpected())).meta, meta)
+      await assert.rejects(encodeNative(entriesOf({Z: ALL_BYTES}), NONE, undefined, undefined, undefined, {meta: {expires: new Map([['A', 1]])}, version: 2}), TypeError)
+    })
 
     it('opens a well-formed forged version 2 file, with and without a host key', async function () {
       if (await forgeCalibrated()) this.skip()

@@ -1,6 +1,23 @@
 import assert from 'node:assert/strict'
-import {spawnSync} from 'node:child_process'
-import {chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
+import {spawn, spawnSync} from 'node:child_process'
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lchownSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import {promises as fsPromises} from 'node:fs'
 import path from 'node:path'
 
@@ -76,6 +93,34 @@ describe('core/keystore-file', () => {
       const dir = path.join(tmp.dir, 'dir.keystore')
       mkdirSync(dir, {mode: 0o700})
       await assertKeystoreError(readKeystoreFile(dir), 'EFORMAT', `keystore ${dir} is not a regular file; point keystore.path at a file`)
+    })
+
+    // Readers take no lock: a writer's rename between the path walk and the open is the normal case, not
+    // an attack. Strict perms refused it ("changed while it was being opened"): `add`s run side by side failed.
+    it('strict perms: reads while another process renames new versions into place never fail, and see a whole version', async () => {
+      const versions = ['A'.repeat(4096), 'B'.repeat(4096)]
+      writeFileSync(file, versions[0], {mode: 0o600})
+      const writer = spawn(process.execPath, ['-e', `
+        const fs = require('node:fs')
+        const end = Date.now() + 3000
+        for (let i = 0; Date.now() < end; i++) {
+          const temp = process.argv[1] + '.tmp-' + i
+          fs.writeFileSync(temp, process.argv[2 + (i % 2)], {mode: 0o600})
+          fs.renameSync(temp, process.argv[1])
+        }
+      `, file, ...versions], {stdio: 'ignore'})
+      const exited = new Promise((resolve) => writer.once('exit', resolve))
+      const failures: string[] = []
+      let reads = 0
+      for (const deadline = Date.now() + 2500; Date.now() < deadline; reads++) {
+        // eslint-disable-next-line no-await-in-loop -- one read after another, racing the writer
+        const data = await readKeystoreFile(file).catch((error: Error) => failures.push(error.message))
+        if (Buffer.isBuffer(data) && !versions.includes(data.toString())) failures.push(`a torn read of ${data.length} bytes`)
+      }
+
+      await exited
+      assert.deepEqual(failures.slice(0, 3), [], `${failures.length} of ${reads} reads failed`)
+      assert.ok(reads > 50, `only ${reads} reads`)
     })
 
     it('refuses a file over the size cap without reading it', async () => {
@@ -260,6 +305,77 @@ describe('core/keystore-file', () => {
       assert.equal(readFileSync(real, 'utf8'), 'mounted')
     })
 
+    // The break-local review: only the first link and the final directory were judged.
+    it('strict perms: every hop of a link chain is judged; a later link in a directory others can write is refused, readers and writers alike', async () => {
+      const real = path.join(tmp.dir, 'real')
+      const shared = path.join(tmp.dir, 'shared')
+      const home = path.join(tmp.dir, 'home')
+      for (const dir of [real, shared, home]) mkdirSync(dir, {mode: 0o755})
+      writeFileSync(path.join(real, 'apm-server.keystore'), 'real', {mode: 0o600})
+      const hop2 = path.join(shared, 'current')
+      symlinkSync(path.join(real, 'apm-server.keystore'), hop2)
+      const link = path.join(home, 'apm-server.keystore')
+      symlinkSync(hop2, link)
+      assert.deepEqual(await readKeystoreFile(link), Buffer.from('real'))
+      chmodSync(shared, 0o777)
+      const message = `directory ${shared}, holding the symbolic link ${hop2} on the path to keystore ${link}, has mode 0777, writable by group or others, who could re-point that link; run "chmod go-w ${shared}" (--strict.perms=false disables this check)`
+      await assertKeystoreError(readKeystoreFile(link), 'EPERMS', message)
+      await assertKeystoreError(writeKeystoreFile(link, Buffer.from('new')), 'EPERMS', message)
+      await assertKeystoreError(withKeystoreLock(link, async () => 'locked'), 'EPERMS', message)
+      assert.equal(readFileSync(path.join(real, 'apm-server.keystore'), 'utf8'), 'real')
+      assert.deepEqual(namesIn(real), ['apm-server.keystore'])
+      // Sticky, as /tmp: others cannot re-point a link root (or we) own there.
+      chmodSync(shared, 0o1777)
+      assert.deepEqual(await readKeystoreFile(link), Buffer.from('real'))
+      if (process.getuid?.() !== 0) return
+      lchownSync(hop2, 54_321, 54_321)
+      await assertKeystoreError(
+        readKeystoreFile(link),
+        'EPERMS',
+        `symbolic link ${hop2} on the path to keystore ${link} is owned by uid 54321, not by the current user (uid 0) or root; check where it points, then run "chown -h 0 ${hop2}" (--strict.perms=false disables this check)`,
+      )
+    })
+
+    it('strict perms: an ancestor others can write (not sticky) is refused, so the data directory cannot be swapped for a link to an older keystore', async () => {
+      const shared = path.join(tmp.dir, 'shared')
+      const data = path.join(shared, 'data')
+      mkdirSync(data, {mode: 0o700, recursive: true})
+      const inData = path.join(data, 'apm-server.keystore')
+      await writeKeystoreFile(inData, Buffer.from('new'))
+      chmodSync(shared, 0o777)
+      const message = `directory ${shared} on the path to keystore ${inData} has mode 0777, writable by group or others, who could swap what it holds; run "chmod go-w ${shared}" (--strict.perms=false disables this check)`
+      await assertKeystoreError(readKeystoreFile(inData), 'EPERMS', message)
+      await assertKeystoreError(writeKeystoreFile(inData, Buffer.from('newer')), 'EPERMS', message)
+      // The swap itself: the data directory replaced by a link to another directory, with an old keystore.
+      const old = path.join(tmp.dir, 'old')
+      mkdirSync(old, {mode: 0o700})
+      writeFileSync(path.join(old, 'apm-server.keystore'), 'old', {mode: 0o600})
+      renameSync(data, path.join(shared, 'away'))
+      symlinkSync(old, data)
+      await assertKeystoreError(
+        readKeystoreFile(inData),
+        'EPERMS',
+        `directory ${shared}, holding the symbolic link ${data} on the path to keystore ${inData}, has mode 0777, writable by group or others, who could re-point that link; run "chmod go-w ${shared}" (--strict.perms=false disables this check)`,
+      )
+      assert.deepEqual(await readKeystoreFile(inData, {strictPerms: false}), Buffer.from('old'))
+      // Sticky and root's (or ours), as /tmp: fine.
+      chmodSync(shared, 0o1777)
+      assert.deepEqual(await readKeystoreFile(inData), Buffer.from('old'))
+    })
+
+    it('strict perms: a missing keystore in a directory others can write is refused too, before anything is made there', async () => {
+      const open = path.join(tmp.dir, 'open')
+      mkdirSync(open, {mode: 0o777})
+      chmodSync(open, 0o777)
+      const missing = path.join(open, 'data', 'apm-server.keystore')
+      const message = `directory ${open} on the path to keystore ${missing} has mode 0777, writable by group or others, who could swap what it holds; run "chmod go-w ${open}" (--strict.perms=false disables this check)`
+      await assertKeystoreError(readKeystoreFile(missing), 'EPERMS', message)
+      await assertKeystoreError(withKeystoreLock(missing, async () => 'locked'), 'EPERMS', message)
+      await assertKeystoreError(writeKeystoreFile(missing, Buffer.from('x')), 'EPERMS', message)
+      assert.deepEqual(namesIn(open), [])
+      assert.equal(await readKeystoreFile(missing, {strictPerms: false}), undefined)
+    })
+
     it('ensureKeystoreDir leaves an existing directory alone', async () => {
       await ensureKeystoreDir(file)
       assert.ok(existsSync(tmp.dir))
@@ -348,6 +464,112 @@ describe('core/keystore-file', () => {
       await second
       assert.deepEqual(order, ['second'])
       assert.equal(existsSync(`${file}.lock`), false)
+    })
+
+    // The break-local review: the lock was `<name>.lock` but the write replaced the link's target, so a
+    // keystore reached by two names had two locks, and concurrent writers lost each other's updates.
+    it('locks the file that gets replaced: a link and its target share one lock, next to the target', async () => {
+      const real = path.join(tmp.dir, 'real', 'apm-server.keystore')
+      await writeKeystoreFile(real, Buffer.from('x'))
+      const data = path.join(tmp.dir, 'data')
+      mkdirSync(data, {mode: 0o700})
+      const link = path.join(data, 'apm-server.keystore')
+      symlinkSync(real, link)
+      let release!: () => void
+      const held = withKeystoreLock(link, async (lock) => {
+        assert.equal(lock.target, real)
+        await new Promise<void>((resolve) => (release = resolve))
+      })
+      while (!existsSync(`${real}.lock`)) {
+        // eslint-disable-next-line no-await-in-loop -- polling for the lock directory
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+
+      assert.deepEqual(namesIn(data), ['apm-server.keystore'])
+      await assertKeystoreError(
+        withKeystoreLock(real, async () => 'never', {timeoutMs: 200}),
+        'ELOCKED',
+        `keystore ${real} is locked by another process (waited 0s); retry, or remove ${real}.lock if no apm-server process is running`,
+      )
+      release()
+      await held
+      assert.deepEqual(namesIn(path.dirname(real)), ['apm-server.keystore'])
+    })
+
+    it('verify() and the write refuse when the name was re-pointed to another file while the lock was held', async () => {
+      const a = path.join(tmp.dir, 'a.keystore')
+      const b = path.join(tmp.dir, 'b.keystore')
+      await writeKeystoreFile(a, Buffer.from('a'))
+      await writeKeystoreFile(b, Buffer.from('b'))
+      symlinkSync(a, file)
+      await withKeystoreLock(file, async (lock) => {
+        rmSync(file)
+        symlinkSync(b, file)
+        const message = `keystore ${file} no longer leads to ${a}, the file this process locked: it was re-pointed meanwhile; nothing was written, retry`
+        await assertKeystoreError(lock.verify(), 'ELOCKED', message)
+        await assertKeystoreError(writeKeystoreFile(file, Buffer.from('new'), {beforeReplace: lock.verify, target: lock.target}), 'ELOCKED', message)
+      })
+      assert.equal(readFileSync(a, 'utf8'), 'a')
+      assert.equal(readFileSync(b, 'utf8'), 'b')
+    })
+
+    // The break-local review: a stale lock was removed with fs.rm({recursive: true}), a walk by path; another
+    // user planted a "lock" whose subdirectories flipped to links to a root directory, and root's walk
+    // deleted root's files there. A lock directory is always empty: removed with rmdir, or refused.
+    it('a stale lock that is not an empty directory is refused, never removed recursively; nothing under it, or where its links point, is touched', async () => {
+      const lockDir = `${file}.lock`
+      const precious = path.join(tmp.dir, 'precious')
+      mkdirSync(precious, {mode: 0o700})
+      writeFileSync(path.join(precious, 'f1'), 'root data', {mode: 0o600})
+      const old = new Date(Date.now() - 3_600_000)
+      const plant: Array<[string, () => void, string]> = [
+        ['a directory with a subdirectory and a link in it', () => {
+          mkdirSync(path.join(lockDir, 'a'), {recursive: true})
+          writeFileSync(path.join(lockDir, 'a', 'keep'), '')
+          symlinkSync(precious, path.join(lockDir, 's0'))
+        }, 'is not empty'],
+        ['a link to a directory', () => symlinkSync(precious, lockDir), 'is a symbolic link'],
+        ['a file', () => writeFileSync(lockDir, ''), 'is not a directory'],
+      ]
+      for (const [what, make, reason] of plant) {
+        rmSync(lockDir, {force: true, recursive: true})
+        make()
+        lutimesSync(lockDir, old, old)
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await assertKeystoreError(
+          withKeystoreLock(file, async () => assert.fail(`the lock was taken over ${what}`), {timeoutMs: 2000}),
+          'ELOCKED',
+          `${lockDir} ${reason}, so it is not a lock apm-server made (those are empty directories of the user running it, or root); nothing was changed: check what it is, and remove it yourself if no apm-server process is running`,
+        )
+        assert.equal(lstatSync(lockDir).isSymbolicLink() || existsSync(lockDir), true, `${what}: removed`)
+        assert.deepEqual(namesIn(precious), ['f1'], what)
+      }
+
+      assert.equal(namesIn(tmp.dir).includes('apm-server.keystore.lock.takeover'), false, 'a takeover marker was left')
+      // An empty stale lock of ours is still taken over.
+      rmSync(lockDir, {force: true, recursive: true})
+      mkdirSync(lockDir, {mode: 0o700})
+      utimesSync(lockDir, old, old)
+      assert.equal(await withKeystoreLock(file, async () => 'taken over', {timeoutMs: 2000}), 'taken over')
+      assert.equal(existsSync(lockDir), false)
+    })
+
+    it('strict perms: a data directory others can write is refused before a stale lock there is touched, also when there is no keystore', async () => {
+      const open = path.join(tmp.dir, 'open')
+      mkdirSync(open)
+      chmodSync(open, 0o777)
+      const inOpen = path.join(open, 'apm-server.keystore')
+      const lockDir = `${inOpen}.lock`
+      mkdirSync(path.join(lockDir, 'a'), {recursive: true})
+      const old = new Date(Date.now() - 3_600_000)
+      utimesSync(lockDir, old, old)
+      await assertKeystoreError(
+        withKeystoreLock(inOpen, async () => assert.fail('the lock was taken')),
+        'EPERMS',
+        `directory ${open} of keystore ${inOpen} has mode 0777, writable by group or others, who could replace the keystore; run "chmod go-w ${open}" (--strict.perms=false disables this check)`,
+      )
+      assert.deepEqual(namesIn(open), ['apm-server.keystore.lock'])
+      assert.deepEqual(namesIn(lockDir), ['a'])
     })
   })
 })

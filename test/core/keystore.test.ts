@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import {chmodSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {MAX_VALUE_BYTES} from '../../src/core/entries.js'
@@ -77,12 +77,39 @@ describe('core/keystore', () => {
       assert.deepEqual(namesIn(path.dirname(deep)), ['apm-server.keystore'])
     })
 
-    it('replaces a damaged file only with overwrite', async () => {
+    it('replaces a damaged keystore only with overwrite', async () => {
       await createKeystore(file, {format: 'native'})
-      writeFileSync(file, 'garbage')
+      // Damaged past its first bytes (a cut copy): still a keystore by its magic.
+      writeFileSync(file, Buffer.concat([readFileSync(file).subarray(0, 20), Buffer.from('garbage')]))
       await assertKeystoreError(createKeystore(file, {format: 'native'}), 'EEXISTS')
       await createKeystore(file, {format: 'native', overwrite: true})
       assert.deepEqual((await openKeystore(file)).keys(), [])
+      writeFileSync(file, 'v1 damaged beats keystore')
+      await createKeystore(file, {format: 'native', overwrite: true})
+      assert.deepEqual((await openKeystore(file)).keys(), [])
+    })
+
+    it('never replaces what is not a keystore, even with overwrite: a file that does not start like one, an empty file, a directory', async () => {
+      const table: Array<[string, () => void, string]> = [
+        ['garbage', () => writeFileSync(file, 'garbage'), 'it does not start like a native or Beats v1 keystore'],
+        ['an /etc file', () => writeFileSync(file, 'root:x:0:0:root:/root:/bin/bash\n'), 'it does not start like a native or Beats v1 keystore'],
+        ['empty', () => writeFileSync(file, ''), 'it is empty'],
+        ['directory', () => mkdirSync(file), 'it is a directory'],
+      ]
+      mkdirSync(path.dirname(file), {mode: 0o700, recursive: true})
+      for (const [name, make, reason] of table) {
+        rmSync(file, {force: true, recursive: true})
+        make()
+        const before = statSync(file).isFile() ? readFileSync(file) : undefined
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await assertKeystoreError(
+          createKeystore(file, {format: 'native', overwrite: true}),
+          'EFORMAT',
+          `${file} is not a keystore (${reason}) and create replaces only keystores; check keystore.path and --path.data, or move it away first`,
+        )
+        if (before) assert.deepEqual(readFileSync(file), before, name)
+        else assert.equal(statSync(file).isDirectory(), true, name)
+      }
     })
 
     it('refuses an empty new password', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
-import {chmodSync, mkdirSync, truncateSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, mkdirSync, symlinkSync, truncateSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {getSetting, MAX_CONFIG_BYTES, parseConfigText, resolvePaths} from '../../src/core/settings.js'
@@ -37,6 +37,47 @@ describe('core/settings', () => {
       await assertKeystoreError(parseConfigText('just text', '/x/f.yml'), 'ECONFIG', 'config file /x/f.yml is not a mapping of settings; fix the YAML')
       await assertKeystoreError(parseConfigText('a: 1\na: 2\n', '/x/f.yml'), 'ECONFIG', /^cannot parse config file \/x\/f\.yml: .+; fix the YAML$/)
       await assertKeystoreError(parseConfigText('a: [\n', '/x/f.yml'), 'ECONFIG', /^cannot parse config file \/x\/f\.yml: .+; fix the YAML$/)
+    })
+
+    it('a key written twice in one mapping, at any depth, or a key that is not a plain name: ECONFIG naming the lines', async () => {
+      const table: Array<[string, string]> = [
+        ['a: 1\nb: 2\na: 3\n', 'key a at line 3 is also at line 1 of the same mapping'],
+        ['keystore:\n  path: /a\n  path: /b\n', 'key path at line 3 is also at line 2 of the same mapping'],
+        ['x:\n  - {k: 1, k: 2}\n', 'key k at line 2 is also at line 2 of the same mapping'],
+        ['1: a\n"1": b\n', 'key 1 at line 2 is also at line 1 of the same mapping'],
+        ['? [a, b]\n: 1\n', 'the key at line 1 is not a plain name'],
+      ]
+      for (const [yaml, problem] of table) {
+        // eslint-disable-next-line no-await-in-loop -- a table
+        await assertKeystoreError(parseConfigText(yaml, '/x/f.yml'), 'ECONFIG', `cannot parse config file /x/f.yml: ${problem}; fix the YAML`)
+      }
+
+      // The same key in different mappings is no duplicate.
+      assert.deepEqual(await parseConfigText('a: {k: 1}\nb: {k: 2}\n', 'f.yml'), {a: {k: 1}, b: {k: 2}})
+    })
+
+    // The break-local review: yaml's uniqueKeys compares each key with every earlier one; 40,000 settings
+    // took 13.4 s, 80,000 took 52.7 s. Checked as a ratio of two sizes, not against the clock.
+    it('time grows linearly with the number of settings: 8 times the settings take nowhere near 64 times as long', async () => {
+      const config = (n: number) => Array.from({length: n}, (_, i) => `x${i}: ${i}\n`).join('')
+      const small = config(4000)
+      const large = config(32_000)
+      const fastest = async (text: string) => {
+        let best = Number.POSITIVE_INFINITY
+        for (let i = 0; i < 3; i++) {
+          const t0 = process.hrtime.bigint()
+          // eslint-disable-next-line no-await-in-loop -- timed one after another
+          await parseConfigText(text, 'f.yml')
+          best = Math.min(best, Number(process.hrtime.bigint() - t0))
+        }
+
+        return best
+      }
+
+      await parseConfigText(small, 'f.yml') // loads the parser and warms it up
+      const ratio = (await fastest(large)) / (await fastest(small))
+      assert.ok(ratio < 24, `8x the settings took ${ratio.toFixed(1)}x as long (linear: ~8, quadratic: ~64)`)
+      await assertKeystoreError(parseConfigText(`${large}x31999: again\n`, 'f.yml'), 'ECONFIG', /key x31999 at line 32001 is also at line 32000/)
     })
   })
 
@@ -123,6 +164,47 @@ describe('core/settings', () => {
       writeFileSync(big, '')
       truncateSync(big, MAX_CONFIG_BYTES + 1)
       await assertKeystoreError(resolvePaths({config: 'big.yml'}, cwd), 'ECONFIG', `config file ${big} is over ${MAX_CONFIG_BYTES} bytes; it is not an apm-server.yml, point -c/--config at the right file`)
+    })
+
+    // The break-local review: root in a directory others can write read their apm-server.yml, whose
+    // keystore.path named a file of root's that `keystore create --force` then replaced.
+    it('strict perms: a config file group or others can write, or another user owns, is refused (EPERMS) naming the fix; strictPerms false reads it', async function () {
+      const file = path.join(cwd, 'apm-server.yml')
+      writeFileSync(file, 'keystore.path: /etc/victim\n')
+      chmodSync(file, 0o666)
+      await assertKeystoreError(
+        resolvePaths({}, cwd),
+        'EPERMS',
+        `config file ${file} has mode 0666, writable by group or others; run "chmod go-w ${file}" (--strict.perms=false disables this check)`,
+      )
+      assert.equal((await resolvePaths({}, cwd, {strictPerms: false})).keystore, '/etc/victim')
+      chmodSync(file, 0o644)
+      assert.equal((await resolvePaths({}, cwd)).keystore, '/etc/victim')
+      if (process.getuid?.() !== 0) this.skip()
+      chownSync(file, 54_321, 54_321)
+      await assertKeystoreError(
+        resolvePaths({config: 'apm-server.yml'}, cwd),
+        'EPERMS',
+        `config file ${file} is owned by uid 54321, not by the current user (uid 0) or root, and a config file decides where the keystore is and what is written where; check its contents, then run "chown 0 ${file}" (--strict.perms=false disables this check)`,
+      )
+    })
+
+    it('strict perms: a config file in a directory others can write (not sticky), or reached through such a link, is refused; in a sticky one it is read', async () => {
+      const shared = path.join(cwd, 'shared')
+      mkdirSync(shared)
+      chmodSync(shared, 0o777)
+      const file = path.join(shared, 'apm-server.yml')
+      writeFileSync(file, 'path.data: d\n', {mode: 0o644})
+      await assertKeystoreError(
+        resolvePaths({}, shared),
+        'EPERMS',
+        `directory ${shared} of config file ${file} has mode 0777, writable by group or others, who could replace the config file; run "chmod go-w ${shared}" (--strict.perms=false disables this check)`,
+      )
+      const link = path.join(cwd, 'linked.yml')
+      symlinkSync(file, link)
+      await assertKeystoreError(resolvePaths({config: 'linked.yml'}, cwd), 'EPERMS', new RegExp(`^directory ${shared} of config file ${link} has mode 0777`))
+      chmodSync(shared, 0o1777)
+      assert.equal((await resolvePaths({}, shared)).data, path.join(shared, 'd'))
     })
 
     it('a keystore.path that is not a string, and an unreadable config, are ECONFIG', async () => {

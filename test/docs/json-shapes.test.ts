@@ -56,10 +56,14 @@ describe('docs/json.md: the documented --json shapes', () => {
         'agent-config',
         'export config',
         'keystore add',
+        'keystore audit',
+        'keystore audit --restart',
+        'keystore audit --verify',
         'keystore create',
         'keystore has-passwd',
         'keystore import',
         'keystore list',
+        'keystore list --long',
         'keystore passwd',
         'keystore recipient',
         'keystore remove',
@@ -68,6 +72,8 @@ describe('docs/json.md: the documented --json shapes', () => {
         'keystore sync',
         'keystore upgrade',
         'test config',
+        'test output',
+        'test config --explain',
       ].sort(),
     )
   })
@@ -76,12 +82,16 @@ describe('docs/json.md: the documented --json shapes', () => {
 
   it('keystore commands, in the order of a keystore life', async () => {
     await json('keystore create', ['keystore', 'create', '--password'])
-    await json('keystore add', ['keystore', 'add', 'APM_SECRET_TOKEN', '--generate'])
+    await json('keystore add', ['keystore', 'add', 'APM_SECRET_TOKEN', '--generate', '--expires', '90d'])
     await json('keystore list', ['keystore', 'list'])
+    await json('keystore list --long', ['keystore', 'list', '--long'])
     await json('keystore show', ['keystore', 'show', 'APM_SECRET_TOKEN'])
     await json('keystore has-passwd', ['keystore', 'has-passwd'])
     await json('keystore passwd', ['keystore', 'passwd', '--stdin'], {input: `${env.APM_SERVER_KEYSTORE_PASSWORD}\n`})
     await json('keystore upgrade', ['keystore', 'upgrade'])
+    await json('keystore audit', ['keystore', 'audit'])
+    await json('keystore audit --verify', ['keystore', 'audit', '--verify'])
+    await json('keystore audit --restart', ['keystore', 'audit', '--restart'])
   })
 
   it('sync, recipient, seal, import', async () => {
@@ -94,10 +104,12 @@ describe('docs/json.md: the documented --json shapes', () => {
     await json('keystore import', ['keystore', 'import', 'fleet.bundle'])
   })
 
-  it('test config, export config, agent-config, remove', async () => {
+  it('test config, test output, export config, agent-config, remove', async () => {
     writeFileSync(path.join(tmp.dir, 'apm-server.yml'), 'apm-server:\n  host: "127.0.0.1:8200"\n  auth.secret_token: "${APM_SECRET_TOKEN}"\n')
     await json('export config', ['export', 'config'])
+    await json('test config --explain', ['test', 'config', '--explain'])
     await json('agent-config', ['agent-config', '--agent', 'go'])
+    await json('test output', ['test', 'output', '-E', 'output.redis.hosts=["127.0.0.1:1"]'], {code: 1})
     writeFileSync(path.join(tmp.dir, 'apm-server.yml'), 'apm-server:\n  auth.secret_token: "${NOT_THERE}"\n  foo: 1\n')
     await json('test config', ['test', 'config'], {code: 1})
     await json('keystore remove', ['keystore', 'remove', 'APM_SECRET_TOKEN'])

@@ -47,8 +47,8 @@ function runScript(script: string, cwd: string, binDir: string): Promise<{code: 
 describe('docs/runbooks: every shell block runs', () => {
   const files = readdirSync(RUNBOOKS).filter((name) => name.endsWith('.md'))
 
-  it('finds the four runbooks, each with shell blocks', () => {
-    assert.deepEqual(files.sort(), ['migrate-from-go-keystore.md', 'password-at-boot.md', 'provision-fleet.md', 'rotate-secret-token.md'])
+  it('finds the five runbooks, each with shell blocks', () => {
+    assert.deepEqual(files.sort(), ['migrate-from-go-keystore.md', 'password-at-boot.md', 'provision-fleet.md', 'rotate-secret-token.md', 'ship-to-redis.md'])
     for (const name of files) assert.ok(shellBlocks(readFileSync(path.join(RUNBOOKS, name), 'utf8')).length > 0, name)
   })
 

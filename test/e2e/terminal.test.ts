@@ -308,7 +308,7 @@ describe('keystore prompts at a real terminal (tmux)', function () {
         const term = await terminal(args)
         // eslint-disable-next-line no-await-in-loop -- the prompt is up
         await term.waitFor('? Keystore password:')
-        assert.deepEqual(snapshot().dir, ['apm-server.keystore'], `${args[1]}: the lock is held while the prompt waits`)
+        assert.deepEqual(snapshot().dir, ['apm-server.keystore', 'apm-server.keystore.audit'], `${args[1]}: the lock is held while the prompt waits`)
         // eslint-disable-next-line no-await-in-loop -- answer it
         await typeMasked(term, 'Keystore password:', PASSWORD)
         // eslint-disable-next-line no-await-in-loop -- done

@@ -49,6 +49,8 @@ export interface Running {
   child: ChildProcess
   url: string
   logs: () => LogLine[]
+  /** everything written to stderr so far, log lines or not */
+  stderr: () => string
   /** the first line with this message among those logged after the first `after` lines */
   waitFor: (message: RegExp | string, after?: number) => Promise<LogLine>
   /** the exit code, or null when a signal ended it (then `child.signalCode` says which) */
@@ -98,5 +100,5 @@ export async function startRun(cwd: string, args: string[] = [], env: Record<str
   }
 
   const listening = await waitFor('listening')
-  return {child, exit, logs, url: listening.url as string, waitFor}
+  return {child, exit, logs, stderr: () => stderr, url: listening.url as string, waitFor}
 }

@@ -80,7 +80,7 @@ describe('server/config', () => {
   it('without a config file: the defaults, no warnings, and the keystore is not opened', async () => {
     await makeKeystore(SECRETS, PASSWORD)
     const loaded = await load()
-    assert.deepEqual(loaded, {config: defaults(), file: path.join(home, 'apm-server.yml'), fileState: 'missing', keystore: keystoreFile, keystoreKeys: [], redacted: {}, warnings: []})
+    assert.deepEqual(loaded, {config: defaults(), file: path.join(home, 'apm-server.yml'), fileState: 'missing', keystore: keystoreFile, keystoreKeys: [], redacted: {}, references: [], warnings: []})
   })
 
   it('reads every known setting, nested or dotted', async () => {
@@ -609,6 +609,18 @@ describe('server/config', () => {
       assert.equal(error.count, 200)
       assert.equal(error.problems.length, MAX_LISTED_NOTES + 1)
       assert.equal(error.problems.at(-1), `... and ${200 - MAX_LISTED_NOTES} more problems`)
+    })
+
+    // After the merge of main: the references log and the reload's allow-list rule compared each item with every other.
+    it('a value of 80,000 references, and a reload between allow lists of 200,000 names, are judged in linear time', async () => {
+      const references = Array.from({length: 80_000}, (_, i) => `\${K${i}:}`).join('')
+      writeConfig(`apm-server.rum.allow_origins: ["${references}"]\n`)
+      const {references: seen} = await load()
+      assert.equal(seen.length, 80_000)
+      const names = Array.from({length: 200_000}, (_, i) => `agent-${i}`)
+      const running = {...defaults(), anonymous: {...defaults().anonymous, allowAgent: names, enabled: true}}
+      const next = {...running, anonymous: {...running.anonymous, allowAgent: [...names].reverse()}}
+      assert.deepEqual(reloadRefusals(running, next), [])
     })
 
     it('still finds a key written twice in one mapping, at any depth, in the file and in an -E', async () => {

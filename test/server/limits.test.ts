@@ -6,7 +6,10 @@ import {runInNewContext} from 'node:vm'
 import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
 import {createGzip, gzipSync} from 'node:zlib'
 
+import {readFramed} from '../../src/server/api/grpc-call.js'
 import {eventMembers, scanJsonValue} from '../../src/server/intake/json-scan.js'
+import {readBody} from '../../src/server/intake/otlp/body.js'
+import {OTLP_HTTP_MAX_BYTES} from '../../src/server/intake/otlp/limits.js'
 import type {IntakeResult} from '../../src/server/intake/model.js'
 import {DECODER_BYTES, ingest, IntakeOptions, INTERNAL_ERROR, WHOLE_BODY_DECODED_MAX_BYTES} from '../../src/server/intake/v2.js'
 import {
@@ -22,6 +25,7 @@ import {
   MAX_LINE_CONTAINERS,
   MAX_LINE_DEPTH,
   MAX_REJECTED_LINES,
+  MemoryAccount,
   MemoryBudget,
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
@@ -355,6 +359,63 @@ describe('server/limits', () => {
         assert.deepEqual(
           results.map((result) => result.status),
           Array.from({length: 8}, () => 400),
+        )
+      })
+    }
+  })
+
+  describe('OTLP bodies and gRPC messages: memory held is what is charged, however small the pieces (fix-net finding 1)', () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const heapInUse = () => {
+      gc()
+      return process.memoryUsage().heapUsed
+    }
+
+    const SIZE = 250_000
+    /** gRPC's flag byte (not compressed) and message length. */
+    const frameHeader = (length: number) => {
+      const header = Buffer.alloc(5)
+      header.writeUInt32BE(length, 1)
+      return header
+    }
+
+    const readers: Array<[string, (stream: PassThrough, memory: MemoryAccount) => Promise<number>, Buffer]> = [
+      [
+        'an OTLP/HTTP body (no Content-Length)',
+        async (stream, memory) => {
+          const read = await readBody(stream, {maxBytes: OTLP_HTTP_MAX_BYTES, memory})
+          return 'body' in read ? read.body.length : -read.status
+        },
+        Buffer.alloc(0),
+      ],
+      [
+        'a gRPC message (HTTP/2 DATA frames of one byte)',
+        async (stream, memory) => {
+          const read = await readFramed(stream, memory)
+          return 'code' in read ? -read.code : read.message.length
+        },
+        frameHeader(SIZE),
+      ],
+    ]
+    for (const [what, read, head] of readers) {
+      it(`${what}, sent in 1-byte pieces by 8 requests: the heap grows by little more than the budget holds`, async () => {
+        const before = heapInUse()
+        const budget = new MemoryBudget(1024 * 1024 * 1024)
+        const streams = Array.from({length: 8}, () => new PassThrough({highWaterMark: 1}))
+        const done = streams.map((stream) => read(stream, budget.account()))
+        const body = Buffer.concat([head, Buffer.alloc(SIZE, 0x61)])
+        for (const stream of streams) for (let at = 0; at < body.length; at++) stream.write(body.subarray(at, at + 1))
+        await nextTurn()
+        const grown = heapInUse() - before
+        const charged = budget.held
+        // A Buffer kept per piece cost ~100 bytes of heap each: 8 x 250,000 pieces, ~200 MB.
+        assert.ok(charged >= 8 * SIZE, `charged ${charged} bytes`)
+        assert.ok(grown < charged + 8 * 1024 * 1024, `heap grew ${(grown / 2 ** 20).toFixed(1)} MiB holding ${(charged / 2 ** 20).toFixed(1)} MiB charged`)
+        for (const stream of streams) stream.end()
+        assert.deepEqual(
+          await Promise.all(done),
+          Array.from({length: 8}, () => SIZE),
         )
       })
     }

@@ -303,7 +303,7 @@ describe('server', () => {
       server = await startServer(serverConfig(tmp.dir, {secretToken: 'token-one', secretTokenGracePeriodMs: 60_000}), logger, {now})
       const post = (token: string) => send(server!.url, {body: BODY, headers: bearer(token), path: '/intake/v2/events'}).then((reply) => reply.status)
       assert.deepEqual([await post('token-one'), await post('token-two')], [202, 401])
-      server.reload(serverConfig(tmp.dir, {secretToken: 'token-two', secretTokenGracePeriodMs: 60_000}))
+      await server.reload(serverConfig(tmp.dir, {secretToken: 'token-two', secretTokenGracePeriodMs: 60_000}))
       assert.deepEqual([await post('token-one'), await post('token-two')], [202, 202])
       clock += 60_000
       assert.deepEqual([await post('token-one'), await post('token-two')], [401, 202])
@@ -314,7 +314,7 @@ describe('server', () => {
       const files = makeCertificate(tmp.dir, 'pass')
       const ssl = {certificate: files.cert, enabled: true, key: files.key}
       server = await startServer(serverConfig(tmp.dir, {secretToken: 'token-one', ssl}), quietLogger().logger)
-      assert.throws(() => server!.reload(serverConfig(tmp.dir, {secretToken: 'token-two', ssl: {...ssl, key: path.join(tmp.dir, 'gone.pem')}})), /cannot read apm-server\.ssl\.key/)
+      await assert.rejects(server.reload(serverConfig(tmp.dir, {secretToken: 'token-two', ssl: {...ssl, key: path.join(tmp.dir, 'gone.pem')}})), /cannot read apm-server\.ssl\.key/)
       const ca = readFileSync(files.cert)
       const status = (token: string) => send(server!.url, {body: BODY, ca, headers: bearer(token), path: '/intake/v2/events'}).then((reply) => reply.status)
       assert.deepEqual([await status('token-one'), await status('token-two')], [202, 401])
@@ -323,7 +323,7 @@ describe('server', () => {
     it('warns that host, TLS on/off and output changes need a restart, and keeps them', async () => {
       const {lines, logger} = quietLogger()
       server = await startServer(serverConfig(tmp.dir), logger)
-      server.reload(serverConfig(tmp.dir, {host: '127.0.0.1:1', maxEventSize: 10}))
+      await server.reload(serverConfig(tmp.dir, {host: '127.0.0.1:1', maxEventSize: 10}))
       assert.match(lines.at(-1)!, /"message":"changes to apm-server.host take effect after a restart"/)
       const reply = await send(server.url, {body: BODY, headers: bearer(), path: '/intake/v2/events'})
       assert.equal(reply.status, 400, 'max_event_size applied at once')

@@ -18,6 +18,7 @@ import {randomBytes} from 'node:crypto'
 import {FSWatcher, promises as fs, watch} from 'node:fs'
 import path from 'node:path'
 
+import {readAuditTrail} from '../../src/core/audit-verify.js'
 import {armorBundle, sealBundle} from '../../src/core/format/bundle.js'
 import {openKeystore, updateKeystore} from '../../src/core/keystore.js'
 import {fingerprintOf} from '../../src/core/recipient.js'
@@ -80,6 +81,10 @@ interface Tally {
   naturalRecoveries: number
   maxNaturalRecoveryMs: number
   maxRecoveryMs: number
+  /** audit trails verified after a kill, and the lines of killed commands they showed as not confirmed */
+  trailChecks: number
+  /** per keystore, the lines its trail shows as not confirmed, at its last check */
+  unconfirmed: Map<string, number>
 }
 
 export async function checkCrash(options: CrashOptions): Promise<CheckResult> {
@@ -97,6 +102,8 @@ export async function checkCrash(options: CrashOptions): Promise<CheckResult> {
     maxRecoveryMs: 0,
     naturalRecoveries: 0,
     recoveries: 0,
+    trailChecks: 0,
+    unconfirmed: new Map(),
   }
   const durations: Record<Op, number[]> = {add: [], import: [], passwd: [], remove: [], replace: [], sync: [], upgrade: []}
   const started = Date.now()
@@ -121,6 +128,11 @@ export async function checkCrash(options: CrashOptions): Promise<CheckResult> {
       check: 'crash safety',
       figure: 'stale locks and temp files recovered by the next command',
       value: `${tally.recoveries} recoveries, all left the directory clean; ${tally.naturalRecoveries} waited out for real (max ${ms(tally.maxNaturalRecoveryMs)}, lock stale after 4 s)`,
+    },
+    {
+      check: 'crash safety',
+      figure: 'the audit trail after every kill and every recovery (keystore audit --verify, through the core)',
+      value: `${tally.trailChecks} verified: 0 reported as tampering${result.failures.length > 0 ? ' (SEE FAILURES)' : ''}; ${[...tally.unconfirmed.values()].reduce((a, b) => a + b, 0)} lines of killed commands shown as not confirmed`,
     },
   )
   return result
@@ -191,6 +203,9 @@ async function runLane(lane: number, options: CrashOptions, result: CheckResult,
       if (!outcome.killed && !isAfter) fail(result, `crash ${round}: command succeeded but the keystore holds the state before it`)
       state = isAfter ? plan.after : state
 
+      // A kill between a line and its keystore write is no tampering: the trail must verify.
+      // eslint-disable-next-line no-await-in-loop -- check the trail as the kill left it
+      if (!(await trailVerifies(file, seen.password, `crash ${round}`, result, tally))) return
       // eslint-disable-next-line no-await-in-loop -- inspect what the kill left
       const left = await leftovers(cwd)
       // A lock directory, a temp file, and (with a takeover protocol) its marker are what a kill may leave.
@@ -231,10 +246,30 @@ async function runLane(lane: number, options: CrashOptions, result: CheckResult,
       // eslint-disable-next-line no-await-in-loop -- must be clean now
       const after = await leftovers(cwd)
       if (after.length > 0) fail(result, `crash ${round}: after the recovery command still left: ${after.join(', ')}`)
+      // eslint-disable-next-line no-await-in-loop -- and the trail intact
+      if (!(await trailVerifies(file, state.password, `crash ${round}, after the recovery`, result, tally))) return
     }
   } finally {
     tmp.cleanup()
   }
+}
+
+/** The trail verifies against the keystore (no line reported changed, removed or cut); counts the lines not confirmed. */
+async function trailVerifies(file: string, password: string | undefined, label: string, result: CheckResult, tally: Tally): Promise<boolean> {
+  const report = await readAuditTrail(file, {password: async () => Buffer.from(password ?? '')}).catch((error: unknown) => ({error}))
+  if ('error' in report) {
+    fail(result, `${label}: the audit trail could not be read: ${errorText(report.error)}`)
+    return false
+  }
+
+  tally.trailChecks++
+  if (report.problem) {
+    fail(result, `${label}: the audit trail is reported as tampered with: ${report.problem.message}`)
+    return false
+  }
+
+  if (report.anchor) tally.unconfirmed.set(file, report.entries.filter((entry) => entry.record?.result === 'ok' && !entry.confirmed).length)
+  return true
 }
 
 function show(state: Snapshot): string {

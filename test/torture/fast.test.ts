@@ -14,7 +14,9 @@ import {checkHostileFiles} from './hostile-files.js'
 import {checkHostileInput} from './hostile-input.js'
 import {checkLeaks} from './leaks.js'
 import {CheckResult, cli, cliMeasured, keystorePath, oneErrorLine, shell, tempDir} from './lib.js'
+import {checkOtlp} from './otlp.js'
 import {checkPermissions} from './permissions.js'
+import {checkRedis} from './redis.js'
 import {checkServer, checkTiming} from './server.js'
 
 /** A check passes when it has no failures; the figures are printed when it does not. */
@@ -54,6 +56,14 @@ describe('torture (fast versions; `npm run torture` runs them at full size)', fu
 
   it('server abuse: bad gzip, a big line, tiny lines, slowloris, 100 connections, injection, bad auth, bad TLS; agents still served, nothing lost', async () => {
     assertPassed(await checkServer({scale: 'fast', seed: SEED}))
+  })
+
+  it('OTLP abuse: mutated protobuf, deep nesting, a million values, gzip bombs, idle HTTP/2 streams, PING/SETTINGS floods, huge headers, too many streams; a valid exporter served, nothing lost', async () => {
+    assertPassed(await checkOtlp({scale: 'fast', seed: SEED}))
+  })
+
+  it('hostile Redis: one that never answers, one that answers garbage or an endless bulk string, one that closes every connection after 16 KiB to 4 MiB: no crash, 503s, bounded memory, nothing answered 202 lost', async () => {
+    assertPassed(await checkRedis({scale: 'fast'}))
   })
 
   it('timing: the right token, wrong ones of the right length and one of another length cannot be told apart', async () => {

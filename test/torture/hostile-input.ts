@@ -2,13 +2,15 @@
  * Hostile input to the CLI: bad key names (exit 2, the naming rule, nothing changed), awkward values
  * (NUL bytes, invalid UTF-8, 10 MB) stored and shown back byte for byte in every format, empty stdin,
  * closed stdin, and no terminal (every command that would prompt fails at once instead of waiting);
- * and issue 13's commands (hostile-fleet.ts): recipients, bundles, directories of odd files.
+ * issue 13's commands (hostile-fleet.ts): recipients, bundles, directories of odd files; and issue 16's
+ * (hostile-audit.ts): audit trails that are not trails, bad --expires, what keystore run cannot pass on.
  */
 import {randomBytes} from 'node:crypto'
 import {promises as fs} from 'node:fs'
 import path from 'node:path'
 
 import {KEY_NAME_RULE} from '../../src/core/entries.js'
+import {checkHostileAudit} from './hostile-audit.js'
 import {checkHostileFleet} from './hostile-fleet.js'
 import {CheckResult, cli, fail, keystorePath, newResult, oneErrorLine, pool, shell, tempDir} from './lib.js'
 
@@ -59,6 +61,7 @@ export async function checkHostileInput(options: HostileInputOptions): Promise<C
   await emptyAndClosedStdin(options, result)
   await noTerminal(options, result)
   await checkHostileFleet({full: options.full}, result)
+  await checkHostileAudit({full: options.full}, result)
   return result
 }
 

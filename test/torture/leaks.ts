@@ -12,7 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {checkFleetLeaks} from './leaks-fleet.js'
-import {BIN, CheckResult, cli, fail, KEYSTORE_NAME, keystorePath, newResult, sleep, startCli, TEMP_FILE, tempDir} from './lib.js'
+import {AUDIT_NAME, BIN, CheckResult, cli, fail, KEYSTORE_NAME, keystorePath, newResult, sleep, startCli, TEMP_FILE, tempDir} from './lib.js'
 
 export interface LeakOptions {
   /** kills at the temp file, whose leftovers are scanned too */
@@ -138,6 +138,8 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
     await new Promise((resolve) => {
       decoy.on('close', resolve)
     })
+    // For test config --explain: the token from the keystore, also set in the environment.
+    await fs.writeFile(path.join(main.dir, 'apm-server.yml'), 'apm-server.auth.secret_token: "${SECRET}"\n')
     const valueFile = path.join(outside.dir, 'value.bin')
     const passwordFile = path.join(outside.dir, 'password.txt')
     await fs.writeFile(valueFile, canaries.value, {mode: 0o600})
@@ -151,6 +153,17 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
       {args: ['keystore', 'add', 'SECRET', '--stdin'], env: pw, exit: 1, input: canaries.value, redundant: true},
       {args: ['keystore', 'add', 'SECRET', '--stdin', '--json'], env: pw, exit: 1, input: canaries.value},
       {args: ['keystore', 'add', 'SECRET', '--stdin', '--force', '--json'], env: pw, input: canaries.value},
+      // issue 16: run (masked; the value through the environment only, the password not passed on), expiry, audit, explain
+      {args: ['keystore', 'run', '--key', 'SECRET', '--', 'sh', '-c', 'echo "$SECRET"; echo "x$SECRET" >&2; echo "pw=$APM_SERVER_KEYSTORE_PASSWORD"; sleep 0.3'], env: pw},
+      {args: ['keystore', 'run', '--env', 'S=SECRET', '--debug', '--', 'sh', '-c', 'printf %s "$S"; exit 3'], env: pw, exit: 3, redundant: true},
+      {args: ['keystore', 'run', '--no-mask', '--key', 'SECRET', '--', 'sh', '-c', 'printf %s "$SECRET"'], env: pw, stdoutMay: ['value']},
+      {args: ['keystore', 'run', '--key', 'SECRET', '--', 'sh', '-c', 'true'], env: {APM_SERVER_KEYSTORE_PASSWORD: canaries.wrongPassword}, exit: 1, redundant: true},
+      {args: ['keystore', 'add', 'EXPIRING', '--stdin', '--expires', '30d', '--json'], env: pw, input: canaries.value},
+      {args: ['keystore', 'list', '--long', '--json'], env: pw},
+      {args: ['keystore', 'audit'], env: pw, redundant: true},
+      {args: ['keystore', 'audit', 'SECRET', '--verify', '--json', '--debug'], env: pw},
+      {args: ['keystore', 'audit', '--verify'], env: {APM_SERVER_KEYSTORE_PASSWORD: canaries.wrongPassword}, exit: 1},
+      {args: ['test', 'config', '--explain', '--json'], env: {...pw, SECRET: canaries.value}},
       {args: ['keystore', 'add', 'FROM_FILE', '--file', valueFile, '--json'], env: {APM_SERVER_KEYSTORE_PASSWORD_FILE: passwordFile}},
       {args: ['keystore', 'add', 'A1', 'A2', '--stdin'], env: pw, input: `${canaries.value}\n${canaries.value}\n`},
       {args: ['keystore', 'add', 'A1', '--stdin', '--debug'], env: pw, exit: 1, input: canaries.value},
@@ -193,8 +206,8 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
       const inStderr = canaries.find(run.stderr)
       if (inStdout.length > 0) fail(result, `${label}: ${inStdout.join(', ')} canary in stdout`)
       if (inStderr.length > 0) fail(result, `${label}: ${inStderr.join(', ')} canary in stderr`)
-      if (step.args.includes('show') && !step.args.includes('--json') && run.code === 0 && !run.stdout.includes(canaries.value)) {
-        fail(result, `${label}: show did not print the value (the scan would be blind)`)
+      if ((step.args.includes('show') || step.args.includes('--no-mask')) && !step.args.includes('--json') && run.code === 0 && !run.stdout.includes(canaries.value)) {
+        fail(result, `${label}: ${step.args[1]} did not print the value (the scan would be blind)`)
       }
     }
 
@@ -219,7 +232,8 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
     }
 
     const keystores = files.filter((file) => path.basename(file) === KEYSTORE_NAME).length
-    const others = files.filter((file) => path.basename(file) !== KEYSTORE_NAME)
+    // The audit trails (scanned above like every file) and the configuration test config read.
+    const others = files.filter((file) => ![KEYSTORE_NAME, AUDIT_NAME, 'apm-server.yml'].includes(path.basename(file)))
     if (others.length > 0) fail(result, `leak: files left next to the keystore: ${others.join(', ')}`)
     // Anything new in the system temp dir, outside our own dirs, must not hold a canary either.
     const strays = await strayTempFiles(started, [main.dir, beats.dir, outside.dir], canaries)
@@ -229,7 +243,7 @@ export async function checkLeaks(options: LeakOptions): Promise<CheckResult> {
     result.figures.push(
       {
         check: 'leak hunt',
-        figure: `${commands} keystore commands (${fleetCommands} of them recipient, seal, import, sync) with canary value/password/new/wrong password (raw, base64, base64url, hex, UTF-16)`,
+        figure: `${commands} keystore commands (${fleetCommands} of them recipient, seal, import, sync; and run, masked and not, audit, list --long, add --expires, test config --explain) with canary value/password/new/wrong password (raw, base64, base64url, hex, UTF-16)`,
         value: `${result.failures.length === 0 ? '0' : 'SOME'} canaries in stdout (except show), stderr, --json, --debug, leftover files, bundles, keystores in clear (${keystores} keystores, ${files.length - keystores} other files scanned); the host's secret key in no output, bundle or keystore in clear`,
       },
       {

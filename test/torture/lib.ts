@@ -17,6 +17,8 @@ export const KEYSTORE_NAME = 'apm-server.keystore'
 /** The writer's temp file next to the keystore: `<file>.tmp-<32 random hex digits>` */
 export const TEMP_FILE = /^apm-server\.keystore\.tmp-[0-9a-f]{32}$/
 export const LOCK_DIR = 'apm-server.keystore.lock'
+/** The audit trail beside the keystore (issue 16): every changing command keeps it there. */
+export const AUDIT_NAME = 'apm-server.keystore.audit'
 
 /** One line of the figures table. */
 export interface Figure {
@@ -159,7 +161,7 @@ export function describeEntries(entries: Map<string, string>): string {
 /** Names in the keystore's directory other than the keystore itself. */
 export async function leftovers(home: string): Promise<string[]> {
   const names = await fs.readdir(path.join(home, 'data')).catch(() => [] as string[])
-  return names.filter((name) => name !== KEYSTORE_NAME).sort()
+  return names.filter((name) => name !== KEYSTORE_NAME && name !== AUDIT_NAME).sort()
 }
 
 export function errorText(error: unknown): string {

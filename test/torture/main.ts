@@ -3,8 +3,8 @@
  *
  *   npm run torture                       everything (builds first)
  *   npm run torture -- --only=crash,leaks some checks (concurrency, crash, hostile-files, hostile-input,
- *                                         leaks, permissions, server, timing, review-core,
- *                                         review-config, review-server)
+ *                                         leaks, permissions, server, timing, otlp, redis,
+ *                                         review-core, review-config, review-server)
  *   npm run torture -- --seed=42          repeat a run's random choices
  *   npm run torture -- --markdown=FILE    also write the table as Markdown
  *   npm run torture -- --no-build         use dist/ as it is
@@ -41,9 +41,11 @@ interface Check {
 async function serverChecks(): Promise<Check[]> {
   if (!existsSync(path.join(ROOT, 'test', 'torture', 'server.ts'))) return []
   const server = await import('./server.js')
+  const otlp = await import('./otlp.js')
   return [
     {name: 'server', run: () => server.checkServer({scale: 'full', seed})},
     {name: 'timing', run: () => server.checkTiming({httpSamples: 2000, samples: 20_000})},
+    {name: 'otlp', run: () => otlp.checkOtlp({scale: 'full', seed})},
   ]
 }
 
@@ -59,6 +61,7 @@ const checks: Check[] = [
   {name: 'crash', run: () => checkCrash({kills: 1000, lanes: 4, naturalEvery: 10, seed})},
   {name: 'crash', run: () => checkSymlinkCrash(20)},
   ...(await serverChecks()),
+  {name: 'redis', run: async () => (await import('./redis.js')).checkRedis({scale: 'full'})},
   {name: 'review-core', run: async () => (await import('./review-core.js')).checkReviewCore({full: true})},
   {name: 'review-config', run: async () => (await import('./review-config.js')).checkReviewConfig({full: true})},
   {name: 'review-server', run: async () => (await import('./review-server.js')).checkReviewServer({scale: 'full'})},

@@ -68,6 +68,9 @@ async function modesAfterEveryCommand(umask: string, full: boolean, result: Chec
       // eslint-disable-next-line no-await-in-loop -- check after each command
       const mode = (await fs.stat(file)).mode & 0o777
       if (mode !== 0o600) fail(result, `permissions (umask ${umask}): keystore is ${mode.toString(8)} after "${command}", expected 600`)
+      // eslint-disable-next-line no-await-in-loop -- check after each command
+      const trailMode = (await fs.stat(`${file}.audit`)).mode & 0o777
+      if (trailMode !== 0o600) fail(result, `permissions (umask ${umask}): audit trail is ${trailMode.toString(8)} after "${command}", expected 600`)
       for (const dir of [path.join(tmp.dir, 'deep'), path.join(tmp.dir, 'deep', 'er'), data]) {
         // eslint-disable-next-line no-await-in-loop -- check after each command
         const dirMode = (await fs.stat(dir)).mode & 0o777
@@ -153,6 +156,13 @@ async function otherUser(result: CheckResult): Promise<void> {
     ])
     const refused = list.code === 1 && oneErrorLine(list.stderr) && list.stderr.includes(`uid ${uid}`) && add.code === 1 && lax.code === 0
     if (!refused) fail(result, `permissions: keystore owned by ${user} (uid ${uid}): list exit ${list.code} (${list.stderr.trim()}), add exit ${add.code}, --strict.perms=false exit ${lax.code}`)
+    // Root changing that user's keystore starts its audit trail as that user's, as the keystore stays theirs.
+    await fs.rm(`${file}.audit`, {force: true})
+    const rootAdd = await cli(['keystore', 'add', 'C', '--stdin', '--strict.perms=false'], {cwd, input: 'c'})
+    const trailOwner = (await fs.stat(`${file}.audit`).catch(() => undefined))?.uid
+    if (rootAdd.code !== 0 || trailOwner !== uid || (await fs.stat(file)).uid !== uid) {
+      fail(result, `permissions: root adding to ${user}'s keystore: exit ${rootAdd.code} (${rootAdd.stderr.trim()}), audit trail owned by uid ${trailOwner}, expected ${uid}`)
+    }
 
     // The other user, running the CLI against root's 0600 keystore: a clear error, no stack trace.
     await fs.chown(file, 0, 0)
@@ -164,7 +174,7 @@ async function otherUser(result: CheckResult): Promise<void> {
     result.figures.push({
       check: 'permissions',
       figure: `keystore owned by another user (created with useradd: ${user})`,
-      value: `${refused ? 'refused' : 'NOT refused'} by list and add, naming the uid; accepted with --strict.perms=false; that user reading root's 0600 file: ${clear ? 'one clear EACCES error' : 'UNCLEAR'}`,
+      value: `${refused ? 'refused' : 'NOT refused'} by list and add, naming the uid; accepted with --strict.perms=false (root's change keeps the keystore and starts the audit trail as that user's); that user reading root's 0600 file: ${clear ? 'one clear EACCES error' : 'UNCLEAR'}`,
     })
   } finally {
     tmp.cleanup()

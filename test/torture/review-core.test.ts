@@ -1,19 +1,24 @@
 /**
- * Regression tests of issue 11's keystore items (3, 4, 6, 10, 11): each attack as it was made on
- * 94ba340, in its fast version (`npm run torture` runs review-core.ts at full size). Runs the built CLI:
- * `npm test` builds first.
+ * Regression tests of issue 11's keystore items (3, 4, 6, 10, 11), each attack as it was made on 94ba340,
+ * and of the break-local review of their fixes (497f6e7), in their fast versions (`npm run torture` runs
+ * review-core.ts at full size). Runs the built CLI: `npm test` builds first.
  */
 import assert from 'node:assert/strict'
 
 import type {CheckResult} from './lib.js'
 import {
   checkConfigFifo,
+  checkLinkChainAndAncestors,
+  checkLockAlias,
   checkLostLock,
+  checkManySettings,
   checkOpenDirectories,
   checkOutputLinks,
   checkPasswordFile,
   checkPasswordFileReload,
+  checkPlantedConfig,
   checkPlantedLinks,
+  checkStaleLockTree,
   checkStdinCap,
   checkUnusedPassword,
   checkValuesTogether,
@@ -78,5 +83,32 @@ describe('issue 11: keystore theft, lost updates, downgrades and unbounded reads
 
   it('item 11: a server whose password file became a FIFO fails its reload at once and stops on SIGTERM', async () => {
     assertPassed(await checkPasswordFileReload(fast))
+  })
+})
+
+describe('break-local review of the issue 11 hardening: another local user against the keystore (regression tests)', function () {
+  this.timeout(240_000)
+
+  // Root removed a stale lock with fs.rm({recursive: true}) before judging the directory: a planted lock
+  // whose subdirectories flipped to links made root delete its own files.
+  it('F2: a stale lock tree planted in a 0777 data dir is never walked: refused before the lock (strict) or as no lock of ours', async () => {
+    assertPassed(await checkStaleLockTree(fast))
+  })
+
+  it('F3: a planted or group/world-writable ./apm-server.yml is refused; create --force never replaces a file that is not a keystore', async () => {
+    assertPassed(await checkPlantedConfig(fast))
+  })
+
+  // The lock was "<name>.lock", the write replaced the link's target: two names, two locks, lost adds.
+  it('F5: a keystore reached through a link and through keystore.path has one lock; concurrent adds through both all stay', async () => {
+    assertPassed(await checkLockAlias(fast))
+  })
+
+  it('F6: a second link in a directory others can write, and a data dir swapped through a shared parent, are refused', async () => {
+    assertPassed(await checkLinkChainAndAncestors(fast))
+  })
+
+  it('F4 (keystore commands): a config of 60,000 settings costs linear time, not quadratic', async () => {
+    assertPassed(await checkManySettings(fast))
   })
 })

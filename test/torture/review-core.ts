@@ -11,6 +11,10 @@
  * 11. the password file pointed at a FIFO, /dev/zero, /dev/urandom, a directory, a big file (also during
  *     a server's SIGHUP reload, which then held its shutdown).
  *
+ * and the break-local review's attacks on the hardening that fixed them (497f6e7; see the section at the
+ * end): a stale-lock tree walked into root's files, a planted ./apm-server.yml, two names for one
+ * keystore, link chains and shared ancestors, and a config of many settings.
+ *
  * Only the CLI and the core API 94ba340 already had are used, so the same checks run against it.
  */
 import {ChildProcess, execFile, spawn} from 'node:child_process'
@@ -20,13 +24,16 @@ import path from 'node:path'
 import {promisify} from 'node:util'
 
 import {openKeystore, updateKeystore} from '../../src/core/keystore.js'
+import {withKeystoreLock} from '../../src/core/keystore-file.js'
 import {FileOutput} from '../../src/server/outputs/file.js'
 import type {CliResult} from '../helpers/cli.js'
 import {
+  AUDIT_NAME,
   CheckResult,
   cli,
   cliMeasured,
   fail,
+  KEYSTORE_NAME,
   keystorePath,
   leftovers,
   LOCK_DIR,
@@ -52,7 +59,24 @@ export interface ReviewCoreOptions {
 /** Every check of this module, one after another. */
 export async function checkReviewCore(options: ReviewCoreOptions): Promise<CheckResult> {
   const result = newResult()
-  const checks = [checkPlantedLinks, checkOpenDirectories, checkOutputLinks, checkConfigFifo, checkLostLock, checkStdinCap, checkValuesTogether, checkPasswordFile, checkPasswordFileReload, checkUnusedPassword, checkWeakKdf]
+  const checks = [
+    checkPlantedLinks,
+    checkOpenDirectories,
+    checkOutputLinks,
+    checkConfigFifo,
+    checkLostLock,
+    checkStdinCap,
+    checkValuesTogether,
+    checkPasswordFile,
+    checkPasswordFileReload,
+    checkUnusedPassword,
+    checkWeakKdf,
+    checkStaleLockTree,
+    checkPlantedConfig,
+    checkLockAlias,
+    checkLinkChainAndAncestors,
+    checkManySettings,
+  ]
   for (const check of checks) {
     // eslint-disable-next-line no-await-in-loop -- checks share the machine's two cores
     const part = await check(options)
@@ -684,6 +708,314 @@ export async function checkWeakKdf(_options: ReviewCoreOptions): Promise<CheckRe
     const testCost = await header()
     if (testMode.code !== 0 || testMode.stderr !== '' || testCost !== 'm=8,t=1,p=1') fail(result, `weak KDF in test mode: passwd exited ${testMode.code}, cost ${testCost}: ${testMode.stderr.trim()}`)
     result.figures.push({check: 'review-core', figure: 'APM_SERVER_KEYSTORE_KDF_PARAMS=m=8,t=1,p=1 without / with test mode', value: `create and passwd: ${createdCost} with one warning / passwd: ${testCost}, silent`})
+  } finally {
+    tmp.cleanup()
+  }
+
+  return result
+}
+
+/*
+ * The break-local review (another local user against the landed hardening, 497f6e7), each attack as its
+ * scripts made it: a stale-lock tree that root's recursive removal walked into root's files, a planted
+ * ./apm-server.yml naming a root file as keystore.path, two names for one keystore with two locks, a
+ * second link in a directory others can write, and a data directory swapped for a link to an old keystore.
+ */
+
+/** Another user's uid, for what they planted: files are given to it (root only; else ours, and the owner cases are skipped). */
+const OTHER_UID = 54_321
+
+async function giveToOther(...names: string[]): Promise<boolean> {
+  if (process.getuid?.() !== 0) return false
+  for (const name of names) {
+    // eslint-disable-next-line no-await-in-loop -- a few names
+    await fs.lchown(name, OTHER_UID, OTHER_UID)
+  }
+
+  return true
+}
+
+/** A directory of root's files that must survive: returns how many are left. */
+async function preciousDir(dir: string, count: number): Promise<() => Promise<number>> {
+  await fs.mkdir(dir, {mode: 0o700})
+  for (let i = 0; i < count; i++) {
+    // eslint-disable-next-line no-await-in-loop -- a few files
+    await fs.writeFile(path.join(dir, `f${i}`), `root data ${i}`, {mode: 0o600})
+  }
+
+  return async () => (await fs.readdir(dir)).length
+}
+
+/**
+ * break-local F2: another user who can write the data directory plants an old lock directory holding a
+ * directory and links to a directory of root's (the reviewer flipped them with renameat2 while root's
+ * recursive removal walked them). Under strict perms root must refuse the directory before touching the
+ * lock; without, the lock is no empty directory of ours and is refused, never walked.
+ */
+export async function checkStaleLockTree(options: ReviewCoreOptions): Promise<CheckResult> {
+  const result = newResult()
+  const tmp = tempDir()
+  const commands: string[][] = [['keystore', 'create', '--force'], ['keystore', 'add', 'K', '--stdin', '--force']]
+  if (options.full) commands.push(['keystore', 'remove', 'K'], ['keystore', 'upgrade'], ['keystore', 'passwd', '--stdin'])
+  const outcomes: string[] = []
+  try {
+    const cwd = tmp.dir
+    await fs.chmod(cwd, 0o755)
+    const data = path.join(cwd, 'data')
+    // A keystore with a key, so that every command gets as far as taking the lock.
+    await cli(['keystore', 'add', 'K', '--stdin', '--force'], {cwd, input: 'v'})
+    await fs.chmod(data, 0o777)
+    const left = await preciousDir(path.join(cwd, 'precious'), 20)
+    const lock = path.join(data, LOCK_DIR)
+    const plant = async () => {
+      await fs.rm(lock, {force: true, recursive: true})
+      await fs.mkdir(path.join(lock, 'a'), {recursive: true})
+      await fs.writeFile(path.join(lock, 'a', 'keep'), '')
+      for (let i = 0; i < 4; i++) await fs.symlink(path.join(cwd, 'precious'), path.join(lock, `s${i}`))
+      await giveToOther(lock, path.join(lock, 'a'), path.join(lock, 'a', 'keep'), ...[0, 1, 2, 3].map((i) => path.join(lock, `s${i}`)))
+      const old = new Date(Date.now() - 3_600_000)
+      await fs.utimes(lock, old, old)
+    }
+
+    const strictMessage = `error: directory ${data} of keystore ${keystorePath(cwd)} has mode 0777, writable by group or others, who could replace the keystore; run "chmod go-w ${data}" (--strict.perms=false disables this check)\n`
+    for (const [mode, extra] of [['strict', []], ['--strict.perms=false', ['--strict.perms=false']]] as const) {
+      for (const args of commands) {
+        await plant()
+        const done = await cli([...args, ...extra], {cwd, input: 'v'})
+        const where = `stale lock tree (${args.slice(1).join(' ')}, ${mode})`
+        const refused = mode === 'strict' ? done.stderr === strictMessage : oneErrorLine(done.stderr) && /, so it is not a lock apm-server made .*remove it yourself if no apm-server process is running\n$/.test(done.stderr)
+        if (done.code !== 1 || !refused) fail(result, `${where}: exit ${done.code}: ${done.stderr.trim()}`)
+        const tree = await fs.readdir(lock).then((names) => names.sort().join(','), () => 'GONE')
+        if (tree !== 'a,s0,s1,s2,s3') fail(result, `${where}: the planted lock was walked: it now holds ${tree}`)
+        if ((await left()) !== 20) fail(result, `${where}: root's files under the linked directory were deleted: ${await left()} of 20 left`)
+        outcomes.push(`${args[1]} ${mode}: exit ${done.code}`)
+      }
+    }
+  } finally {
+    tmp.cleanup()
+  }
+
+  result.figures.push({
+    check: 'review-core',
+    figure: 'stale lock directory planted with a subdirectory and links to root\'s directory, in a 0777 data dir',
+    value: result.failures.length === 0 ? `all refused, nothing walked or removed (${outcomes.length} commands, strict and not)` : 'SEE FAILURES',
+  })
+  return result
+}
+
+/**
+ * break-local F3: root, in a directory others can write (sticky, as /tmp), runs `keystore create --force`
+ * where another user planted apm-server.yml with keystore.path naming a file of root's; and a config
+ * root trusts naming a file that is no keystore.
+ */
+export async function checkPlantedConfig(_options: ReviewCoreOptions): Promise<CheckResult> {
+  const result = newResult()
+  const tmp = tempDir()
+  try {
+    const shared = tmp.dir
+    await fs.chmod(shared, 0o1777)
+    const victims = path.join(shared, 'etc')
+    await fs.mkdir(victims, {mode: 0o755})
+    const victim = path.join(victims, 'victim.conf')
+    await fs.writeFile(victim, 'important root config\n', {mode: 0o644})
+    const config = path.join(shared, 'apm-server.yml')
+    await fs.writeFile(config, `keystore.path: ${victim}\n`, {mode: 0o644})
+    const intact = async () => (await fs.readFile(victim, 'utf8')) === 'important root config\n'
+    if (await giveToOther(config)) {
+      const planted = await cli(['keystore', 'create', '--force'], {cwd: shared})
+      const message = `error: config file ${config} is owned by uid ${OTHER_UID}, not by the current user (uid 0) or root, and a config file decides where the keystore is and what is written where; check its contents, then run "chown 0 ${config}" (--strict.perms=false disables this check)\n`
+      if (planted.code !== 1 || planted.stderr !== message) fail(result, `planted config: create --force exited ${planted.code}: ${planted.stderr.trim()}`)
+      if (!(await intact())) fail(result, 'planted config: create --force replaced the file its keystore.path named')
+      await fs.lchown(config, 0, 0)
+    } else {
+      result.skipped.push('planted config owned by another user: not root, cannot give a file away')
+    }
+
+    await fs.chmod(config, 0o666)
+    const open = await cli(['keystore', 'create', '--force'], {cwd: shared})
+    if (open.code !== 1 || open.stderr !== `error: config file ${config} has mode 0666, writable by group or others; run "chmod go-w ${config}" (--strict.perms=false disables this check)\n`) {
+      fail(result, `0666 config: create --force exited ${open.code}: ${open.stderr.trim()}`)
+    }
+
+    // A config root trusts, naming a file that is no keystore: create --force replaces only keystores.
+    await fs.chmod(config, 0o644)
+    const named = await cli(['keystore', 'create', '--force'], {cwd: shared})
+    const notKeystore = `error: ${victim} is not a keystore (it does not start like a native or Beats v1 keystore) and create replaces only keystores; check keystore.path and --path.data, or move it away first\n`
+    if (named.code !== 1 || named.stderr !== notKeystore) fail(result, `keystore.path naming a non-keystore: create --force exited ${named.code}: ${named.stderr.trim()}`)
+    if (!(await intact())) fail(result, 'keystore.path naming a non-keystore: create --force replaced it')
+  } finally {
+    tmp.cleanup()
+  }
+
+  result.figures.push({
+    check: 'review-core',
+    figure: 'apm-server.yml planted in a sticky shared cwd (keystore.path = a root file); a 0666 one; a trusted one naming a non-keystore (create --force)',
+    value: result.failures.length === 0 ? 'all refused; the named file intact' : 'SEE FAILURES',
+  })
+  return result
+}
+
+/**
+ * break-local F5: one keystore, two names (data/apm-server.keystore a link to it, the documented
+ * secret-mount layout, and a keystore.path naming the target): writers through each must share one lock.
+ * First deterministically (a lock held through the link must hold off a writer through the target),
+ * then the reviewer's race, pairs of concurrent adds.
+ */
+export async function checkLockAlias(options: ReviewCoreOptions): Promise<CheckResult> {
+  const result = newResult()
+  const tmp = tempDir()
+  const pairs = options.full ? 24 : 4
+  let heldOff = 'not measured'
+  try {
+    const cwd = tmp.dir
+    const real = path.join(cwd, 'real')
+    await fs.mkdir(real, {mode: 0o700})
+    await cli(['keystore', 'create', '--path.data', real], {cwd})
+    const target = path.join(real, 'apm-server.keystore')
+    const link = keystorePath(cwd)
+    await fs.mkdir(path.dirname(link), {mode: 0o700})
+    await fs.symlink(target, link)
+    const direct = path.join(cwd, 'direct.yml')
+    await fs.writeFile(direct, `keystore.path: ${target}\n`, {mode: 0o600})
+    const viaTarget = (key: string) => cli(['keystore', 'add', key, '--stdin', '--force', '-c', direct], {cwd, input: 'v'})
+    const viaLink = (key: string) => cli(['keystore', 'add', key, '--stdin', '--force'], {cwd, input: 'v'})
+    const holdMs = 3000
+    let exitedWhileHeld = false
+    // Wrapped: an async function returning the promise itself would wait for it, holding the lock.
+    const {writer} = await withKeystoreLock(link, async () => {
+      const started = viaTarget('HELD')
+      const raced = await Promise.race([started.then(() => 'exited'), sleep(holdMs).then(() => 'waiting')])
+      exitedWhileHeld = raced === 'exited'
+      return {writer: started}
+    })
+    const released = await writer
+    if (released.code !== 0) fail(result, `lock alias: the add through the target, after the lock was released, exited ${released.code}: ${released.stderr.trim()}`)
+    if (exitedWhileHeld) fail(result, 'lock alias: an add through the target name finished while the lock was held through the link')
+    heldOff = exitedWhileHeld ? 'NOT held off' : `held off for ${ms(holdMs)} until released`
+    const expected = ['HELD']
+    for (let i = 0; i < pairs; i++) {
+      // eslint-disable-next-line no-await-in-loop -- one pair at a time, as the reviewer ran them
+      const [a, b] = await Promise.all([viaLink(`A${i}`), viaTarget(`B${i}`)])
+      for (const [name, done] of [[`A${i}`, a], [`B${i}`, b]] as const) {
+        if (done.code === 0) expected.push(name)
+        else fail(result, `lock alias: add ${name} exited ${done.code}: ${done.stderr.trim()}`)
+      }
+    }
+
+    const state = await snapshot(target)
+    const keys = 'error' in state ? [] : [...state.entries.keys()]
+    const lost = expected.filter((name) => !keys.includes(name))
+    if (lost.length > 0) fail(result, `lock alias: ${lost.length} adds exited 0 but their keys are not in the keystore: ${lost.join(', ')}`)
+    // The audit trail belongs beside the real file, once: both names must append to the one trail.
+    const left = (await fs.readdir(real)).filter((name) => name !== KEYSTORE_NAME && name !== AUDIT_NAME)
+    if (left.length > 0) fail(result, `lock alias: left next to the keystore: ${left.join(', ')}`)
+    const besideLink = (await fs.readdir(path.dirname(link))).filter((name) => name !== path.basename(link))
+    if (besideLink.length > 0) fail(result, `lock alias: left next to the link: ${besideLink.join(', ')}`)
+    const verified = await cli(['keystore', 'audit', '--verify', '-c', direct], {cwd})
+    if (verified.code !== 0) fail(result, `lock alias: the one audit trail written through both names does not verify (exit ${verified.code}): ${verified.stderr.trim()}`)
+    result.figures.push({
+      check: 'review-core',
+      figure: `one keystore through a link and through keystore.path: a writer while the other name's lock is held; ${pairs} pairs of concurrent adds`,
+      value: `${heldOff}; ${expected.length - 1} adds exited 0, ${lost.length} lost`,
+    })
+  } finally {
+    tmp.cleanup()
+  }
+
+  return result
+}
+
+/**
+ * break-local F6: a chain of links whose second link lives in a directory others can write (re-pointed
+ * at a 0600 file of root's), and a data directory whose parent others can write, swapped for a link to a
+ * directory holding an older keystore (a rollback of the secrets).
+ */
+export async function checkLinkChainAndAncestors(_options: ReviewCoreOptions): Promise<CheckResult> {
+  const result = newResult()
+  const tmp = tempDir()
+  try {
+    const cwd = tmp.dir
+    await fs.chmod(cwd, 0o755)
+    const real = path.join(cwd, 'real')
+    await fs.mkdir(real, {mode: 0o700})
+    await cli(['keystore', 'create', '--path.data', real], {cwd})
+    const home = path.join(cwd, 'apm')
+    const shared = path.join(cwd, 'shared')
+    await fs.mkdir(home, {mode: 0o755})
+    await fs.mkdir(shared)
+    await fs.chmod(shared, 0o777)
+    const hop2 = path.join(shared, 'current')
+    await fs.symlink(path.join(real, 'apm-server.keystore'), hop2)
+    await fs.symlink(hop2, path.join(home, 'apm-server.keystore'))
+    const chain = ['--path.data', home]
+    const refusal = `error: directory ${shared}, holding the symbolic link ${hop2} on the path to keystore ${path.join(home, 'apm-server.keystore')}, has mode 0777, writable by group or others, who could re-point that link; run "chmod go-w ${shared}" (--strict.perms=false disables this check)\n`
+    const listed = await cli(['keystore', 'list', ...chain], {cwd})
+    if (listed.code !== 1 || listed.stderr !== refusal) fail(result, `link chain: list exited ${listed.code}: ${listed.stderr.trim()}`)
+    const secrets = path.join(cwd, 'secrets')
+    await fs.mkdir(secrets, {mode: 0o700})
+    const victim = path.join(secrets, 'victim')
+    await fs.writeFile(victim, 'root-only data', {mode: 0o600})
+    await fs.rm(hop2)
+    await fs.symlink(victim, hop2)
+    await giveToOther(hop2)
+    const created = await cli(['keystore', 'create', '--force', ...chain], {cwd})
+    if (created.code !== 1 || !oneErrorLine(created.stderr) || !created.stderr.includes(shared)) fail(result, `link chain re-pointed: create --force exited ${created.code}: ${created.stderr.trim()}`)
+    if ((await fs.readFile(victim, 'utf8')) !== 'root-only data') fail(result, 'link chain re-pointed: create --force replaced the file the second link was re-pointed at')
+    // The ancestor: the parent of the data directory is shared; the data directory swapped for a link.
+    const parent = path.join(cwd, 'parent')
+    await fs.mkdir(path.join(parent, 'ks'), {mode: 0o700, recursive: true})
+    const old = path.join(cwd, 'old')
+    await fs.mkdir(old, {mode: 0o700})
+    await cli(['keystore', 'add', 'APM_SECRET_TOKEN', '--stdin', '--force', '--path.data', old], {cwd, input: 'OLD-leaked-token'})
+    await cli(['keystore', 'add', 'APM_SECRET_TOKEN', '--stdin', '--force', '--path.data', path.join(parent, 'ks')], {cwd, input: 'NEW-token'})
+    await fs.chmod(parent, 0o777)
+    await fs.rename(path.join(parent, 'ks'), path.join(parent, '.ks-away'))
+    await fs.symlink(old, path.join(parent, 'ks'))
+    await giveToOther(path.join(parent, 'ks'))
+    const shown = await cli(['keystore', 'show', 'APM_SECRET_TOKEN', '--path.data', path.join(parent, 'ks')], {cwd})
+    if (shown.code !== 1 || shown.stdout !== '' || !oneErrorLine(shown.stderr) || !shown.stderr.includes(`directory ${parent}`)) {
+      fail(result, `data directory swapped through a shared parent: show exited ${shown.code}, printed ${JSON.stringify(shown.stdout)}: ${shown.stderr.trim()}`)
+    }
+  } finally {
+    tmp.cleanup()
+  }
+
+  result.figures.push({
+    check: 'review-core',
+    figure: 'a second link in a 0777 directory (list; re-pointed at a root file: create --force); a data dir swapped via its 0777 parent (show)',
+    value: result.failures.length === 0 ? 'all refused; the root file intact, the old token never printed' : 'SEE FAILURES',
+  })
+  return result
+}
+
+/**
+ * break-local F4, the keystore commands' part: every one parses ./apm-server.yml, and duplicate-key
+ * checking was quadratic in the number of settings (40,000 took 13.4 s). A config of many one-line
+ * settings (fast: 60,000, 0.6 MB; full: 360,000, 3.8 MB, near the 4 MiB cap) must not stall `keystore
+ * list`; judged against a tenth of the settings, so the machine's speed does not matter: linear work grows
+ * ~10 times (less with the CLI's start-up), quadratic ~100 times.
+ */
+export async function checkManySettings(options: ReviewCoreOptions): Promise<CheckResult> {
+  const result = newResult()
+  const tmp = tempDir()
+  const count = options.full ? 360_000 : 60_000
+  try {
+    const cwd = tmp.dir
+    await cli(['keystore', 'create'], {cwd})
+    const timed = async (n: number) => {
+      const lines = ['apm-server.host: "127.0.0.1:0"']
+      for (let i = 0; i < n; i++) lines.push(`x${i}: 1`)
+      await fs.writeFile(path.join(cwd, 'apm-server.yml'), `${lines.join('\n')}\n`, {mode: 0o600})
+      const t0 = Date.now()
+      const done = await cli(['keystore', 'list'], {cwd, timeoutMs: 600_000})
+      if (done.code !== 0) fail(result, `${n} settings: keystore list exited ${done.code ?? done.signal}: ${done.stderr.trim().slice(0, 200)}`)
+      return Date.now() - t0
+    }
+
+    const small = Math.min(await timed(count / 10), await timed(count / 10))
+    const large = await timed(count)
+    if (large > 10 * small) fail(result, `${count} settings took ${ms(large)}, ${(large / small).toFixed(0)} times ${count / 10} settings (${ms(small)}): not linear`)
+    result.figures.push({check: 'review-core', figure: `keystore list with ${count / 10} / ${count} one-line settings in ./apm-server.yml`, value: `${ms(small)} / ${ms(large)}`})
   } finally {
     tmp.cleanup()
   }

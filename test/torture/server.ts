@@ -71,6 +71,8 @@ export interface LaunchOptions {
   wrap?: string[]
   /** written to apm-server.yml in the server's directory before it starts */
   config?: string
+  /** runs in the server's directory once its keystore holds APM_TOKEN, before the server starts (more keys, say) */
+  prepare?: (cwd: string) => Promise<void>
 }
 
 export async function launch(options: LaunchOptions): Promise<Launched> {
@@ -89,6 +91,7 @@ async function launchIn(home: TempDir, options: LaunchOptions): Promise<Launched
   await cli(['keystore', 'create'], {cwd})
   const added = await cli(['keystore', 'add', 'APM_TOKEN', '--stdin'], {cwd, input: token})
   if (added.code !== 0) throw new Error(`keystore add failed: ${added.stderr}`)
+  await options.prepare?.(cwd)
   const args = ['run', '-E', 'apm-server.host=127.0.0.1:0', '-E', 'apm-server.auth.secret_token=${APM_TOKEN}', ...(options.extra ?? [])]
   let ca: Buffer | undefined
   if (options.tls) {

@@ -53,7 +53,7 @@ export default class Create extends BaseCommand<typeof Create> {
     const password = this.flags.password ? await readNewPassword() : undefined
     const kdf = kdfParamsFromEnvironment(process.env)
     if (password && kdf.warning) this.note(kdf.warning)
-    const keystore = await createKeystore(file, {format, kdfParams: kdf.params, overwrite, password, strictPerms: this.strictPerms})
+    const keystore = await createKeystore(file, {audit: this.writeOptions().audit, format, kdfParams: kdf.params, overwrite, password, strictPerms: this.strictPerms})
     this.say(`Created ${format} keystore at ${file}${keystore.passwordProtected ? ', password protected' : ''}.`)
     if (!keystore.passwordProtected) {
       this.note('the keystore has no password: it is obfuscated, not protected; anyone who can read the file can read its secrets. Use --password to protect it.')

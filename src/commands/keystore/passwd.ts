@@ -32,7 +32,7 @@ export default class Passwd extends BaseCommand<typeof Passwd> {
   async run(): Promise<PasswdResult> {
     const {keystore: file} = await this.paths()
     // The variables are the current password, which this command may be about to set: no warning that it is unused.
-    const options = {...this.openOptions(), onUnprotected: undefined}
+    const options = {...this.writeOptions(), onUnprotected: undefined}
     const info = await inspectKeystore(file, options)
     if (!info) throw new KeystoreError('ENOKEYSTORE', `no keystore at ${file}; create one with "apm-server keystore create --password"`)
     if (info.format !== 'native') {

@@ -25,7 +25,7 @@ export default class Recipient extends BaseCommand<typeof Recipient> {
     // Loaded when run, not with the command map: `keystore list` must not compile the bundle code (test/cli/start-modules.test.ts).
     const {hostRecipient} = await import('../../core/bundles.js')
     const {keystore: file} = await this.paths()
-    const {created, fingerprint, recipient} = await hostRecipient(file, this.openOptions())
+    const {created, fingerprint, recipient} = await hostRecipient(file, this.writeOptions())
     this.say(recipient)
     if (created && !this.jsonEnabled()) process.stderr.write(`Made this host's key pair in ${file} (fingerprint ${fingerprint}).\n`)
     return {created, fingerprint, path: file, recipient}

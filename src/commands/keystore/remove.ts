@@ -27,7 +27,7 @@ export default class Remove extends BaseCommand<typeof Remove> {
     const {keystore: file} = await this.paths()
     const names = [...new Set(this.positionals)]
     for (const name of names) assertValidKeyName(name)
-    await updateKeystore(file, this.openOptions(), (keystore) => keystore.remove(names))
+    await updateKeystore(file, this.writeOptions(names), (keystore) => keystore.remove(names))
     this.say(`Removed ${names.join(', ')} from ${file}.`)
     return {path: file, removed: names}
   }

@@ -12,12 +12,14 @@ export interface ShowResult {
   bytes: number
   created: null | string
   updated: null | string
+  /** when the value expires; null when it does not */
+  expires: null | string
 }
 
 export default class Show extends BaseCommand<typeof Show> {
   static summary = 'Write the stored bytes of a key to stdout.'
   static description = `The value is written exactly as stored; a newline is added only when stdout is a terminal.
-With --json only the entry's size and times are printed: secrets never go into JSON output.`
+With --json only the entry's size, times and expiry are printed: secrets never go into JSON output.`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> APM_SECRET_TOKEN', description: 'Print the secret token'},
@@ -38,6 +40,6 @@ With --json only the entry's size and times are printed: secrets never go into J
 
     const {created, updated} = keystore.describe(this.args.key)
     const time = (ms: number) => (ms ? new Date(ms).toISOString() : null)
-    return {bytes: value.length, created: time(created), key: this.args.key, updated: time(updated)}
+    return {bytes: value.length, created: time(created), expires: time(keystore.expiry(this.args.key) ?? 0), key: this.args.key, updated: time(updated)}
   }
 }

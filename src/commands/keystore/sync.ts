@@ -3,14 +3,14 @@
  */
 import {Args, Flags} from '@oclif/core'
 
-import {BaseCommand, EXIT} from '../../cli/base-command.js'
-import {inspectKeystore, NewKeystoreSpec} from '../../core/keystore.js'
+import {BaseCommand, EXIT, expiresFlag} from '../../cli/base-command.js'
+import {beatsHasNoExpiry, inspectKeystore, NewKeystoreSpec} from '../../core/keystore.js'
 import {kdfParamsFromEnvironment, passwordFromEnvironment} from '../../core/password-env.js'
 import type {SyncChanges} from '../../core/sync.js'
 
 export default class Sync extends BaseCommand<typeof Sync> {
   static summary = 'Make the keystore hold the files of a directory: file name as key, file bytes as value.'
-  static description = `Every file in DIR whose name is a valid key name becomes that key, its value the file's exact bytes (as "add --file"). A mounted Kubernetes Secret works as it is: its entries are symbolic links into ..data/; names starting with "." and folders are skipped. Files whose name is not a valid key, or that are empty, unreadable, not regular files (a FIFO, a device, a link loop) or over 64 MiB are named in one line, each kind of problem with its files, and nothing is changed (exit 1). Keys not in DIR are kept, or removed with --prune. One lock, one atomic write, and no write at all when the keystore already matches, so it can run at every container start. --check changes nothing: exit 0 when the keystore matches DIR, else exit 1 with the names that would change. A missing keystore is created, with the password from APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE when one is set. Works on native and Beats v1 keystores.`
+  static description = `Every file in DIR whose name is a valid key name becomes that key, its value the file's exact bytes (as "add --file"). A mounted Kubernetes Secret works as it is: its entries are symbolic links into ..data/; names starting with "." and folders are skipped. Files whose name is not a valid key, or that are empty, unreadable, not regular files (a FIFO, a device, a link loop) or over 64 MiB are named in one line, each kind of problem with its files, and nothing is changed (exit 1). Keys not in DIR are kept, or removed with --prune. One lock, one atomic write, and no write at all when the keystore already matches, so it can run at every container start. --check changes nothing: exit 0 when the keystore matches DIR, else exit 1 with the names that would change. A missing keystore is created, with the password from APM_SERVER_KEYSTORE_PASSWORD or APM_SERVER_KEYSTORE_PASSWORD_FILE when one is set. Works on native and Beats v1 keystores. --expires gives the keys added or updated an expiry (native only).`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %> /mnt/secrets --prune', description: 'Kubernetes init container: the keystore holds exactly the mounted Secret'},
@@ -21,6 +21,7 @@ export default class Sync extends BaseCommand<typeof Sync> {
   static args = {dir: Args.string({description: 'directory of files, one per key', required: true})}
   static flags = {
     check: Flags.boolean({description: 'change nothing; exit 1 naming the keys that would be added, updated or removed'}),
+    expires: expiresFlag,
     prune: Flags.boolean({description: 'remove the keys that have no file in DIR'}),
   }
 
@@ -29,16 +30,19 @@ export default class Sync extends BaseCommand<typeof Sync> {
     const {syncKeystore} = await import('../../core/sync.js')
     const {keystore: file} = await this.paths()
     const {check, prune} = this.flags
-    const options = this.openOptions()
+    const expires = this.expiresAt(this.flags.expires)
+    const options = this.writeOptions()
+    const info = await inspectKeystore(file, options)
+    if (expires !== undefined && info?.format === 'beats-v1') throw beatsHasNoExpiry(file)
     let createIfMissing: NewKeystoreSpec | undefined
-    if (!check && !(await inspectKeystore(file, options))) {
+    if (!check && !info) {
       const password = await passwordFromEnvironment(process.env)
       const kdf = kdfParamsFromEnvironment(process.env)
       if (password && kdf.warning) this.note(kdf.warning)
       createIfMissing = {format: 'native', kdfParams: kdf.params, password}
     }
 
-    const changes = await syncKeystore(file, this.args.dir, {...options, check, createIfMissing, prune})
+    const changes = await syncKeystore(file, this.args.dir, {...options, check, createIfMissing, expires, prune})
     const verbs = check ? ['would add', 'would update', 'would remove'] : ['added', 'updated', 'removed']
     const named = [changes.added, changes.updated, changes.removed].map((names, i) => (names.length > 0 ? `${verbs[i]}: ${names.join(', ')}` : ''))
     for (const line of [...named.filter(Boolean), `unchanged: ${changes.unchanged}`]) this.say(line)

@@ -17,7 +17,7 @@ export default class Upgrade extends BaseCommand<typeof Upgrade> {
 
   async run(): Promise<UpgradeResult> {
     const {keystore: file} = await this.paths()
-    const from = await updateKeystore(file, this.openOptions(), (keystore) => {
+    const from = await updateKeystore(file, this.writeOptions(), (keystore) => {
       const previous = keystore.format
       keystore.convertTo('native')
       return previous

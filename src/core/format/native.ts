@@ -25,11 +25,12 @@
  *
  * Version 2 adds `meta`, the keystore's metadata: authenticated and encrypted with the index, under the
  * password when there is one, written atomically with the entries, and never a key. Its fields are named;
- * this build knows `hostKey` (the host's X25519 secret key for sealed bundles, base64). A field this
- * build does not know is refused (EVERSION: written by a newer apm-server), never dropped on a rewrite:
- * a later version adds fields (e.g. expiry times keyed by entry name, an audit chain's head) without
- * changing this layout. Version 1 files still open, and are rewritten as version 1 until they get
- * metadata or `upgrade` converts them.
+ * this build knows `hostKey` (the host's X25519 secret key for sealed bundles, base64), `expires` (when
+ * entries expire: {name: ms since the epoch}, names of entries only) and `audit` (the audit trail's
+ * anchor: its line count, the SHA-256 of its last line and its size in bytes, see src/core/audit.ts). A
+ * field this build does not know is refused (EVERSION: written by a newer apm-server), never dropped on a
+ * rewrite: a later version adds fields without changing this layout. Version 1 files still open, and are
+ * rewritten as version 1 until they get metadata or `upgrade` converts them.
  */
 import {createHash} from 'node:crypto'
 
@@ -70,10 +71,23 @@ const MAX_INDEX_BYTES = 32 * 1024 * 1024
 
 export type NativeKdf = {type: 'argon2id'; params: Argon2Params} | {type: 'none'}
 
+/** Where the audit trail beside the keystore ended at the keystore's last audited write. */
+export interface AuditAnchor {
+  /** lines in the trail */
+  lines: number
+  /** SHA-256 of its last line (without the newline), lower-case hex */
+  head: string
+  /** its size in bytes */
+  bytes: number
+}
+
 /** The keystore's metadata (version 2): never an entry, never listed. */
 export interface NativeMeta {
   /** this host's X25519 secret key, for opening sealed bundles */
   hostKey?: Buffer
+  /** when entries expire, in ms since the epoch; names of entries only */
+  expires?: Map<string, number>
+  audit?: AuditAnchor
 }
 
 const HOST_KEY_BYTES = 32
@@ -323,6 +337,7 @@ export async function encodeNative(
   maxFileBytes = Number.POSITIVE_INFINITY,
   layout: NativeLayout = {meta: {}, version: NATIVE_VERSION},
 ): Promise<Buffer> {
+  for (const name of layout.meta.expires?.keys() ?? []) if (!entries.has(name)) throw new TypeError('encodeNative: an expiry for a name that is not an entry')
   const metaJson = encodeMeta(layout.meta)
   if (layout.version === 1 && metaJson !== '{}') throw new TypeError('encodeNative: version 1 cannot hold metadata')
   const salt = randomBytesOf(SALT_BYTES)
@@ -426,10 +441,10 @@ interface Index {
   valuesDigest: string
 }
 
-// {"entries": [[name, length], ...], "meta": {...}, "values": "..."}: three levels, one array per key plus
-// two, and the metadata object.
+// {"entries": [[name, length], ...], "meta": {"audit": {...}, "expires": {...}, ...}, "values": "..."}:
+// three levels, one array per key plus two, and the metadata object with its two objects.
 const INDEX_DEPTH = 3
-const INDEX_CONTAINERS = MAX_KEYS + 3
+const INDEX_CONTAINERS = MAX_KEYS + 5
 
 function parseIndex(plaintext: Buffer, version: NativeVersion): Index {
   if (!jsonDepthWithin(plaintext, INDEX_DEPTH, INDEX_CONTAINERS)) throw malformedPayload()
@@ -442,8 +457,6 @@ function parseIndex(plaintext: Buffer, version: NativeVersion): Index {
 
   const {entries: rows, meta, values} = (parsed ?? {}) as {entries?: unknown; meta?: unknown; values?: unknown}
   if (!Array.isArray(rows) || typeof values !== 'string') throw malformedPayload()
-  // Version 1 never had metadata (and ignored other fields); version 2 always has the object.
-  const parsedMeta = version === 1 ? {} : parseMeta(meta)
   const count = rows.length
   const positions: Index['positions'] = new Map()
   const starts = new Float64Array(count + 1)
@@ -462,13 +475,15 @@ function parseIndex(plaintext: Buffer, version: NativeVersion): Index {
     starts[i + 1] = starts[i] + (length as number)
   }
 
-  return {meta: parsedMeta, positions, starts, valuesDigest: values}
+  // Version 1 never had metadata (and ignored other fields); version 2 always has the object.
+  return {meta: version === 1 ? {} : parseMeta(meta, positions), positions, starts, valuesDigest: values}
 }
 
-const META_FIELDS: ReadonlySet<string> = new Set(['hostKey'])
+const META_FIELDS: ReadonlySet<string> = new Set(['audit', 'expires', 'hostKey'])
 const BASE64_32_BYTES = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/
+const SHA256_HEX = /^[0-9a-f]{64}$/
 
-function parseMeta(meta: unknown): NativeMeta {
+function parseMeta(meta: unknown, positions: ReadonlyMap<string, number>): NativeMeta {
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw malformedPayload()
   const unknown = Object.keys(meta).filter((field) => !META_FIELDS.has(field))
   if (unknown.length > 0) {
@@ -477,16 +492,63 @@ function parseMeta(meta: unknown): NativeMeta {
     throw new KeystoreError('EVERSION', `keystore holds metadata this build does not know (${shown.join(', ')}), written by a newer apm-server; upgrade apm-server`)
   }
 
-  const {hostKey} = meta as {hostKey?: unknown}
-  if (hostKey === undefined) return {}
-  // Canonical base64 of exactly 32 bytes: one way to write each key.
-  if (typeof hostKey !== 'string' || !BASE64_32_BYTES.test(hostKey)) throw malformedPayload()
-  return {hostKey: Buffer.from(hostKey, 'base64')}
+  const {audit, expires, hostKey} = meta as {audit?: unknown; expires?: unknown; hostKey?: unknown}
+  const parsed: NativeMeta = {}
+  if (hostKey !== undefined) {
+    // Canonical base64 of exactly 32 bytes: one way to write each key.
+    if (typeof hostKey !== 'string' || !BASE64_32_BYTES.test(hostKey)) throw malformedPayload()
+    parsed.hostKey = Buffer.from(hostKey, 'base64')
+  }
+
+  if (expires !== undefined) parsed.expires = parseExpires(expires, positions)
+  if (audit !== undefined) parsed.audit = parseAuditAnchor(audit)
+  return parsed
+}
+
+/** {name: ms}: names of entries, whole positive times; an empty map is written as no field. */
+function parseExpires(expires: unknown, positions: ReadonlyMap<string, number>): Map<string, number> {
+  if (typeof expires !== 'object' || expires === null || Array.isArray(expires)) throw malformedPayload()
+  const parsed = new Map<string, number>()
+  for (const [name, at] of Object.entries(expires)) {
+    if (!positions.has(name) || !Number.isSafeInteger(at) || (at as number) <= 0) throw malformedPayload()
+    parsed.set(name, at as number)
+  }
+
+  if (parsed.size === 0) throw malformedPayload()
+  return parsed
+}
+
+function parseAuditAnchor(audit: unknown): AuditAnchor {
+  if (typeof audit !== 'object' || audit === null || Array.isArray(audit)) throw malformedPayload()
+  const {bytes, head, lines, ...rest} = audit as {bytes?: unknown; head?: unknown; lines?: unknown}
+  const whole = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 1
+  if (Object.keys(rest).length > 0 || !whole(bytes) || !whole(lines) || typeof head !== 'string' || !SHA256_HEX.test(head)) throw malformedPayload()
+  return {bytes: bytes as number, head, lines: lines as number}
 }
 
 /** The metadata's JSON, fields in a fixed order. */
 function encodeMeta(meta: NativeMeta): string {
-  if (meta.hostKey === undefined) return '{}'
-  if (meta.hostKey.length !== HOST_KEY_BYTES) throw new TypeError('encodeNative: a host key is 32 bytes')
-  return `{"hostKey":"${meta.hostKey.toString('base64')}"}`
+  const fields: string[] = []
+  if (meta.audit !== undefined) {
+    const {bytes, head, lines} = meta.audit
+    if (!(lines >= 1 && bytes >= 1 && Number.isSafeInteger(lines) && Number.isSafeInteger(bytes) && SHA256_HEX.test(head))) throw new TypeError('encodeNative: a malformed audit anchor')
+    fields.push(`"audit":{"bytes":${bytes},"head":"${head}","lines":${lines}}`)
+  }
+
+  if (meta.expires !== undefined && meta.expires.size > 0) {
+    let rows = ''
+    for (const [name, at] of meta.expires) {
+      if (!Number.isSafeInteger(at) || at <= 0) throw new TypeError('encodeNative: an expiry is a whole number of ms since the epoch')
+      rows += `${rows ? ',' : ''}${JSON.stringify(name)}:${at}`
+    }
+
+    fields.push(`"expires":{${rows}}`)
+  }
+
+  if (meta.hostKey !== undefined) {
+    if (meta.hostKey.length !== HOST_KEY_BYTES) throw new TypeError('encodeNative: a host key is 32 bytes')
+    fields.push(`"hostKey":"${meta.hostKey.toString('base64')}"`)
+  }
+
+  return `{${fields.join(',')}}`
 }

@@ -10,9 +10,10 @@ import {RateLimitStore} from '../anonymous.js'
 import {Authenticator, AuthSettings} from '../auth.js'
 import type {ConnectionGate} from '../connections.js'
 import type {ServerConfig} from '../config/server-config.js'
+import {H2_STREAM_IDLE_MS} from '../h2.js'
 import {ANONYMOUS_DECODED_BYTES_PER_EVENT, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
 import type {Logger} from '../logger.js'
-import type {Output} from '../outputs/output.js'
+import type {Output, OutputStats} from '../outputs/output.js'
 import {InFlight} from '../shutdown.js'
 
 export interface ServerStats {
@@ -20,6 +21,8 @@ export interface ServerStats {
   /** responses by status code */
   responses: Record<string, number>
   events: {accepted: number; invalid: number; tooLarge: number}
+  /** the output's counts (RunningServer.stats() adds them) */
+  output?: OutputStats
 }
 
 export interface ContextOptions {
@@ -27,6 +30,8 @@ export interface ContextOptions {
   now?: () => number
   /** request data held in memory at once, queued output included; default {@link MEMORY_BUDGET_BYTES} */
   memoryBudgetBytes?: number
+  /** how long a gRPC call's stream may stay idle; default H2_STREAM_IDLE_MS (../h2.ts) */
+  streamIdleMs?: number
 }
 
 export class ApiContext {
@@ -48,6 +53,8 @@ export class ApiContext {
   readonly failures = new WeakMap<ServerResponse, string>()
   /** the connection caps, told which connections presented the token */
   connections?: ConnectionGate
+  /** how long a gRPC call's stream may stay idle before it is answered DEADLINE_EXCEEDED */
+  readonly streamIdleMs: number
   private readonly now: () => number
 
   constructor(
@@ -58,6 +65,7 @@ export class ApiContext {
   ) {
     this.config = config
     this.now = options.now ?? Date.now
+    this.streamIdleMs = options.streamIdleMs ?? H2_STREAM_IDLE_MS
     this.authenticator = new Authenticator(authSettings(config), this.now)
     this.rateLimits = new RateLimitStore(config.anonymous.rateLimit.eventLimit, config.anonymous.rateLimit.ipLimit, this.now)
     this.outputLimits = byteLimitStore(config, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, this.now)

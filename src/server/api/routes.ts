@@ -3,14 +3,15 @@
  * its path, its auth policy, its limits and its handler; the handlers live in one module per route
  * family. ./router.ts applies the policy and the limits in one fixed order before the handler runs.
  *
- * A new route is one line here and its handler module (e.g. OTLP/HTTP: `/v1/traces` with the
- * 'secret-token' policy and a body, handled in ./otlp.ts). As in mux.go, a route is chosen by its path
- * alone: a handler answers a method it does not serve in its protocol's way (intake v2: 400).
+ * A new route is one line here and its handler module. As in mux.go, a route is chosen by its path
+ * alone: a handler answers a method it does not serve in its protocol's way (intake v2: 400, OTLP/HTTP:
+ * 405). OTLP over gRPC is not a route: it comes over HTTP/2 (../h2.ts), to ./otlp-grpc.ts.
  */
 import {agentConfiguration} from './agent-config.js'
 import type {ApiContext} from './context.js'
 import type {Exchange} from './exchange.js'
 import {intakeV2} from './intake.js'
+import {otlpHttp} from './otlp.js'
 import {serverInformation} from './root.js'
 
 /**
@@ -46,4 +47,7 @@ export const ROUTES: readonly Route[] = [
   {auth: 'rum', handle: intakeV2, limits: INTAKE, path: '/intake/v2/rum/events'},
   {auth: 'secret-token', handle: agentConfiguration, limits: RATED, path: '/config/v1/agents'},
   {auth: 'rum', handle: agentConfiguration, limits: RATED, path: '/config/v1/rum/agents'},
+  {auth: 'secret-token', handle: otlpHttp('traces'), limits: INTAKE, path: '/v1/traces'},
+  {auth: 'secret-token', handle: otlpHttp('metrics'), limits: INTAKE, path: '/v1/metrics'},
+  {auth: 'secret-token', handle: otlpHttp('logs'), limits: INTAKE, path: '/v1/logs'},
 ]

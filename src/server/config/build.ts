@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {isMap, isScalar} from 'yaml'
 
+import {readRedisOutput} from './redis.js'
 import type {ServerConfig} from './server-config.js'
 import {KNOWN_SETTINGS, LEGACY_TOKEN, LOG_LEVELS, Note, parseDuration, Resolved, TOKEN, TYPE_WORDS} from './settings.js'
 
@@ -24,7 +25,7 @@ export interface BuildContext {
 }
 
 /** Reads resolved settings as their types; a bad value is reported against its setting and the fallback used. */
-class SettingReader {
+export class SettingReader {
   constructor(private readonly context: BuildContext) {}
 
   /** The setting was set but did not resolve (already reported). */
@@ -118,6 +119,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
 
   const secretToken = readSecretToken(context.resolved, read, context.warn)
   const secretTokenGracePeriodMs = readGracePeriod(read)
+  const shutdownTimeoutMs = readShutdownTimeout(read)
   const rumEnabled = read.bool('apm-server.rum.enabled', false)
   const ssl = await readSsl(read, context.resolved)
   const logLevel = read.string('logging.level')
@@ -125,6 +127,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
   const filename = read.string('output.file.filename') ?? 'apm-server'
   if (filename === '' || filename.includes('/') || filename.includes(path.sep)) read.bad('output.file.filename', 'must be a file name without a directory; put the directory in output.file.path')
   refuseSecretsInNames(context.resolved, read)
+  const redis = await readRedisOutput(read, context, (file, name) => checkReadable(file, name, context.resolved.get(name)?.sensitive ?? false, (setting, message) => read.bad(setting, message)))
 
   return {
     anonymous: {
@@ -144,6 +147,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
       numberOfFiles: read.int('output.file.number_of_files', 7),
       path: read.path('output.file.path') ?? path.join(context.data, 'apm-server'),
       rotateEveryKb: read.int('output.file.rotate_every_kb', 10_240),
+      ...(redis ? {redis} : {}),
     },
     paths: {config: context.configDir, data: context.data, home: context.home, logs: context.logs},
     rum: {allowOrigins: read.list('apm-server.rum.allow_origins', ['*']), enabled: rumEnabled},
@@ -151,6 +155,7 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
     ssl,
     ...(secretToken === undefined ? {} : {secretToken}),
     ...(logLevel === undefined ? {} : {logLevel}),
+    ...(shutdownTimeoutMs === undefined ? {} : {shutdownTimeoutMs}),
   }
 }
 
@@ -166,6 +171,16 @@ function refuseSecretsInNames(resolved: Map<string, Resolved>, read: SettingRead
     const entry = resolved.get(name)
     if (entry?.sensitive && !entry.failed) read.bad(name, 'takes a value from the keystore, but the server creates that name in the file system, where other users may list it; write the path in the config file or the environment instead')
   }
+}
+
+/** APM Server's apm-server.shutdown_timeout (default 30 s, left to the server): at most an hour. */
+function readShutdownTimeout(read: SettingReader): number | undefined {
+  const entry = read.raw('apm-server.shutdown_timeout')
+  if (!entry) return undefined
+  const ms = entry.value === 0 ? 0 : typeof entry.value === 'string' ? parseDuration(entry.value) : undefined
+  if (ms !== undefined && ms <= 3_600_000) return ms
+  read.bad('apm-server.shutdown_timeout', 'must be a duration of at most 1h, such as 30s or 5s (or 0)')
+  return undefined
 }
 
 function readGracePeriod(read: SettingReader): number {

@@ -32,7 +32,7 @@ export function checkOverridesKeepAuth(settings: SettingList, config: ServerConf
  * agents or services in anonymously, raising the anonymous rate limits, and turning TLS off need a
  * restart, which is done on purpose. Applied as they come: a new token (rotation), a longer grace period
  * (it only keeps a token the server already accepted valid, for a bounded time, and never extends a
- * running one), RUM origins (CORS binds browsers, not attackers), sizes, certificates.
+ * running one), a shorter one (it shortens a running one: ../auth.ts), RUM origins (CORS binds browsers, not attackers), sizes, certificates.
  */
 export function reloadRefusals(running: ServerConfig, next: ServerConfig): string[] {
   const refusals: string[] = []
@@ -69,5 +69,7 @@ export function reloadRefusals(running: ServerConfig, next: ServerConfig): strin
  */
 function letsMoreIn(before: readonly string[], after: readonly string[]): boolean {
   if (before.length === 0) return false
-  return after.length === 0 || after.some((item) => !before.includes(item))
+  // A set: a list may hold a hundred thousand items within the config file's size cap.
+  const allowed = new Set(before)
+  return after.length === 0 || after.some((item) => !allowed.has(item))
 }

@@ -13,6 +13,7 @@ import {isKeystoreError, KeystoreError} from '../../core/errors.js'
 import {Keystore, openKeystore} from '../../core/keystore.js'
 import {refuseUnusedPassword} from '../../core/password-env.js'
 import {Lookup, LookupResult, ReferenceProblem, resolveTemplate} from '../../core/references.js'
+import {ReferenceLog} from './provenance.js'
 import {hasSensitiveName, REDACTED} from './redact.js'
 import type {LoadOptions} from './server-config.js'
 import {PATH_SETTINGS, Report, Resolved, Setting} from './settings.js'
@@ -33,13 +34,20 @@ export interface ResolvedPaths {
  * Resolves the path settings and `keystore.path`, in order, each able to use the ones before it, from
  * the environment only. Problems are added to `problems`; each resolved entry to `resolved`.
  */
-export function resolvePathSettings(settings: SettingList, options: LoadOptions, cwd: string, problems: string[], resolved: Map<string, Resolved>): ResolvedPaths {
+export function resolvePathSettings(
+  settings: SettingList,
+  options: LoadOptions,
+  cwd: string,
+  problems: string[],
+  resolved: Map<string, Resolved>,
+  log?: ReferenceLog,
+): ResolvedPaths {
   const builtins = new Map<string, string>()
-  const builtinLookup: Lookup = (name) => (builtins.has(name) ? {value: builtins.get(name) as string} : undefined)
+  const builtinLookup: Lookup = (name) => (builtins.has(name) ? {source: 'path', value: builtins.get(name) as string} : undefined)
   const pathOf = (name: (typeof PATH_SETTINGS)[number], base: string, fallback: string): string => {
     const setting = settings.get(name)
     if (!setting) return fallback
-    const entry = resolveValue(setting, chain(builtinLookup, environmentLookup(options.env)), true, (report) => problems.push(report.message))
+    const entry = resolveValue(setting, chain(builtinLookup, environmentLookup(options.env)), true, (report) => problems.push(report.message), log)
     resolved.set(name, entry)
     if (entry.failed || entry.value === null) return fallback
     if (typeof entry.value !== 'string' || entry.value === '') {
@@ -95,7 +103,7 @@ function fixFor(key: string | undefined, pathPhase: boolean): string {
 }
 
 /** Resolves every `${...}` in a value. Lists and mappings (inside lists) are walked; keys are not resolved. */
-function resolveValue(setting: Setting, lookup: Lookup, pathPhase: boolean, report: (report: Report) => void): Resolved {
+function resolveValue(setting: Setting, lookup: Lookup, pathPhase: boolean, report: (report: Report) => void, log?: ReferenceLog): Resolved {
   if (setting.literal !== undefined) return {failed: false, sensitive: false, setting, shown: setting.literal, value: setting.literal}
   let sensitive = false
   let failed = false
@@ -113,7 +121,7 @@ function resolveValue(setting: Setting, lookup: Lookup, pathPhase: boolean, repo
 
     if (isScalar(node)) {
       if (typeof node.value !== 'string') return {shown: node.value, value: node.value}
-      const resolution = resolveTemplate(node.value, lookup)
+      const resolution = resolveTemplate(node.value, lookup, log?.observer(setting, name, where))
       for (const problem of resolution.problems) {
         fail(`${where}: ${name}: ${describeProblem(problem, pathPhase)}`, problem.kind !== 'syntax')
       }
@@ -150,7 +158,7 @@ function resolveValue(setting: Setting, lookup: Lookup, pathPhase: boolean, repo
 
 function environmentLookup(env: NodeJS.ProcessEnv): Lookup {
   // An empty variable counts as unset.
-  return (name) => (env[name] ? {value: env[name] as string} : undefined)
+  return (name) => (env[name] ? {source: 'environment', value: env[name] as string} : undefined)
 }
 
 function keystoreLookup(keystore: Keystore): Lookup {
@@ -161,9 +169,9 @@ function keystoreLookup(keystore: Keystore): Lookup {
     // Outside the try: a keystore that fails to decrypt its values must be reported as such.
     const bytes = keystore.get(name)
     try {
-      return {sensitive: true, value: decoder.decode(bytes)}
+      return {sensitive: true, source: 'keystore', value: decoder.decode(bytes)}
     } catch {
-      return {problem: `the keystore value of ${name} is not UTF-8 text; store the value as text`, value: ''}
+      return {problem: `the keystore value of ${name} is not UTF-8 text; store the value as text`, source: 'keystore', value: ''}
     }
   }
 }
@@ -196,13 +204,15 @@ export async function resolveOthers(others: Setting[], builtinLookup: Lookup, ke
 
   const runAll = (lookup: Lookup) => {
     const reports: Array<Report & {setting: Setting}> = []
-    const values = others.map((setting) => resolveValue(setting, lookup, false, (report) => reports.push({...report, setting})))
-    return {reports, values}
+    const log = new ReferenceLog()
+    const values = others.map((setting) => resolveValue(setting, lookup, false, (report) => reports.push({...report, setting}), log))
+    return {log, reports, values}
   }
 
   let pass = runAll(probe)
   let keystoreError: KeystoreError | undefined
   const keystoreKeys = new Set<string>()
+  let expiryOf = (_key: string): number | undefined => undefined
   if (needsKeystore) {
     const keystore = await openKeystoreIfAny(keystoreFile, options).catch((error: unknown) => {
       if (error instanceof KeystoreError && error.code !== 'ECANCELED') {
@@ -216,9 +226,10 @@ export async function resolveOthers(others: Setting[], builtinLookup: Lookup, ke
     const previous = new Set(options.reloadOf?.keystoreKeys)
     const fallback = previous.size > 0 ? keepKeystoreSource(previous, keystoreFile, keystore !== undefined, environment) : environment
     if (!keystoreError) pass = runAll(chain(builtinLookup, fromKeystore, fallback))
+    if (keystore) expiryOf = (key) => (keystore.has(key) ? keystore.expiry(key) : undefined)
   }
 
-  return {keystoreError, keystoreKeys: [...keystoreKeys].sort(), pass}
+  return {environment, expiryOf, keystoreError, keystoreKeys: [...keystoreKeys].sort(), pass}
 }
 
 function recordingLookup(lookup: Lookup, found: Set<string>): Lookup {
@@ -238,7 +249,7 @@ function keepKeystoreSource(previous: ReadonlySet<string>, keystoreFile: string,
     if (!previous.has(name)) return environment(name)
     const gone = keystoreExists ? `the keystore ${keystoreFile} no longer holds ${name}` : `the keystore ${keystoreFile} is gone`
     const problem = `${name} came from the keystore and ${gone}; a reload never takes it from the environment instead: add it back with "apm-server keystore add ${name}", or restart the server to take it from the environment on purpose`
-    return {problem, value: ''}
+    return {problem, source: 'keystore', value: ''}
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import {ErrorCode, KeystoreError} from '../../core/errors.js'
 import type {PasswordSource} from '../../core/keystore.js'
+import type {ConfiguredReference} from './provenance.js'
 
 export interface ServerConfig {
   /** "host:port" as configured; default "localhost:8200"; port 0 = any free port */
@@ -24,10 +25,56 @@ export interface ServerConfig {
   ssl: {enabled: boolean; certificate?: string; key?: string; keyPassphrase?: string}
   rum: {enabled: boolean; allowOrigins: string[]}
   maxEventSize: number
-  output: {path: string; filename: string; rotateEveryKb: number; numberOfFiles: number}
+  /**
+   * The file output's settings (the embedded default output), and `redis` when `output.redis` is the
+   * enabled output instead (exactly one output is enabled, as in Beats: ./redis.ts).
+   */
+  output: {path: string; filename: string; rotateEveryKb: number; numberOfFiles: number; redis?: RedisOutputConfig}
   paths: {home: string; config: string; data: string; logs: string}
+  /** apm-server.shutdown_timeout in ms when set (default 30 s): how long a stop waits for requests and the output */
+  shutdownTimeoutMs?: number
   /** logging.level when set: debug, info, warning or error */
   logLevel?: string
+}
+
+/** One entry of output.redis.hosts: `host`, `host:port`, or a redis:// or rediss:// URL. */
+export interface RedisHost {
+  host: string
+  port: number
+  /** rediss:// (true), redis:// (false), or no scheme: TLS as output.redis.ssl says (undefined) */
+  tls?: boolean
+  /** a URL's own credentials (`redis://user:password@host`), which win over output.redis.username/password */
+  username?: string
+  password?: string
+  /** "host:port" with the scheme when given, never the credentials: what messages and stats name */
+  label: string
+}
+
+/** output.redis, read with Beats' defaults (libbeat outputs/redis). Durations in ms. */
+export interface RedisOutputConfig {
+  hosts: RedisHost[]
+  username?: string
+  password?: string
+  db: number
+  /** the list or channel name */
+  key: string
+  datatype: 'channel' | 'list'
+  timeoutMs: number
+  /** events per RPUSH (or PUBLISH pipeline); 0 or less: not split by count */
+  bulkMaxSize: number
+  backoff: {initMs: number; maxMs: number}
+  /** failed sends of a batch before its events are dropped; less than 0: never dropped */
+  maxRetries: number
+  loadbalance: boolean
+  /** TLS for hosts without a scheme; rediss:// hosts always use it (the system's CAs unless given) */
+  ssl: {
+    enabled: boolean
+    certificateAuthorities: string[]
+    verificationMode: 'certificate' | 'full' | 'none' | 'strict'
+    certificate?: string
+    key?: string
+    keyPassphrase?: string
+  }
 }
 
 /** What the config file gave: nothing (`missing`), no settings (`empty`: blank, comments only) or settings. */
@@ -46,6 +93,8 @@ export interface LoadedConfig {
   keystore: string
   /** deprecation and unknown-setting warnings, one line each, never holding a value */
   warnings: string[]
+  /** every `${KEY}` of the configuration and where its value came from (./provenance.ts) */
+  references: ConfiguredReference[]
   /** the resolved settings tree, as configured (no defaults added), with secrets replaced by "[redacted]" */
   redacted: Record<string, unknown>
 }
@@ -61,6 +110,8 @@ export interface LoadOptions {
   strictPerms?: boolean
   /** base of relative paths; default process.cwd() */
   cwd?: string
+  /** the time expiry is judged at, in ms (tests); default now, or APM_SERVER_TEST_NOW in `env` with a warning */
+  now?: number
   /**
    * This load is a reload of a running configuration (`config` as it runs): it must not leave the server
    * less protected (see {@link reloadRefusals}), the file it came from must still hold settings, and a key
@@ -88,6 +139,9 @@ export class ConfigError extends KeystoreError {
   readonly count: number
   readonly warnings: string[]
   readonly keystoreCode?: ErrorCode
+  /** the keystore path and the references, when the load got as far as resolving them (test config --explain) */
+  keystore?: string
+  references?: ConfiguredReference[]
 
   constructor(allProblems: string[], allWarnings: string[] = [], keystoreError?: KeystoreError) {
     const problems = capNotes(allProblems, 'problems')

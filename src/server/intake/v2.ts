@@ -10,6 +10,8 @@
  *   the request; every line is held to the bounds of ../limits.ts before it is parsed, and so is what it
  *   costs: a request's output against its own size, its memory against the server's budget (past it,
  *   `503 queue is full`), and the client text its errors echo.
+ * - an output that cannot hold the events (full, or its store unavailable: an OutputFullError) is
+ *   answered 503 `queue is full` too; any other failed publish is a 500.
  *
  * The result is computed only after the output holds every accepted event.
  */
@@ -18,7 +20,7 @@ import type {Readable, Transform} from 'node:stream'
 import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
 import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
-import type {EventSink} from '../outputs/output.js'
+import {EventSink, isOutputFull} from '../outputs/output.js'
 import type {TokenBucket} from '../anonymous.js'
 import {EventReader} from './events.js'
 import {Ending, LineFeed, OutputFailure, OverBudget} from './line-feed.js'
@@ -113,7 +115,7 @@ export async function ingest(request: Readable, contentEncoding: string | undefi
     const before = body.lines.failuresBefore
     if (before !== undefined && output.failures !== before && reader.acceptedCount > 0) throw options.output.lastFailure ?? new Error('a write failed')
   } catch (error) {
-    if (!body.outputFailed) reader.stopQuietly(500, outputError(error as Error))
+    if (!body.outputFailed) stopForOutput(reader, error as Error)
   }
 
   return reader.result()
@@ -219,7 +221,7 @@ class BodyReader implements Ending {
     else if (error instanceof OverBudget) reader.stopQuietly(503, QUEUE_FULL)
     else if (error instanceof OutputFailure) {
       this.outputFailed = true
-      reader.stopQuietly(500, outputError(error.failure))
+      stopForOutput(reader, error.failure)
     } else if (error !== undefined) {
       reader.stopQuietly(500, INTERNAL_ERROR)
       this.options.onUnexpectedError?.(error instanceof Error ? error : new Error(String(error)))
@@ -381,6 +383,12 @@ class BodyReader implements Ending {
     if (decoded) this.releaseHead()
     return decoded
   }
+}
+
+/** A failed publish: 503 `queue is full` when the output is full or its store unavailable (the agent retries later), else 500. */
+function stopForOutput(reader: EventReader, error: Error): void {
+  if (isOutputFull(error)) reader.stopQuietly(503, QUEUE_FULL)
+  else reader.stopQuietly(500, outputError(error))
 }
 
 function outputError(error: Error): string {

@@ -1,14 +1,20 @@
 /**
- * Opens the configured output. The file output is the one there is; a second output adds its branch
- * here, chosen by its config section.
+ * Opens the configured output: the file output (the embedded default), or the Redis output when
+ * `output.redis` is the enabled one. The Redis output, and its client library, are loaded only then.
  */
 import {KeystoreError} from '../../core/errors.js'
 import type {ServerConfig} from '../config/server-config.js'
+import type {Logger} from '../logger.js'
 import {FileOutput} from './file.js'
 import type {Output} from './output.js'
 
 /** The output `config` names, ready for events; ECONFIG, naming the setting, when it cannot be opened. */
-export async function openOutput(config: ServerConfig['output']): Promise<Output> {
+export async function openOutput(config: ServerConfig['output'], logger: Logger): Promise<Output> {
+  if (config.redis) {
+    const {RedisOutput} = await import('./redis.js')
+    return RedisOutput.open(config.redis, logger)
+  }
+
   try {
     return await FileOutput.open(config)
   } catch (error) {

@@ -10,13 +10,40 @@
  * before and after its own lines. `congested` is the back-pressure signal: a writer stops after its
  * current line, flushes and waits for the next turn of the event loop before it writes more.
  *
+ * An output that acknowledges (Redis) holds what it queued until its store acknowledged it, within a
+ * bound of memory: past it, or when its store does not acknowledge in time, it fails the lines with an
+ * {@link OutputFullError}, which the intake answers as Elastic's APM Server answers a full queue (503
+ * `queue is full`; the agent retries later). So a request is answered 202 only once its events are held.
+ *
  * A new output is one module here implementing {@link Output}, a branch in `openOutput` (./open.ts) and
  * its section in the settings table (../config/settings.ts); nothing in the intake or the API changes.
  */
+import type {ServerConfig} from '../config/server-config.js'
+
+/**
+ * The output cannot take or hold these events now: its queue is full, or its store is down, refusing or
+ * slow to acknowledge. Answered 503 `queue is full`, as Elastic's APM Server answers when its queue is full.
+ */
+export class OutputFullError extends Error {
+  readonly code = 'EQUEUEFULL'
+
+  constructor(message: string) {
+    super(message)
+    this.name = 'OutputFullError'
+  }
+}
+
+/** An {@link OutputFullError}, known by its code (a class test fails across two copies of this module). */
+export function isOutputFull(error: unknown): boolean {
+  return (error as {code?: unknown} | undefined)?.code === 'EQUEUEFULL'
+}
 
 /** What the intake sees of an output: lines in, a flush to wait for, back-pressure and failures. */
 export interface EventSink {
-  /** Queues one line, without its newline: a string, or the concatenation of byte parts (kept, not copied). */
+  /**
+   * Queues one line, without its newline: a string, or the concatenation of byte parts (kept, not copied).
+   * An output whose queue is full drops the line instead, counted in `failures` (an {@link OutputFullError}).
+   */
   write(line: string | readonly Buffer[]): void
   /** Resolves once every line queued so far is published; rejects when publishing it failed. */
   flush(): Promise<void>
@@ -42,12 +69,26 @@ export interface OutputStats {
   failed: number
   /** events queued, not published yet */
   pending: number
+  /** events sent again after a failed send (an output that retries) */
+  retried?: number
+  /** per host of an output with several (Redis): events sent (each try), acknowledged, sent again, given up */
+  hosts?: Record<string, {published: number; acknowledged: number; retried: number; failed: number}>
 }
 
 export interface Output extends EventSink {
   /** The most bytes of events held in memory before they are published: taken out of the server's memory budget. */
   readonly maxQueuedBytes: number
-  /** Publishes what is queued, makes it durable (fsync, or the store's acknowledgement) and lets go. Idempotent. */
-  close(): Promise<void>
+  /**
+   * Publishes what is queued, makes it durable (fsync, or the store's acknowledgement) and lets go.
+   * Idempotent. An output that waits for a store stops trying at `deadline` (a Date.now() time) and
+   * logs what it could not publish.
+   */
+  close(deadline?: number): Promise<void>
   stats(): OutputStats
+  /**
+   * Takes what a reloaded configuration changes that this output can change while it runs (a store's
+   * credentials, for its new connections), after checking it works; rejects, changing nothing, when it
+   * does not. Returns the changed settings that need a restart. Absent: every change needs a restart.
+   */
+  reload?(next: ServerConfig['output']): Promise<string[]>
 }

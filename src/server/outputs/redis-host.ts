@@ -1,0 +1,152 @@
+/**
+ * One host of the Redis output: its connection kept up (reconnected `backoff.init` after a failure,
+ * doubling up to `backoff.max`, back to `backoff.init` once connected, as Beats' backoff client does),
+ * the batches it has in flight (Redis answers a pipeline in order), and its counters. A batch is one
+ * RPUSH of its events (datatype list: atomic, all or none) or one PUBLISH per event (channel).
+ */
+import type {Logger} from '../logger.js'
+import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
+
+/** Events sent as one unit, until acknowledged or given up. `id`s grow in the order the events were written. */
+export interface Batch {
+  id: number
+  lines: Buffer[]
+  bytes: number
+  /** sends that failed so far */
+  tries: number
+}
+
+export interface HostEvents {
+  /** the host can take a batch */
+  ready(host: RedisHost): void
+  /** a batch was answered: `failed` holds its events that were not acknowledged (none: all were), with the reason */
+  answered(host: RedisHost, batch: Batch, failed: Buffer[], reason?: RedisLinkError): void
+}
+
+export interface HostOptions {
+  datatype: 'channel' | 'list'
+  key: string
+  backoff: {initMs: number; maxMs: number}
+}
+
+/** Batches one connection has in flight at most: enough to keep a round trip busy, few to resend after a failure. */
+export const MAX_IN_FLIGHT = 8
+
+export class RedisHost {
+  readonly stats = {acknowledged: 0, failed: 0, published: 0, retried: 0}
+  private link: RedisLink | undefined
+  private state: 'closed' | 'connecting' | 'ready' | 'waiting' = 'waiting'
+  private readonly inFlight = new Set<Batch>()
+  private backoffMs: number
+  private timer: NodeJS.Timeout | undefined
+  /** set when Redis refused a command: no new batches; the connection is renewed once the ones in flight are answered */
+  private draining = false
+  /** set while the host is down after having been up (or never up): the next connection is logged */
+  private down = true
+
+  constructor(
+    readonly label: string,
+    private readonly target: () => LinkTarget,
+    private readonly options: HostOptions,
+    private readonly events: HostEvents,
+    private readonly logger: Logger,
+  ) {
+    this.backoffMs = options.backoff.initMs
+  }
+
+  /** Connected and not draining. */
+  get up(): boolean {
+    return this.state === 'ready' && !this.draining
+  }
+
+  /** Up, with room in its pipeline. */
+  get canTake(): boolean {
+    return this.up && this.inFlight.size < MAX_IN_FLIGHT
+  }
+
+  private get isClosed(): boolean {
+    return this.state === 'closed'
+  }
+
+  /** Batches in flight. */
+  get load(): number {
+    return this.inFlight.size
+  }
+
+  /** Connects now; resolves with the error when it failed (the host then retries after its backoff). */
+  async connect(): Promise<RedisLinkError | undefined> {
+    this.state = 'connecting'
+    try {
+      const link = await RedisLink.open(this.target())
+      if (this.isClosed) {
+        link.close()
+        return undefined
+      }
+
+      this.adopt(link)
+      return undefined
+    } catch (error) {
+      const reason = error instanceof RedisLinkError ? error : new RedisLinkError('transport', 'connection failed')
+      if (!this.isClosed) this.retryLater(reason)
+      return reason
+    }
+  }
+
+  send(batch: Batch): void {
+    const link = this.link!
+    this.inFlight.add(batch)
+    this.stats.published += batch.lines.length
+    if (batch.tries > 0) this.stats.retried += batch.lines.length
+    const commands: Array<['publish' | 'rpush', Buffer[]]> = this.options.datatype === 'list' ? [['rpush', batch.lines]] : batch.lines.map((line) => ['publish', [line]])
+    void link.send(commands, this.options.key).then((results) => this.answer(link, batch, results))
+  }
+
+  /** Stops reconnecting and closes the connection: what is in flight fails. */
+  close(): void {
+    this.state = 'closed'
+    clearTimeout(this.timer)
+    this.link?.close()
+  }
+
+  private answer(link: RedisLink, batch: Batch, results: Array<RedisLinkError | undefined>): void {
+    this.inFlight.delete(batch)
+    const failed = this.options.datatype === 'list' ? (results[0] ? batch.lines : []) : batch.lines.filter((_line, index) => results[index] !== undefined)
+    const reason = results.find((result) => result !== undefined)
+    this.stats.acknowledged += batch.lines.length - failed.length
+    // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
+    if (reason?.kind === 'refused' && link === this.link && !this.draining) {
+      this.draining = true
+      this.logger.warn({'error.message': reason.message, 'redis.host': this.label}, 'redis output: Redis refused a batch; reconnecting after the backoff')
+    }
+
+    this.events.answered(this, batch, failed, reason)
+    if (this.draining && this.inFlight.size === 0 && link === this.link) link.close(reason)
+    else if (this.canTake) this.events.ready(this)
+  }
+
+  private adopt(link: RedisLink): void {
+    this.link = link
+    this.state = 'ready'
+    this.draining = false
+    this.backoffMs = this.options.backoff.initMs
+    link.onClose = (reason) => {
+      if (this.link !== link) return
+      this.link = undefined
+      if (this.state !== 'closed') this.retryLater(reason)
+    }
+    if (this.down) this.logger.info({'redis.host': this.label}, 'redis output: connected')
+    this.down = false
+    this.events.ready(this)
+  }
+
+  private retryLater(reason: RedisLinkError): void {
+    this.state = 'waiting'
+    this.down = true
+    const level = reason.kind === 'auth' ? 'error' : 'warn'
+    this.logger[level]({'error.message': reason.message, 'event.duration': this.backoffMs * 1e6, 'redis.host': this.label}, `redis output: no connection; trying again in ${this.backoffMs / 1000} s`)
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => void this.connect(), this.backoffMs)
+    this.timer.unref()
+    this.backoffMs = Math.min(this.backoffMs * 2, this.options.backoff.maxMs)
+  }
+}

@@ -1,0 +1,352 @@
+/**
+ * The Redis output (Beats' `output.redis`): each accepted event is one element of a Redis list (RPUSH)
+ * or one message on a channel (PUBLISH), the same ndjson document the file output writes as a line.
+ *
+ * At least once: `flush()` resolves only once Redis acknowledged every event written before it, so an
+ * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at the end
+ * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
+ * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
+ * fails is sent again, first in line, to whichever host is up; after `max_retries` failed sends it is
+ * dropped (never an event answered 202: its request's flush rejects). An acknowledged batch is never
+ * sent again.
+ *
+ * Bounded: events not yet acknowledged are held up to {@link QUEUE_BYTES}; past it a write is refused,
+ * and a flush that Redis does not answer within `timeout` rejects. Both are {@link OutputFullError}s:
+ * the intake answers 503 `queue is full` and the agent retries later, while the server goes on serving
+ * and the hosts reconnect with their backoff. On close, what is queued is retried until the deadline;
+ * what is then still unacknowledged is counted in the log.
+ */
+import {KeystoreError} from '../../core/errors.js'
+import type {RedisOutputConfig, ServerConfig} from '../config/server-config.js'
+import type {Logger} from '../logger.js'
+import {Output, OutputFullError, OutputStats} from './output.js'
+import {Batch, RedisHost} from './redis-host.js'
+import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
+import {readTlsOptions, TlsByHost} from './redis-tls.js'
+
+/** Events held until Redis acknowledged them, at most (the client's encoded copy in flight comes on top: see maxQueuedBytes). */
+export const QUEUE_BYTES = 32 * 1024 * 1024
+/** A batch is cut at this size whatever bulk_max_size says: one RPUSH stays a few MiB. */
+export const BATCH_MAX_BYTES = 4 * 1024 * 1024
+
+interface Waiter {
+  /** the id of the last batch written before the flush */
+  through: number
+  resolve: () => void
+  reject: (error: Error) => void
+  timer: NodeJS.Timeout
+}
+
+/** The credentials in force: output.redis.username/password, and each host URL's own. */
+interface Credentials {
+  username?: string
+  password?: string
+  hosts: Array<{username?: string; password?: string}>
+}
+
+function credentialsOf(config: RedisOutputConfig): Credentials {
+  return {hosts: config.hosts.map(({password, username}) => ({password, username})), password: config.password, username: config.username}
+}
+
+export class RedisOutput implements Output {
+  /** Our queue, and as much again for the copies the client encodes and the socket holds while a batch is in flight. */
+  readonly maxQueuedBytes = 2 * QUEUE_BYTES
+  private readonly hosts: RedisHost[]
+  private open: Batch
+  private nextId = 1
+  /** sealed batches waiting for a host, oldest first (a batch sent again goes first) */
+  private readonly ready: Batch[] = []
+  /** every batch not yet acknowledged or given up, by id (so in the order written) */
+  private readonly unsettled = new Map<number, Batch>()
+  private queuedBytes = 0
+  private waiters: Waiter[] = []
+  private scheduled: NodeJS.Immediate | undefined
+  private active: RedisHost | undefined
+  private turn = 0
+  private failureCount = 0
+  private latestFailure: Error | undefined
+  private readonly counts = {failed: 0, published: 0, retried: 0}
+  private closed = false
+  private drained: (() => void) | undefined
+  private credentials: Credentials
+
+  private constructor(
+    private readonly config: RedisOutputConfig,
+    tls: TlsByHost,
+    private readonly logger: Logger,
+  ) {
+    this.credentials = credentialsOf(config)
+    this.open = this.newBatch()
+    const options = {backoff: config.backoff, datatype: config.datatype, key: config.key}
+    this.hosts = config.hosts.map(
+      (host, index) =>
+        new RedisHost(host.label, () => this.targetOf(index, tls), options, {answered: (from, batch, failed, reason) => this.answered(from, batch, failed, reason), ready: () => this.pump()}, logger),
+    )
+  }
+
+  /**
+   * Connects to every host (within `timeout`) before taking events. A host that refuses the credentials
+   * or the database fails the start (ECONFIG); one that cannot be reached is logged and retried.
+   */
+  static async open(config: RedisOutputConfig, logger: Logger): Promise<RedisOutput> {
+    const output = new RedisOutput(config, readTlsOptions(config), logger)
+    const results = await Promise.all(output.hosts.map((host) => host.connect()))
+    const refused = results.findIndex((result) => result !== undefined && result.kind !== 'transport')
+    if (refused !== -1) {
+      await output.close(Date.now())
+      const setting = results[refused]!.kind === 'auth' ? 'output.redis.password (and username)' : 'output.redis.db and the ACL rules'
+      throw new KeystoreError('ECONFIG', `redis host ${config.hosts[refused].label}: ${results[refused]!.message}; check ${setting}`)
+    }
+
+    return output
+  }
+
+  get congested(): boolean {
+    return this.queuedBytes >= QUEUE_BYTES / 2
+  }
+
+  get failures(): number {
+    return this.failureCount
+  }
+
+  get lastFailure(): Error | undefined {
+    return this.latestFailure
+  }
+
+  write(line: string | readonly Buffer[]): void {
+    if (this.closed) throw new Error('the output is closed')
+    const data = typeof line === 'string' ? Buffer.from(line) : line.length === 1 ? line[0] : Buffer.concat(line)
+    if (this.queuedBytes + data.length > QUEUE_BYTES) {
+      this.fail(1, new OutputFullError(`the Redis output's queue is full (${QUEUE_BYTES / 2 ** 20} MiB not yet acknowledged by Redis)`))
+      return
+    }
+
+    this.open.lines.push(data)
+    this.open.bytes += data.length
+    this.queuedBytes += data.length
+    const {bulkMaxSize} = this.config
+    if ((bulkMaxSize > 0 && this.open.lines.length >= bulkMaxSize) || this.open.bytes >= BATCH_MAX_BYTES) this.seal()
+    else this.scheduled ??= setImmediate(() => this.seal())
+  }
+
+  /** Resolves once Redis acknowledged every event written so far; rejects when one is given up or Redis does not answer within `timeout`. */
+  flush(): Promise<void> {
+    this.seal()
+    const through = this.nextId - 1
+    if (!this.pendingThrough(through)) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((waiter) => waiter.timer !== timer)
+        reject(new OutputFullError(`Redis did not acknowledge the events within ${this.config.timeoutMs / 1000} s (output.redis.timeout)`))
+      }, this.config.timeoutMs)
+      this.waiters.push({reject, resolve, through, timer})
+    })
+  }
+
+  async close(deadline = Date.now() + this.config.timeoutMs): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.seal()
+    if (this.unsettled.size > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.drained = resolve
+        }),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))
+        }),
+      ])
+      clearTimeout(timer)
+    }
+
+    const left = [...this.unsettled.values()].reduce((sum, batch) => sum + batch.lines.length, 0)
+    for (const host of this.hosts) host.close()
+    if (left > 0) {
+      this.logger.warn({'events.unacknowledged': left}, `redis output: ${left} events were not acknowledged by Redis before the shutdown timeout; they may be missing`)
+      for (const batch of this.unsettled.values()) this.giveUp(batch, batch.lines.length, new OutputFullError('the output closed before Redis acknowledged the events'))
+    }
+
+    this.logger.info({hosts: this.stats().hosts}, 'redis output: closed')
+  }
+
+  stats(): OutputStats {
+    const hosts: NonNullable<OutputStats['hosts']> = {}
+    for (const host of this.hosts) hosts[host.label] = {...host.stats}
+    let pending = 0
+    for (const batch of this.unsettled.values()) pending += batch.lines.length
+    return {failed: this.counts.failed, hosts, pending, published: this.counts.published, retried: this.counts.retried}
+  }
+
+  /**
+   * A reload may change the credentials (a rotated password): they are tried on a new connection to
+   * every host first, and taken for later connections only when no host refuses them and one accepts
+   * them; the connections running keep theirs. Any other change of output.redis needs a restart.
+   */
+  async reload(next: ServerConfig['output']): Promise<string[]> {
+    if (!next.redis) return ['output.redis']
+    if (JSON.stringify(withoutCredentials(next.redis)) !== JSON.stringify(withoutCredentials(this.config))) return ['output.redis']
+    const credentials = credentialsOf(next.redis)
+    if (JSON.stringify(credentials) === JSON.stringify(this.credentials)) return []
+    await checkCredentials(next.redis, readTlsOptions(next.redis))
+    this.credentials = credentials
+    this.logger.info('redis output: new credentials checked on every host that answered; new connections use them')
+    return []
+  }
+
+  private targetOf(index: number, tls: TlsByHost): LinkTarget {
+    return linkTarget(this.config, index, this.credentials, tls)
+  }
+
+  private newBatch(): Batch {
+    return {bytes: 0, id: this.nextId++, lines: [], tries: 0}
+  }
+
+  /** The batch being written is complete: queued for a host, and a new one started. */
+  private seal(): void {
+    if (this.scheduled) clearImmediate(this.scheduled)
+    this.scheduled = undefined
+    if (this.open.lines.length === 0) return
+    const batch = this.open
+    this.open = this.newBatch()
+    this.unsettled.set(batch.id, batch)
+    this.ready.push(batch)
+    this.pump()
+  }
+
+  /** Hands waiting batches to hosts that can take them. */
+  private pump(): void {
+    while (this.ready.length > 0) {
+      const host = this.pick()
+      if (!host) return
+      host.send(this.ready.shift()!)
+    }
+  }
+
+  private pick(): RedisHost | undefined {
+    const candidates = this.hosts.filter((host) => host.canTake)
+    if (candidates.length === 0) return undefined
+    if (!this.config.loadbalance) {
+      // One host until it is down, then another at random (Beats' failover mode).
+      if (!this.active?.up) this.active = candidates[Math.floor(Math.random() * candidates.length)]
+      return this.active.canTake ? this.active : undefined
+    }
+
+    const least = Math.min(...candidates.map((host) => host.load))
+    const idle = candidates.filter((host) => host.load === least)
+    return idle[this.turn++ % idle.length]
+  }
+
+  private answered(host: RedisHost, batch: Batch, failed: Buffer[], reason?: RedisLinkError): void {
+    const done = batch.lines.length - failed.length
+    this.counts.published += done
+    if (failed.length === 0) {
+      this.settle(batch)
+      return
+    }
+
+    // Sent again, but only what Redis did not acknowledge.
+    let bytes = 0
+    for (const line of failed) bytes += line.length
+    this.queuedBytes -= batch.bytes - bytes
+    batch.lines = failed
+    batch.bytes = bytes
+    batch.tries++
+    const {maxRetries} = this.config
+    if (maxRetries >= 0 && batch.tries > maxRetries) {
+      host.stats.failed += failed.length
+      this.giveUp(batch, failed.length, new OutputFullError(`Redis did not acknowledge ${failed.length} events after ${batch.tries} sends: ${reason?.message ?? 'no reply'}`))
+      return
+    }
+
+    this.counts.retried += failed.length
+    this.ready.unshift(batch)
+    this.pump()
+  }
+
+  private settle(batch: Batch): void {
+    this.unsettled.delete(batch.id)
+    this.queuedBytes -= batch.bytes
+    this.wake()
+  }
+
+  private giveUp(batch: Batch, events: number, error: OutputFullError): void {
+    this.fail(events, error)
+    for (const waiter of this.waiters) if (waiter.through >= batch.id) this.release(waiter, error)
+    this.settle(batch)
+  }
+
+  private fail(events: number, error: OutputFullError): void {
+    this.failureCount++
+    this.counts.failed += events
+    this.latestFailure = error
+  }
+
+  /** Resolves the flushes whose batches are all acknowledged. */
+  private wake(): void {
+    const oldest = this.unsettled.keys().next().value
+    for (const waiter of this.waiters) if (oldest === undefined || oldest > waiter.through) this.release(waiter)
+    if (this.unsettled.size === 0) this.drained?.()
+  }
+
+  private release(waiter: Waiter, error?: Error): void {
+    clearTimeout(waiter.timer)
+    this.waiters = this.waiters.filter((other) => other !== waiter)
+    if (error) waiter.reject(error)
+    else waiter.resolve()
+  }
+
+  private pendingThrough(id: number): boolean {
+    const oldest = this.unsettled.keys().next().value
+    return oldest !== undefined && oldest <= id
+  }
+}
+
+/** Where host `index` is, with the credentials in force (a URL's own win). */
+function linkTarget(config: RedisOutputConfig, index: number, credentials: Credentials, tls: TlsByHost): LinkTarget {
+  const host = config.hosts[index]
+  const own = credentials.hosts[index]
+  const password = own.password ?? credentials.password
+  const username = own.username ?? (own.password === undefined ? credentials.username : undefined)
+  return {
+    db: config.db,
+    host: host.host,
+    port: host.port,
+    timeoutMs: config.timeoutMs,
+    ...(password === undefined ? {} : {password}),
+    ...(username === undefined ? {} : {username}),
+    ...(tls[index] === undefined ? {} : {tls: tls[index]}),
+  }
+}
+
+/**
+ * Connects to every host with `config`'s credentials: rejects (ECONFIG) when a host refuses them, or
+ * when no host answers at all (nothing could be checked); resolves once at least one accepted them.
+ */
+export async function checkCredentials(config: RedisOutputConfig, tls: TlsByHost): Promise<void> {
+  const credentials = credentialsOf(config)
+  const results = await Promise.all(
+    config.hosts.map(async (_host, index) => {
+      try {
+        ;(await RedisLink.open(linkTarget(config, index, credentials, tls))).close()
+        return undefined
+      } catch (error) {
+        return error instanceof RedisLinkError ? error : new RedisLinkError('transport', 'connection failed')
+      }
+    }),
+  )
+  const refused = results.findIndex((result) => result !== undefined && result.kind !== 'transport')
+  if (refused !== -1) {
+    throw new KeystoreError('ECONFIG', `redis host ${config.hosts[refused].label}: ${results[refused]!.message}; the new output.redis credentials are not taken (the running connections keep theirs): check the password and username`)
+  }
+
+  if (results.every((result) => result !== undefined)) {
+    throw new KeystoreError('ECONFIG', `cannot check the new output.redis credentials: no Redis host answered (${results[0]!.message}); reload again once Redis is reachable`)
+  }
+}
+
+/** The settings whose change a running Redis output cannot take: all but the credentials. */
+function withoutCredentials(config: RedisOutputConfig): unknown {
+  const {password: _password, username: _username, ...rest} = config
+  return {...rest, hosts: config.hosts.map(({password: _p, username: _u, ...host}) => host)}
+}
