@@ -87,6 +87,18 @@ describe('server/connections', () => {
     assert.match(JSON.parse(lines[0]).message, /^refused or closed 1 connection past the connection caps \(64 in all/)
   })
 
+  it('to make room, a connection of an address holding several goes before an older one alone from its address (an agent about to show its token)', () => {
+    const {logger} = logged()
+    const gate = new ConnectionGate(64, logger)
+    const agent = connection('10.2.0.1')
+    assert.equal(gate.admit(agent), true)
+    // A flood from 8 addresses, 4 each (within their share), fills the half and goes on.
+    const flood = Array.from({length: 64}, (_, i) => connection(`10.1.0.${i % 8}`))
+    for (const socket of flood) assert.equal(gate.admit(socket), true)
+    assert.equal(agent.destroyed, false, 'the agent is still open')
+    assert.equal(flood.filter((socket) => socket.destroyed).length, 64 - 31, 'the flood made room among its own')
+  })
+
   it(`an idle connection without the token is kept ${UNAUTHENTICATED_IDLE_MS} ms, one with it keeps Node's keep-alive`, () => {
     const {logger} = logged()
     const gate = new ConnectionGate(160, logger)
