@@ -85,7 +85,8 @@ export interface AuthSettings {
  */
 export class Authenticator {
   private current?: Buffer
-  private previous?: {digest: Buffer; until: number}
+  /** the token a rotation replaced, valid until `until`; `since` is when the rotation was applied */
+  private previous?: {digest: Buffer; since: number; until: number}
   private anonymous = false
   readonly counts: AuthCounts = {anonymous: 0, failed: 0, none: 0, previous_token: 0, secret_token: 0}
 
@@ -109,7 +110,8 @@ export class Authenticator {
 
   /**
    * Applies new settings. When the token changed and a grace period is set, the token being replaced
-   * stays valid for that long; a reload that keeps the token leaves a running grace period alone.
+   * stays valid for that long. A reload that keeps the token may shorten a running grace period (to 0:
+   * the replaced token is refused at once, as after a leak it must be), never lengthen it.
    * Turning auth off or on never keeps an old token: "no token" is never a token.
    */
   update(settings: AuthSettings): void {
@@ -118,8 +120,12 @@ export class Authenticator {
     if (next === undefined) {
       this.previous = undefined
     } else if (changed) {
+      const now = this.now()
       this.previous =
-        this.current && settings.secretTokenGracePeriodMs > 0 ? {digest: this.current, until: this.now() + settings.secretTokenGracePeriodMs} : undefined
+        this.current && settings.secretTokenGracePeriodMs > 0 ? {digest: this.current, since: now, until: now + settings.secretTokenGracePeriodMs} : undefined
+    } else if (this.previous) {
+      const until = Math.min(this.previous.until, this.previous.since + settings.secretTokenGracePeriodMs)
+      this.previous = until > this.now() ? {...this.previous, until} : undefined
     }
 
     this.current = next

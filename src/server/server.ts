@@ -14,6 +14,7 @@ import {buildDate, SERVER_VERSION} from './api/root.js'
 import {createRequestHandler} from './api/router.js'
 import {ROUTES} from './api/routes.js'
 import type {ServerConfig} from './config/server-config.js'
+import {ConnectionGate, connectionCap} from './connections.js'
 import {createListener, listen, parseHost, readTls, urlOf} from './listener.js'
 import type {Logger} from './logger.js'
 import {beatInfo, Identity, statsDocument} from './monitoring/documents.js'
@@ -45,6 +46,8 @@ export interface StartOptions {
   now?: () => number
   /** request data held in memory at once, queued output included; default MEMORY_BUDGET_BYTES (limits.ts) */
   memoryBudgetBytes?: number
+  /** connections taken at once; default from the open-files limit (connections.ts) */
+  connectionCap?: number
   /** how long a gRPC call's stream may stay idle; default H2_STREAM_IDLE_MS (h2.ts); tests shorten it */
   streamIdleMs?: number
   /** how often the previous-token summaries look at the clock; default CHECK_MS (monitoring/previous-token.ts) */
@@ -67,7 +70,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await output.close()
     throw error
   })
-  const listener = createListener(material, createRequestHandler(ROUTES, context), grpcStreamHandler(context), logger)
+  context.connections = new ConnectionGate(options.connectionCap ?? connectionCap(), logger)
+  const listener = createListener(material, createRequestHandler(ROUTES, context), grpcStreamHandler(context), logger, context.connections)
   const address = await listen(listener, config, logger).catch(async (error) => {
     await Promise.all([monitoring?.close(), output.close()])
     throw error

@@ -8,9 +8,10 @@ import type {Socket} from 'node:net'
 
 import {RateLimitStore} from '../anonymous.js'
 import {AuthCounts, Authenticator, AuthSettings} from '../auth.js'
+import type {ConnectionGate} from '../connections.js'
 import type {ServerConfig} from '../config/server-config.js'
 import {H2_STREAM_IDLE_MS} from '../h2.js'
-import {ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
+import {ANONYMOUS_DECODED_BYTES_PER_EVENT, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, clip, MEMORY_BUDGET_BYTES, MemoryBudget} from '../limits.js'
 import {type Logger, requestLogger} from '../logger.js'
 import {PreviousTokenStats, PreviousTokenUses} from '../monitoring/previous-token.js'
 import type {Output, OutputStats} from '../outputs/output.js'
@@ -48,9 +49,10 @@ export class ApiContext {
   readonly authenticator: Authenticator
   /** the requests the previous token lets in during a grace period, summarised in the log */
   readonly previousToken: PreviousTokenUses
-  /** per-IP limiters of anonymous clients' events, and of the bytes their events may write */
+  /** per-IP limiters of anonymous clients' events, of the bytes their events may write, and of the bytes they may send decoded */
   rateLimits: RateLimitStore
   outputLimits: RateLimitStore
+  decodedLimits: RateLimitStore
   readonly memory: MemoryBudget
   readonly stats: ServerStats = {events: {accepted: 0, invalid: 0, tooLarge: 0}, requests: 0, responses: {}}
   /** the connections of the requests being read: shutdown cuts them when it runs out of time, which ends their reading */
@@ -60,6 +62,8 @@ export class ApiContext {
   readonly failures = new WeakMap<ServerResponse, string>()
   /** `logger` for the request log lines, whose fixed fields need no redaction (see requestLogger) */
   readonly requestLog: Logger
+  /** the connection caps, told which connections presented the token */
+  connections?: ConnectionGate
   /** how long a gRPC call's stream may stay idle before it is answered DEADLINE_EXCEEDED */
   readonly streamIdleMs: number
   private readonly now: () => number
@@ -77,7 +81,8 @@ export class ApiContext {
     this.authenticator = new Authenticator(authSettings(config), this.now)
     this.previousToken = new PreviousTokenUses(logger, this.now, options.summaryCheckMs)
     this.rateLimits = new RateLimitStore(config.anonymous.rateLimit.eventLimit, config.anonymous.rateLimit.ipLimit, this.now)
-    this.outputLimits = outputLimitStore(config, this.now)
+    this.outputLimits = byteLimitStore(config, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, this.now)
+    this.decodedLimits = byteLimitStore(config, ANONYMOUS_DECODED_BYTES_PER_EVENT, this.now)
     // The output's queue is a fixed share of the budget.
     this.memory = new MemoryBudget((options.memoryBudgetBytes ?? MEMORY_BUDGET_BYTES) - output.maxQueuedBytes)
   }
@@ -89,7 +94,8 @@ export class ApiContext {
     const limits = next.anonymous.rateLimit
     if (limits.eventLimit !== this.rateLimits.eventLimit || limits.ipLimit !== this.rateLimits.ipLimit) {
       this.rateLimits = new RateLimitStore(limits.eventLimit, limits.ipLimit, this.now)
-      this.outputLimits = outputLimitStore(next, this.now)
+      this.outputLimits = byteLimitStore(next, ANONYMOUS_OUTPUT_BYTES_PER_EVENT, this.now)
+      this.decodedLimits = byteLimitStore(next, ANONYMOUS_DECODED_BYTES_PER_EVENT, this.now)
     }
 
     const current = this.config
@@ -107,8 +113,8 @@ function authSettings(config: ServerConfig): AuthSettings {
   return {anonymous: config.anonymous.enabled, secretToken: config.secretToken, secretTokenGracePeriodMs: config.secretTokenGracePeriodMs}
 }
 
-/** Per-IP limiters of the bytes anonymous clients' events may write: see ANONYMOUS_OUTPUT_BYTES_PER_EVENT. */
-function outputLimitStore(config: ServerConfig, now: () => number): RateLimitStore {
+/** Per-IP limiters of bytes, `perEvent` a second per event of the anonymous rate limit: see ANONYMOUS_OUTPUT_BYTES_PER_EVENT, ANONYMOUS_DECODED_BYTES_PER_EVENT. */
+function byteLimitStore(config: ServerConfig, perEvent: number, now: () => number): RateLimitStore {
   const {eventLimit, ipLimit} = config.anonymous.rateLimit
-  return new RateLimitStore(eventLimit * ANONYMOUS_OUTPUT_BYTES_PER_EVENT, ipLimit, now)
+  return new RateLimitStore(eventLimit * perEvent, ipLimit, now)
 }

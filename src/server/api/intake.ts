@@ -21,7 +21,13 @@ export async function intakeV2(exchange: Exchange, context: ApiContext): Promise
     const declared = req.headers['content-length']
     result = await ingest(req, req.headers['content-encoding'], {
       anonymous: anonymous
-        ? {allowAgent: config.anonymous.allowAgent, allowService: config.anonymous.allowService, limiter: context.rateLimits.forIP(ip), output: context.outputLimits.forIP(ip)}
+        ? {
+            allowAgent: config.anonymous.allowAgent,
+            allowService: config.anonymous.allowService,
+            decoded: context.decodedLimits.forIP(ip),
+            limiter: context.rateLimits.forIP(ip),
+            output: context.outputLimits.forIP(ip),
+          }
         : undefined,
       connection: req.socket,
       contentLength: declared === undefined ? undefined : Number(declared),

@@ -17,10 +17,11 @@
 import http2 from 'node:http2'
 import {gunzip, inflate} from 'node:zlib'
 
+import {H2_SESSION_IDLE_MS} from '../h2.js'
 import {ingestOtlp} from '../intake/otlp/ingest.js'
 import {OTLP_GRPC_MAX_MESSAGE_BYTES} from '../intake/otlp/limits.js'
 import {encodeResponse, Signal, SIGNALS} from '../intake/otlp/wire.js'
-import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
+import {ANONYMOUS_DECODED_RATE_EXCEEDED, clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
 import {otlpClientNames} from '../monitoring/client-names.js'
 import type {ClientNames} from '../monitoring/previous-token.js'
 import {RATE_LIMIT_EXCEEDED} from '../anonymous.js'
@@ -58,6 +59,9 @@ async function serve(call: GrpcCall, context: ApiContext): Promise<void> {
   if (headers[':method'] !== 'POST' || signal === undefined) return call.fail(GRPC.UNIMPLEMENTED, `unknown method ${clip(call.path)}`)
   const outcome = context.authenticator.authenticate(typeof headers.authorization === 'string' ? headers.authorization : undefined)
   if (!outcome.ok) return call.fail(GRPC.UNAUTHENTICATED, outcome.message)
+  // The connection's caps and idle time become those of a connection with the token (../connections.ts).
+  const session = call.stream.session
+  if (outcome.method !== 'anonymous' && session?.socket && context.connections?.authenticated(session.socket)) session.setTimeout(H2_SESSION_IDLE_MS)
   if (!outcome.previous) return admit(call, context, signal, outcome.method === 'anonymous')
   // Counted when it ends, with the names its resource gave (the rotation telemetry).
   const seen: {client?: ClientNames} = {}
@@ -92,6 +96,9 @@ async function exportCall(call: GrpcCall, context: ApiContext, signal: Signal, e
     if ('code' in inflated) return call.fail(inflated.code, inflated.message)
     message = inflated.message
   }
+
+  // An anonymous client's decoded bytes are charged to its address, as intake v2's and OTLP/HTTP's are.
+  if (anonymous && !context.decodedLimits.forIP(call.ip).allow(message.length)) return call.fail(GRPC.RESOURCE_EXHAUSTED, ANONYMOUS_DECODED_RATE_EXCEEDED)
 
   const decoded = decodeMeasured(signal, 'protobuf', message, memory)
   if ('status' in decoded) return call.fail(grpcCodeOf(decoded.status), decoded.error)

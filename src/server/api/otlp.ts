@@ -111,7 +111,14 @@ export function otlpHttp(signal: Signal): Handler {
     const contentEncoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase()
     if (!BODY_ENCODINGS.has(contentEncoding)) return respond(context, req, res, 415, `unsupported content encoding '${clip(contentEncoding)}': send gzip, deflate or none`)
     const declared = req.headers['content-length']
-    const read = await readBody(req, {connection: req.socket, contentEncoding, contentLength: declared === undefined ? undefined : Number(declared), maxBytes: OTLP_HTTP_MAX_BYTES, memory})
+    const read = await readBody(req, {
+      connection: req.socket,
+      contentEncoding,
+      contentLength: declared === undefined ? undefined : Number(declared),
+      decoded: anonymous ? context.decodedLimits.forIP(clientIp(req)) : undefined,
+      maxBytes: OTLP_HTTP_MAX_BYTES,
+      memory,
+    })
     if ('status' in read) return answerError(context, req, res, encoding, read.status, read.message)
     const decoded = decodeMeasured(signal, encoding, read.body, memory)
     if ('status' in decoded) return answerError(context, req, res, encoding, decoded.status, decoded.error)

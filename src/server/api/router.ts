@@ -49,6 +49,8 @@ async function dispatch(route: Route | undefined, context: ApiContext, req: Inco
   if (!route) return respond(context, req, res, 404, NOT_FOUND_MESSAGE)
   if (route.auth === 'rum' && answeredByCors(context, req, res)) return
   const outcome = context.authenticator.authenticate(req.headers.authorization)
+  // Without a token configured every client is let in alike: then no connection counts as without one.
+  if (outcome.ok && outcome.method !== 'anonymous') context.connections?.authenticated(req.socket)
   if (route.auth !== 'none' && !outcome.ok) return respond(context, req, res, 401, outcome.message)
   const exchange: Exchange = {anonymous: outcome.ok && outcome.method === 'anonymous', outcome, req, res}
   if (!(outcome.ok && outcome.previous)) return admit(route, exchange, context)
