@@ -12,8 +12,8 @@
  * The CLI measured is a snapshot of the build taken at the start (lib/snapshot.js), as `npm test`
  * rebuilds dist/; --no-snapshot runs the working tree's build in place. --baseline names another built
  * checkout (its bin/, dist/ and manifest, e.g. main's): the list group then also measures its `keystore
- * list` of 1,000 keys, and the intake group its `apm-server run` with Bearer auth, in the same rounds,
- * to compare two versions side by side.
+ * list` of 1,000 keys, the intake group its `apm-server run` with Bearer auth, and the redis group its
+ * `apm-server run` with output.redis, in the same rounds, to compare two versions side by side.
  */
 import {existsSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'

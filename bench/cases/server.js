@@ -1,18 +1,19 @@
 /**
- * Server cases (issue 3's `apm-server run`): start-up with 100 `${KEY}` references, intake throughput
- * and p99 latency against a raw node:http server, and memory with 1,000 agents connected. Loopback
+ * Server cases (issue 3's `apm-server run`): start-up with 100 `${KEY}` references, intake throughput,
+ * CPU and p99 latency against a reference server that does the same required work with no framework
+ * (and the raw node:http floor, which writes nothing), and memory with 1,000 agents connected. Loopback
  * only, bounded durations. When the server is not there (or does not start), every case is reported
  * as not measured, with the reason.
  */
-import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import zlib from 'node:zlib'
 
 import autocannon from 'autocannon'
 
 import {buildKeystore, cliEnv, keyName} from '../lib/fixtures.js'
-import {cli, cliRoot, NODE, NODE_BASELINE, ROOT, runSync, timeAsync} from '../lib/proc.js'
 import {otlpTracesBody} from '../lib/otlp.js'
+import {cli, cliRoot, describe, NODE, NODE_BASELINE, ROOT, runSync, timeAsync} from '../lib/proc.js'
 import {holdAgents, intakeBody, post, rssMiB, startServer} from '../lib/servers.js'
 import {redisGroup} from './redis.js'
 
@@ -24,6 +25,7 @@ const WARMUP_SECONDS = 2
 const AGENTS = 1000
 const AGENTS_TEXT = AGENTS.toLocaleString('en-US')
 const RAW_SERVER = path.join(ROOT, 'bench', 'raw-intake-server.js')
+const REFERENCE_SERVER = path.join(ROOT, 'bench', 'reference-intake-server.js')
 const STAGES_SERVER = path.join(ROOT, 'bench', 'intake-stages-server.js')
 /** The decomposition's stages (bench/intake-stages-server.js), each adding one cost to the one before. */
 const STAGES = [
@@ -43,8 +45,11 @@ export function serverNotMeasured(reason) {
       id: 'intake',
       reason,
       targets: [
-        {target: 'intake with auth vs raw node:http (events/s)', targetText: '≥ 0.9x'},
+        {target: 'intake with auth vs the reference server (events/s)', targetText: '≥ 0.95x'},
+        {target: 'server CPU per request with auth vs the reference server', targetText: '≤ 1.15x'},
         {target: 'intake auth on vs off (events/s)', targetText: '≥ 0.97x'},
+        {target: 'intake A/A: auth off, again vs auth off (events/s)', targetText: 'within 1.05x'},
+        {target: 'intake A/A: server CPU per request, auth off, again vs auth off', targetText: 'within 1.05x'},
       ],
       title: 'intake: events/s and p99 latency',
     },
@@ -92,7 +97,7 @@ export async function prepareServer(scratch, log) {
   buildKeystore(home, REFERENCES)
   const token = runSync(cli(['keystore', 'show', keyName(1)], {cwd: home, env: cliEnv()})).stdout.toString('utf8')
   const configs = {}
-  for (const [name, auth] of [['start', true], ['auth', true], ['noauth', false], ['memory', true]]) {
+  for (const [name, auth] of [['start', true], ['auth', true], ['noauth', false], ['memory', true], ['check', false]]) {
     configs[name] = path.join(home, `${name}.yml`)
     const output = path.join(home, `out-${name}`)
     mkdirSync(output, {recursive: true})
@@ -109,6 +114,38 @@ export async function prepareServer(scratch, log) {
   return {configs, home, token}
 }
 
+/**
+ * The reference server must write exactly what `apm-server run` writes: the same request to each (fresh
+ * output directories), the two files compared byte for byte. Throws when they differ.
+ */
+async function checkReferenceBytes({configs, home}, body, headers) {
+  const ours = path.join(home, 'out-check')
+  const theirs = path.join(home, 'out-reference-check')
+  for (const dir of [ours, theirs]) {
+    rmSync(dir, {force: true, recursive: true})
+    mkdirSync(dir, {recursive: true})
+  }
+
+  for (const spec of [runSpec(home, configs.check), {args: [REFERENCE_SERVER, theirs], cmd: NODE, env: cliEnv()}]) {
+    // eslint-disable-next-line no-await-in-loop -- one server at a time
+    const server = await startServer(spec)
+    try {
+      // eslint-disable-next-line no-await-in-loop
+      const answer = await post(new URL('/intake/v2/events', server.url), body, headers)
+      if (answer.status !== 202) throw new Error(`reference check: ${describe(spec)} answered ${answer.status} ${answer.body.slice(0, 200)}`)
+    } finally {
+      // eslint-disable-next-line no-await-in-loop
+      await server.stop()
+    }
+  }
+
+  const expected = readFileSync(path.join(ours, 'apm-server'))
+  const written = readFileSync(path.join(theirs, 'apm-server'))
+  if (!written.equals(expected)) {
+    throw new Error(`bench/reference-intake-server.js wrote ${written.length} bytes where \`apm-server run\` wrote ${expected.length} for the same request, not the same bytes; fix the reference`)
+  }
+}
+
 /** The server groups, for fixtures from {@link prepareServer}. */
 export function serverGroups(fixture, {baseline, scale = 1} = {}) {
   const rounds = (n) => Math.max(3, Math.round(n * scale))
@@ -118,7 +155,7 @@ export function serverGroups(fixture, {baseline, scale = 1} = {}) {
     stagesGroup(fixture, rounds(5), scale),
     memoryGroup(fixture, rounds(3)),
     otlpGroup(fixture, rounds(7), scale),
-    redisGroup(fixture, rounds(5), scale),
+    redisGroup(fixture, rounds(5), scale, baseline),
   ]
 }
 
@@ -152,7 +189,8 @@ function startGroup({configs, home}, runs) {
 }
 
 /** `baseline`: another built checkout whose `apm-server run` is measured too (bench/run.js --baseline). */
-function intakeGroup({configs, home, token}, runs, scale, baseline) {
+function intakeGroup(fixture, runs, scale, baseline) {
+  const {configs, home, token} = fixture
   const duration = scale < 1 ? 2 : 5
   const body = zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST))
   const headers = {'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
@@ -209,6 +247,9 @@ function intakeGroup({configs, home, token}, runs, scale, baseline) {
   })
   const baselineSpec = baseline && {args: [path.join(baseline, 'bin', 'run.js'), 'run', '-c', configs.auth], cmd: NODE, cwd: home, env: cliEnv()}
   return {
+    async before() {
+      await checkReferenceBytes(fixture, body, headers)
+    },
     comparisons: [
       ...(baseline
         ? [
@@ -217,24 +258,33 @@ function intakeGroup({configs, home, token}, runs, scale, baseline) {
             {base: 'baselineCpu', case: 'authCpu'},
           ]
         : []),
-      {base: 'raw', case: 'auth', target: {op: '>=', ratio: 0.9}},
+      {base: 'reference', case: 'auth', target: {op: '>=', ratio: 0.95}},
+      {base: 'referenceCpu', case: 'authCpu', target: {op: '<=', ratio: 1.15}},
       {base: 'noauth', case: 'auth', target: {op: '>=', ratio: 0.97}},
-      {base: 'noauth', case: 'noauthAgain'},
-      {base: 'raw', case: 'noauth'},
+      // A/A (issue 17): two identical servers; past 1.05x either way, the server runs in speed phases again.
+      {base: 'noauth', case: 'noauthAgain', target: {op: 'within', ratio: 1.05}},
+      {base: 'noauthCpu', case: 'noauthAgainCpu', target: {op: 'within', ratio: 1.05}},
+      {base: 'reference', case: 'noauth'},
+      {base: 'referenceCpu', case: 'noauthCpu'},
+      {base: 'referenceP99', case: 'authP99'},
+      {base: 'raw', case: 'auth'},
+      {base: 'raw', case: 'reference'},
+      {base: 'rawCpu', case: 'authCpu'},
+      {base: 'rawCpu', case: 'referenceCpu'},
       {base: 'rawP99', case: 'authP99'},
       {base: 'noauthP99', case: 'authP99'},
-      {base: 'rawCpu', case: 'authCpu'},
       {base: 'noauthCpu', case: 'authCpu'},
-      {base: 'noauthCpu', case: 'noauthAgainCpu'},
     ],
     extra: [
       {id: 'rawP99', label: 'p99 latency, raw node:http', unit: 'ms'},
+      {id: 'referenceP99', label: 'p99 latency, reference server', unit: 'ms'},
       {id: 'authP99', label: 'p99 latency, `apm-server run` with Bearer auth', unit: 'ms'},
       {id: 'noauthP99', label: 'p99 latency, `apm-server run`, auth off', unit: 'ms'},
       {id: 'noauthAgainP99', label: 'p99 latency, `apm-server run`, auth off, again', unit: 'ms'},
       // Server CPU per answered request (/proc utime + stime): what each server itself spends, apart from
       // autocannon, which shares the 2 cores and so also sets the events/s.
       {id: 'rawCpu', label: 'server CPU per request, raw node:http', unit: 'µs'},
+      {id: 'referenceCpu', label: 'server CPU per request, reference server', unit: 'µs'},
       {id: 'authCpu', label: 'server CPU per request, `apm-server run` with Bearer auth', unit: 'µs'},
       {id: 'noauthCpu', label: 'server CPU per request, `apm-server run`, auth off', unit: 'µs'},
       {id: 'noauthAgainCpu', label: 'server CPU per request, `apm-server run`, auth off, again', unit: 'µs'},
@@ -246,10 +296,11 @@ function intakeGroup({configs, home, token}, runs, scale, baseline) {
         : []),
     ],
     id: 'intake',
-    note: `Each measurement starts its server afresh, checks one request, warms it up for ${WARMUP_SECONDS} s (untimed), then runs autocannon (in the harness process, same 2 cores) for ${duration} s with ${CONNECTIONS} connections, each POSTing gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (transactions and spans, ${body.length.toLocaleString('en-US')} bytes gzipped) to /intake/v2/events; events/s = 2xx answers x ${EVENTS_PER_REQUEST} / duration. The raw server only gunzips, counts lines and answers 202; \`apm-server run\` also parses, validates, logs every request (stderr, drained) and appends every event to its output file. "auth off, again" is the auth-off server measured a second time in each round: its ratio to "auth off" is the noise floor of this run (identical servers), to read the auth on/off ratio against. Server CPU per request: the server process's own user + system time (/proc) over the run, divided by its 2xx answers; autocannon shares the 2 cores, so events/s also moves with its load, CPU per request does not.`,
+    note: `Each measurement starts its server afresh, checks one request, warms it up for ${WARMUP_SECONDS} s (untimed), then runs autocannon (in the harness process, same 2 cores) for ${duration} s with ${CONNECTIONS} connections, each POSTing gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events (transactions and spans, ${body.length.toLocaleString('en-US')} bytes gzipped) to /intake/v2/events; events/s = 2xx answers x ${EVENTS_PER_REQUEST} / duration. The raw server only gunzips, counts lines and answers 202: the floor. The reference server does the work every intake must do, with no framework: gunzip, split lines, append every event line behind its metadata (the same bytes as \`apm-server run\`'s file output, checked byte for byte on one request before the rounds) with one writev per request, rotating at the same size, and answer 202; \`apm-server run\` also authenticates, validates every line, bounds what a client may cost and logs every request (stderr, drained), and its targets are set against the reference. "auth off, again" is the auth-off server measured a second time in each round: its ratio to "auth off" is the noise floor of this run (identical servers), to read the auth on/off ratio against. Server CPU per request: the server process's own user + system time (/proc) over the run, divided by its 2xx answers; autocannon shares the 2 cores, so events/s also moves with its load, CPU per request does not.`,
     runs,
     series: [
-      series('raw', 'raw node:http (bench/raw-intake-server.js)', {args: [RAW_SERVER], cmd: NODE, env: cliEnv()}, {}),
+      series('raw', 'raw node:http, the floor: gunzip, count lines, 202 (bench/raw-intake-server.js)', {args: [RAW_SERVER], cmd: NODE, env: cliEnv()}, {}),
+      series('reference', 'reference: the required work, no framework (bench/reference-intake-server.js)', {args: [REFERENCE_SERVER, path.join(home, 'out-reference')], cmd: NODE, env: cliEnv()}, {}),
       series('auth', '`apm-server run`, Bearer auth', runSpec(home, configs.auth), bearer, {unauthorized: true}),
       series('noauth', '`apm-server run`, auth off', runSpec(home, configs.noauth), {}),
       series('noauthAgain', '`apm-server run`, auth off, again (A/A: the noise floor)', runSpec(home, configs.noauth), {}),
@@ -271,7 +322,7 @@ function stagesGroup({configs, home, token}, runs, scale) {
   const body = zlib.gzipSync(intakeBody(EVENTS_PER_REQUEST))
   const headers = {'Authorization': `Bearer ${token}`, 'Content-Encoding': 'gzip', 'Content-Type': 'application/x-ndjson'}
   const servers = {}
-  const ids = ['raw', ...STAGES.map(([id]) => id), 'ours']
+  const ids = ['raw', ...STAGES.map(([id]) => id), 'ours', 'reference']
   const load = async (id, seconds = duration) => {
     const cpuBefore = cpuMs(servers[id].pid)
     const result = await autocannon({body, connections: CONNECTIONS, duration: seconds, headers, method: 'POST', url: new URL('/intake/v2/events', servers[id].url).href})
@@ -303,16 +354,27 @@ function stagesGroup({configs, home, token}, runs, scale) {
       }
 
       servers.ours = await startServer(runSpec(home, configs.auth))
+      servers.reference = await startServer({args: [REFERENCE_SERVER, path.join(home, 'out-reference-stages')], cmd: NODE, env: cliEnv()})
       // eslint-disable-next-line no-await-in-loop -- warm every server's JIT, untimed, one load at a time
       for (const id of ids) await load(id, 1)
     },
-    comparisons: [...ids.slice(1).map((id) => ({base: 'raw', case: id})), ...ids.slice(1).map((id) => ({base: 'rawCpu', case: `${id}Cpu`}))],
+    comparisons: [
+      ...ids.slice(1).map((id) => ({base: 'raw', case: id})),
+      ...ids.slice(1).map((id) => ({base: 'rawCpu', case: `${id}Cpu`})),
+      {base: 'reference', case: 'ours'},
+      {base: 'referenceCpu', case: 'oursCpu'},
+    ],
     extra: ids.map((id) => ({id: `${id}Cpu`, label: `server CPU time per request: ${id}`, unit: 'µs'})),
     id: 'intake-stages',
     optional: true,
-    note: `The intake decomposition. Same load as the intake group (${CONNECTIONS} connections, gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events, Bearer token), ${duration} s per measurement. Stages: ${STAGES.map(([id, label]) => `**${id}**: ${label}`).join('; ')}. Stages run the working tree's TypeScript (node --import tsx); \`ours\` is \`apm-server run\` (the built CLI). CPU time per request is user + system time of the server process (all threads: zlib's thread pool included) over the 2xx answers.`,
+    note: `The intake decomposition. Same load as the intake group (${CONNECTIONS} connections, gzip ndjson of 1 metadata + ${EVENTS_PER_REQUEST} events, Bearer token), ${duration} s per measurement. Stages: ${STAGES.map(([id, label]) => `**${id}**: ${label}`).join('; ')}. Stages run the working tree's TypeScript (node --import tsx); \`ours\` is \`apm-server run\` (the built CLI); \`reference\` is bench/reference-intake-server.js, the required work with no framework. CPU time per request is user + system time of the server process (all threads: zlib's thread pool included) over the 2xx answers.`,
     runs,
-    series: [series('raw', 'raw node:http (bench/raw-intake-server.js)'), ...STAGES.map(([id, label]) => series(id, `${id}: ${label}`)), series('ours', '`apm-server run`, Bearer auth')],
+    series: [
+      series('raw', 'raw node:http (bench/raw-intake-server.js)'),
+      ...STAGES.map(([id, label]) => series(id, `${id}: ${label}`)),
+      series('ours', '`apm-server run`, Bearer auth'),
+      series('reference', 'reference: the required work, no framework (bench/reference-intake-server.js)'),
+    ],
     title: 'intake decomposition: what each piece of the server costs',
     warmup: 0,
   }

@@ -14,8 +14,9 @@ export function ratioText(ratio) {
   return Number.isFinite(ratio) ? `${ratio.toFixed(2)}x` : 'n/a'
 }
 
-const OPS = {'<': (a, b) => a < b, '<=': (a, b) => a <= b, '>': (a, b) => a > b, '>=': (a, b) => a >= b}
-const OP_TEXT = {'<': '<', '<=': '≤', '>': '>', '>=': '≥'}
+// `within`: a ratio that should be 1 (an A/A comparison of identical series), off by at most the factor either way.
+const OPS = {'<': (a, b) => a < b, '<=': (a, b) => a <= b, '>': (a, b) => a > b, '>=': (a, b) => a >= b, 'within': (a, b) => a <= b && a >= 1 / b}
+const OP_TEXT = {'<': '<', '<=': '≤', '>': '>', '>=': '≥', 'within': 'within'}
 
 /**
  * Every comparison and absolute target of a group, evaluated. Targets are judged on the ratio of the

@@ -21,13 +21,18 @@ Logs go to stderr: ECS JSON lines, or readable text when stderr is a terminal (-
 
 SIGHUP re-reads the configuration and the keystore. A failure is logged and the running configuration kept: a config file that is gone, unreadable or empty, any configuration problem, a reload that takes over 30 s, a new Redis password that a Redis host refuses, and a reload that would loosen protection (remove the secret token, turn anonymous access on, let more agents or services in anonymously, raise the anonymous rate limits, turn TLS off, or take a value the keystore gave from the environment instead) or that would use an expired secret token: restart the server to do those on purpose.
 
-SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requests in flight, flush and fsync the output (or wait for Redis to acknowledge what is queued, up to apm-server.shutdown_timeout), and exit 0.`
+During a rotation's grace period, the requests the previous token lets in are counted by address and by the service and agent they name, and logged once a minute ("previous secret token: ...") and when it ends ("grace period over: ..."). With http.enabled: true, a local monitoring endpoint without authentication (it never shows a secret) serves GET / and GET /stats (JSON counts) on http.host (default localhost) and http.port (default 5066); it listens on a non-loopback address only when http.host is set explicitly. A reload with http.enabled: false closes it at once; other http.* changes need a restart.
+
+SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requests in flight, flush and fsync the output (or wait for Redis to acknowledge what is queued, up to apm-server.shutdown_timeout), and exit 0.
+
+SIGUSR1 is logged and ignored: Node would open its inspector on 127.0.0.1:9229, where any local user could run code in the server and read its secrets. For the same reason the server does not start with the inspector open (--inspect in NODE_OPTIONS).`
 
   static examples = [
     {command: '<%= config.bin %> <%= command.id %>', description: 'Serve with ./apm-server.yml'},
     {command: '<%= config.bin %> <%= command.id %> -E apm-server.host=127.0.0.1:0', description: 'Listen on a free port (the chosen URL is logged)'},
     {command: 'APM_SERVER_KEYSTORE_PASSWORD_FILE=/run/secrets/ks <%= config.bin %> <%= command.id %> -c /etc/apm-server/apm-server.yml', description: 'A password-protected keystore'},
     {command: 'kill -HUP <pid>', description: 'Reload the configuration and keystore, e.g. after rotating the secret token'},
+    {command: '<%= config.bin %> <%= command.id %> -E http.enabled=true && curl -s localhost:5066/stats', description: 'Serve the monitoring endpoint, and read its counts'},
   ]
 
   static enableJsonFlag = false
@@ -58,7 +63,7 @@ SIGTERM or SIGINT stop accepting (without waiting for a reload), finish the requ
       // The CLI's error lines, as "test config" prints them: the server has not started, so no log yet.
       for (const warning of error.warnings) this.note(warning)
       for (const problem of error.problems) process.stderr.write(`error: ${problem}\n`)
-      const count = error.problems.length === 1 ? 'a configuration problem' : `${error.problems.length} configuration problems`
+      const count = error.count === 1 ? 'a configuration problem' : `${error.count} configuration problems`
       throw new KeystoreError(error.keystoreCode ?? 'ECONFIG', `cannot start: ${count}; fix the configuration (check it with "apm-server test config")`)
     } finally {
       process.off('SIGHUP', ignoreHangup)

@@ -23,7 +23,33 @@ export function unknownSchemeMessage(scheme: string): string {
 
 /** `none`: no auth configured, everyone is let in; `anonymous`: no credentials, anonymous access allowed. */
 export type AuthMethod = 'anonymous' | 'none' | 'secret_token'
-export type AuthOutcome = {method: AuthMethod; ok: true} | {message: string; ok: false}
+/** `previous`: let in by the token a rotation replaced, during its grace period (../monitoring/previous-token.ts counts those). */
+export type AuthOutcome = {method: AuthMethod; ok: true; previous?: true} | {message: string; ok: false}
+
+/** How the requests that were checked authenticated, for the monitoring endpoint's stats. */
+export interface AuthCounts {
+  anonymous: number
+  failed: number
+  none: number
+  previous_token: number
+  secret_token: number
+}
+
+/** The outcomes of a Bearer token, by which token it matched (shared, frozen: nobody changes an outcome). */
+const BEARER_OUTCOMES: Readonly<Record<'current' | 'none' | 'previous', AuthOutcome>> = Object.freeze({
+  current: Object.freeze({method: 'secret_token', ok: true} as const),
+  none: Object.freeze({message: AUTH_FAILED, ok: false} as const),
+  previous: Object.freeze({method: 'secret_token', ok: true, previous: true} as const),
+})
+
+/** The counter of each outcome. */
+const COUNTED_AS: Readonly<Record<'failed' | 'previous' | AuthMethod, keyof AuthCounts>> = Object.freeze({
+  anonymous: 'anonymous',
+  failed: 'failed',
+  none: 'none',
+  previous: 'previous_token',
+  secret_token: 'secret_token',
+})
 
 /** Splits "<scheme> <credentials>" at the first space, as the Go server does; no space means no scheme. */
 export function parseAuthorizationHeader(value: string | undefined): {scheme: string; credentials: string} {
@@ -59,8 +85,10 @@ export interface AuthSettings {
  */
 export class Authenticator {
   private current?: Buffer
-  private previous?: {digest: Buffer; until: number}
+  /** the token a rotation replaced, valid until `until`; `since` is when the rotation was applied */
+  private previous?: {digest: Buffer; since: number; until: number}
   private anonymous = false
+  readonly counts: AuthCounts = {anonymous: 0, failed: 0, none: 0, previous_token: 0, secret_token: 0}
 
   constructor(settings: AuthSettings, private readonly now: () => number = Date.now) {
     this.update(settings)
@@ -75,9 +103,15 @@ export class Authenticator {
     return this.previous !== undefined && this.now() < this.previous.until
   }
 
+  /** When the running grace period ends (a `now()` time), or undefined when no previous token is accepted. */
+  get gracePeriodEnds(): number | undefined {
+    return this.inGracePeriod ? this.previous!.until : undefined
+  }
+
   /**
    * Applies new settings. When the token changed and a grace period is set, the token being replaced
-   * stays valid for that long; a reload that keeps the token leaves a running grace period alone.
+   * stays valid for that long. A reload that keeps the token may shorten a running grace period (to 0:
+   * the replaced token is refused at once, as after a leak it must be), never lengthen it.
    * Turning auth off or on never keeps an old token: "no token" is never a token.
    */
   update(settings: AuthSettings): void {
@@ -86,16 +120,28 @@ export class Authenticator {
     if (next === undefined) {
       this.previous = undefined
     } else if (changed) {
+      const now = this.now()
       this.previous =
-        this.current && settings.secretTokenGracePeriodMs > 0 ? {digest: this.current, until: this.now() + settings.secretTokenGracePeriodMs} : undefined
+        this.current && settings.secretTokenGracePeriodMs > 0 ? {digest: this.current, since: now, until: now + settings.secretTokenGracePeriodMs} : undefined
+    } else if (this.previous) {
+      const until = Math.min(this.previous.until, this.previous.since + settings.secretTokenGracePeriodMs)
+      this.previous = until > this.now() ? {...this.previous, until} : undefined
     }
 
     this.current = next
     this.anonymous = settings.anonymous
   }
 
-  /** Checks an Authorization header value (undefined when absent). */
+  /** Checks an Authorization header value (undefined when absent), and counts the outcome. */
   authenticate(header: string | undefined): AuthOutcome {
+    const outcome = this.check(header)
+    // One keyed increment whatever the outcome: a branch per outcome made the right token measurably
+    // slower than a wrong one in-process (the timing torture check).
+    this.counts[COUNTED_AS[outcome.ok ? (outcome.previous ? 'previous' : outcome.method) : 'failed']]++
+    return outcome
+  }
+
+  private check(header: string | undefined): AuthOutcome {
     if (this.current === undefined) return {method: 'none', ok: true}
     const {credentials, scheme} = parseAuthorizationHeader(header)
     switch (scheme) {
@@ -108,7 +154,8 @@ export class Authenticator {
       }
 
       case 'Bearer': {
-        return this.matches(credentials) ? {method: 'secret_token', ok: true} : {message: AUTH_FAILED, ok: false}
+        // A table, not branches: the same work whichever token matched, or none.
+        return BEARER_OUTCOMES[this.matches(credentials)]
       }
 
       default: {
@@ -117,12 +164,13 @@ export class Authenticator {
     }
   }
 
-  private matches(presented: string): boolean {
+  /** Which token the presented one is, if any. */
+  private matches(presented: string): 'current' | 'none' | 'previous' {
     const digest = tokenDigest(presented)
     const current = timingSafeEqual(digest, this.current!)
     // The previous digest is compared whenever one is held, so the timing does not tell which matched.
     const previous = this.previous ? timingSafeEqual(digest, this.previous.digest) && this.now() < this.previous.until : false
     if (this.previous && this.now() >= this.previous.until) this.previous = undefined
-    return current || previous
+    return current ? 'current' : previous ? 'previous' : 'none'
   }
 }

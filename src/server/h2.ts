@@ -18,6 +18,8 @@ import type https from 'node:https'
 import type {Socket} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
+import {type ConnectionGate, UNAUTHENTICATED_IDLE_MS} from './connections.js'
+
 /** ALPN with TLS: HTTP/1.1 preferred, so only clients that offer nothing but h2 (gRPC's) speak HTTP/2. */
 export const ALPN_PROTOCOLS = ['http/1.1', 'h2']
 
@@ -28,7 +30,10 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 export const H2_MAX_CONCURRENT_STREAMS = 16
 /** A stream that neither sends nor receives for this long is answered DEADLINE_EXCEEDED and closed. */
 export const H2_STREAM_IDLE_MS = 30_000
-/** An HTTP/2 connection without a frame for this long is closed (GOAWAY), as HTTP/1.1 keep-alive (listener.ts). */
+/**
+ * An HTTP/2 connection without a frame for this long is closed (GOAWAY), as HTTP/1.1 keep-alive
+ * (listener.ts); one that has not presented the secret token, after UNAUTHENTICATED_IDLE_MS (connections.ts).
+ */
 export const H2_SESSION_IDLE_MS = 45_000
 
 const H2_OPTIONS: http2.ServerOptions = {
@@ -63,20 +68,23 @@ export interface Http2Side {
 /**
  * Puts HTTP/2 beside the HTTP/1 server `server` (created with ALPN_PROTOCOLS when `secure`): its
  * HTTP/2 connections go to a new http2 server, each stream to `onStream`. `sniffTimeoutMs` bounds how
- * long a new cleartext connection may take to send enough bytes to be told apart.
+ * long a new cleartext connection may take to send enough bytes to be told apart. `gate` (the connection
+ * caps) tells which sessions have presented the token.
  */
 export function addHttp2(
   server: http.Server | https.Server,
   secure: boolean,
   onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void,
   sniffTimeoutMs: number,
+  gate?: ConnectionGate,
 ): Http2Side {
   const h2 = http2.createServer(H2_OPTIONS)
   const sessions = new Set<http2.ServerHttp2Session>()
   h2.on('session', (session: http2.ServerHttp2Session) => {
     sessions.add(session)
     session.once('close', () => sessions.delete(session))
-    session.setTimeout(H2_SESSION_IDLE_MS, () => session.close())
+    session.on('timeout', () => session.close())
+    session.setTimeout(gate?.pending(session.socket) ? UNAUTHENTICATED_IDLE_MS : H2_SESSION_IDLE_MS)
     // A client's protocol error ends its connection; it is the client's, not the server's.
     session.on('error', () => session.destroy())
   })
@@ -84,7 +92,12 @@ export function addHttp2(
     stream.on('error', () => {}) // a reset stream: the handler sees it closed
     onStream(stream, headers)
   })
-  const toH2 = (socket: Socket) => h2.emit('connection', socket)
+  const toH2 = (socket: Socket) => {
+    // The HTTP/1 server accepted the socket half-open (its parser answers a FIN itself); an HTTP/2
+    // session does not, so a client that closed its side would be kept until the session's idle timeout.
+    socket.allowHalfOpen = false
+    h2.emit('connection', socket)
+  }
   const event = secure ? 'secureConnection' : 'connection'
   const http1 = takeOnlyListener(server, event)
   if (secure) {
@@ -145,4 +158,11 @@ function sniff(socket: Socket, handOver: (isH2: boolean) => void, timeoutMs: num
 
   socket.on('data', onData)
   socket.once('close', stop)
+  // Node's HTTP/1 listener, which this one stands in front of, handles a socket's errors from its first
+  // moment; until the hand-over nothing else does, and an 'error' without a listener (a client's reset)
+  // would end the process. Kept after the hand-over: an error ends the connection whoever reads it.
+  socket.on('error', () => {
+    stop()
+    socket.destroy()
+  })
 }

@@ -4,7 +4,9 @@
  * configuration), and stop gracefully on SIGTERM or SIGINT. The command parses its flags and calls
  * {@link serve}; the server itself (routes, output, shutdown) is ./server.ts.
  */
-import type {KeystoreError} from '../core/errors.js'
+import inspector from 'node:inspector'
+
+import {KeystoreError} from '../core/errors.js'
 import {ConfigError, LoadedConfig, ServerConfig} from './config/server-config.js'
 import {createLogger, LogFormat, Logger} from './logger.js'
 import {RunningServer, startServer} from './server.js'
@@ -23,11 +25,17 @@ export interface ServeOptions {
  * (nothing is logged then: the caller reports it); a server that cannot listen, with ECONFIG.
  */
 export async function serve(options: ServeOptions): Promise<void> {
+  refuseOpenInspector()
+  let logger: Logger | undefined
+  // Node opens its inspector on 127.0.0.1:9229 at SIGUSR1 (which log rotation tools send by habit):
+  // any local user could then run code in the server and read its secrets. A listener of our own keeps
+  // Node's from running; it stays for the life of the process.
+  process.on('SIGUSR1', () => logger?.warn({signal: 'SIGUSR1'}, 'SIGUSR1 ignored: it would open the Node.js inspector to every local user; send SIGHUP to reload the configuration'))
   // SIGHUP's default action kills the process; during start-up the configuration being read is the fresh one.
   const ignoreHangup = () => {}
   process.on('SIGHUP', ignoreHangup)
   const loaded = await options.load()
-  const logger = createLogger({format: options.logFormat, level: options.logLevel ?? loaded.config.logLevel})
+  logger = createLogger({format: options.logFormat, level: options.logLevel ?? loaded.config.logLevel})
   const server = await startServer(loaded.config, logger, {shutdownTimeoutMs: loaded.config.shutdownTimeoutMs})
   // Signal handlers first, then the log lines: whoever acts on a line (a supervisor, a test) may
   // send SIGTERM at once, and it must find a graceful stop, not the default kill.
@@ -44,6 +52,18 @@ export async function serve(options: ServeOptions): Promise<void> {
     logger.warn({signal}, 'a reload had not finished; ending the process without it')
     process.kill(process.pid, signal)
   }
+}
+
+/**
+ * The inspector open (`--inspect` in NODE_OPTIONS or node's flags) lets every local user run code in
+ * the server and read the keystore password and the secret token: the server does not start so.
+ */
+function refuseOpenInspector(): void {
+  if (inspector.url() === undefined) return
+  throw new KeystoreError(
+    'ECONFIG',
+    'the Node.js inspector is open (--inspect in NODE_OPTIONS or in node\'s flags): any local user could run code in the server and read its secrets; start the server without it',
+  )
 }
 
 /** Serves until SIGTERM/SIGINT; SIGHUP reloads. Resolves with the signal, and whether a reload was still running then. */

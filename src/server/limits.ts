@@ -39,14 +39,38 @@ export function documentOf(line: Buffer): string {
 }
 
 /**
- * A request may write at most this many times the bytes it sent, decoded (every line and its newline,
- * counted as it is read): each event is stored with a copy of the metadata line, so a large metadata
- * line and tiny events would otherwise write hundreds of times what was sent. An agent's events are
- * hundreds of bytes to kilobytes and its metadata one or two kilobytes, a ratio under 20.
+ * A request may write at most this many times the decoded bytes of its metadata line and the events it
+ * had accepted (each line with its newline): each event is stored with a copy of the metadata line, so a
+ * large metadata line and tiny events would otherwise write hundreds of times what was sent. Empty and
+ * invalid lines earn nothing (a gzip of newlines earned 64 bytes of output per byte). An agent's events
+ * are hundreds of bytes to kilobytes and its metadata one or two kilobytes, a ratio under 20.
  */
 export const OUTPUT_MULTIPLE = 64
 /** The request-ending error when a request's events would pass {@link OUTPUT_MULTIPLE}. */
 export const OUTPUT_LIMIT_EXCEEDED = `output limit exceeded: the events of this request would write more than ${OUTPUT_MULTIPLE} times its own size (each is stored with the metadata); send a smaller metadata line`
+
+/**
+ * Decoded bytes one request may send (its body after gzip or deflate): past it the request ends. A gzip
+ * body can decode to a thousand times its size, and every decoded byte costs time on the one thread that
+ * serves every client (1 GiB of newlines took 65 s). Agents cut their requests at `api_request_size`
+ * (768 KiB compressed by default), a few MiB decoded; a 100 MB line, refused for its size, still fits.
+ */
+export const REQUEST_DECODED_MAX_BYTES = 256 * 1024 * 1024
+export const REQUEST_DECODED_TOO_LARGE = `request body too large: more than ${REQUEST_DECODED_MAX_BYTES / 1024 / 1024} MiB decoded; send smaller requests`
+/**
+ * Invalid and oversized lines one request may send before it ends: each costs a parse attempt and an
+ * error count, and a body of `x` lines is millions of them (0.125 GiB of them took 16 s). An agent sends
+ * none unless it is broken; a broken one is told at once, with the first errors listed.
+ */
+export const MAX_REJECTED_LINES = 1000
+export const TOO_MANY_REJECTED_LINES = `too many invalid lines: more than ${MAX_REJECTED_LINES} in one request; fix the agent`
+/**
+ * Decoded bytes an anonymous client (one IP address) may send per event of its rate limit, a second, with
+ * a burst of three seconds' worth: an anonymous request is charged for what it decodes, valid or not, as
+ * it is for what it writes. A RUM agent's request is a few KiB.
+ */
+export const ANONYMOUS_DECODED_BYTES_PER_EVENT = 8 * 1024
+export const ANONYMOUS_DECODED_RATE_EXCEEDED = 'rate limit exceeded: anonymous clients may send at most 8 KiB a second (decoded) per event of apm-server.auth.anonymous.rate_limit.event_limit'
 /**
  * The metadata line of an anonymous (RUM) client may be at most this long: a browser agent's metadata
  * is a few hundred bytes. Elastic's decoder bounds each metadata field at 1,024 characters and drops
@@ -78,6 +102,8 @@ export const QUEUE_FULL = 'queue is full'
 
 /** What one request holds; every byte it reserved is released by close(). */
 export interface MemoryAccount {
+  /** The most this account could hold with nothing else held: a request needing more can never be served. */
+  readonly capacity: number
   /** Takes `bytes` from the budget; false, taking nothing, when that would pass it. */
   reserve(bytes: number): boolean
   release(bytes: number): void
@@ -105,6 +131,7 @@ export class MemoryBudget {
   account(client?: string): MemoryAccount {
     let held = 0
     return {
+      capacity: client === undefined ? this.limit : this.limit * Math.min(CLIENT_MEMORY_SHARE, ANONYMOUS_MEMORY_SHARE),
       close: () => {
         this.release(held, client)
         held = 0

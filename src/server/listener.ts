@@ -1,8 +1,10 @@
 /**
  * The listener: HTTP, or HTTPS with the configured certificate and key, on `apm-server.host`; its open
- * connections tracked for shutdown. Agents reuse connections between requests, so idle ones are kept
- * for 45 s, Go's default. HTTP/2 (OTLP over gRPC) shares the port: ./h2.ts takes the connections that
- * speak it (ALPN h2 with TLS, the HTTP/2 preface without) and leaves HTTP/1.1 to the server here.
+ * connections tracked for shutdown and held to the caps of ./connections.ts (HTTP/2 ones included).
+ * Agents reuse connections between requests, so idle ones are kept for 45 s, Go's default (5 s without
+ * the token); a request's headers must come within 10 s. HTTP/2 (OTLP over gRPC) shares the port:
+ * ./h2.ts takes the connections that speak it (ALPN h2 with TLS, the HTTP/2 preface without) and leaves
+ * HTTP/1.1 to the server here.
  */
 import http, {IncomingMessage, ServerResponse} from 'node:http'
 import type http2 from 'node:http2'
@@ -13,8 +15,10 @@ import tls from 'node:tls'
 import {readRegularFileSync, RefusedFileError} from '../core/bounded-read.js'
 import {KeystoreError} from '../core/errors.js'
 import type {ServerConfig} from './config/server-config.js'
+import {ConnectionGate, CONNECTIONS_CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS} from './connections.js'
 import {addHttp2, ALPN_PROTOCOLS, Http2Side} from './h2.js'
 import type {Logger} from './logger.js'
+import {keyCostProblem} from './tls-key-cost.js'
 
 export interface TlsMaterial {
   cert: Buffer
@@ -62,6 +66,9 @@ export function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
   }
 
   const material = {cert: read(ssl.certificate, 'apm-server.ssl.certificate'), key: read(ssl.key, 'apm-server.ssl.key'), passphrase: ssl.keyPassphrase}
+  // OpenSSL decrypts the key on the event loop, whatever the derivation costs: judged first.
+  const costly = keyCostProblem(material.key)
+  if (costly) throw new KeystoreError('ECONFIG', `cannot use the key ${ssl.key} (apm-server.ssl.key): ${costly}`)
   try {
     tls.createSecureContext(material)
   } catch (error) {
@@ -73,13 +80,38 @@ export function readTls(ssl: ServerConfig['ssl']): TlsMaterial {
   return material
 }
 
-export function createListener(material: TlsMaterial | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void, onStream: StreamHandler, logger: Logger): Listener {
-  const server = material ? https.createServer({...material, ALPNProtocols: ALPN_PROTOCOLS}, handler) : http.createServer(handler)
+/** An idle connection with the token is kept this long between requests (Go's default). */
+const KEEP_ALIVE_MS = 45_000
+
+export function createListener(
+  material: TlsMaterial | undefined,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  onStream: StreamHandler,
+  logger: Logger,
+  gate?: ConnectionGate,
+): Listener {
+  const options = {connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS}
+  // Registered after Node's own 'finish' listener, which sets the keep-alive timeout the gate shortens.
+  const serve = gate
+    ? (req: IncomingMessage, res: ServerResponse) => {
+        res.once('finish', () => gate.answered(req.socket))
+        handler(req, res)
+      }
+    : handler
+  const server = material ? https.createServer({...options, ...material, ALPNProtocols: ALPN_PROTOCOLS}, serve) : http.createServer(options, serve)
   const sockets = new Set<Socket>()
-  server.keepAliveTimeout = 45_000
+  server.keepAliveTimeout = KEEP_ALIVE_MS
+  server.headersTimeout = HEADERS_TIMEOUT_MS
+  // Every TCP connection, HTTP/1 or HTTP/2, counts against the caps.
+  if (gate) {
+    server.maxConnections = gate.cap
+    server.on('drop', () => gate.dropped())
+  }
+
   // A new connection has as long to show which protocol it speaks as to send its headers.
-  const side = addHttp2(server, material !== undefined, onStream, server.headersTimeout)
+  const side = addHttp2(server, material !== undefined, onStream, HEADERS_TIMEOUT_MS, gate)
   server.on('connection', (socket: Socket) => {
+    if (gate && !gate.admit(socket)) return void socket.destroy()
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })

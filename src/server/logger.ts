@@ -74,3 +74,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     destination,
   )
 }
+
+/**
+ * `logger` without the redaction, for the per-request lines only (api/request-log.ts): their fields are
+ * a fixed set of flat names and scalar values that no path of REDACT_PATHS can match, so the second
+ * fence has nothing to catch there, and it cost ~6.5 µs a line, a line per request (issue 17).
+ */
+export function requestLogger(logger: Logger): Logger {
+  return logger.child({}, {redact: []})
+}

@@ -52,6 +52,32 @@ describe('docs/runbooks: every shell block runs', () => {
     for (const name of files) assert.ok(shellBlocks(readFileSync(path.join(RUNBOOKS, name), 'utf8')).length > 0, name)
   })
 
+  it('no runbook puts a secret file into the arguments of a program (every local user can read argv)', () => {
+    // Bash builtins run in the shell itself: their arguments never reach a process's argv.
+    const builtins = new Set(['[', 'echo', 'export', 'printf', 'test'])
+    const secretFile = /\$\(cat "?[^)]*(?:token|pass|secret|key)[^)]*\)/i
+    const leaks: string[] = []
+    for (const name of files) {
+      let heredoc: string | undefined
+      for (const line of shellBlocks(readFileSync(path.join(RUNBOOKS, name), 'utf8')).join('\n').split('\n')) {
+        // A here-document's lines are a file's content (a config file), not commands.
+        if (heredoc !== undefined) {
+          if (line.trim() === heredoc) heredoc = undefined
+          continue
+        }
+
+        heredoc = /<<-?\s*['"]?(\w+)/.exec(line)?.[1]
+        for (const command of line.split(/\|\||&&|[|;]/)) {
+          if (!secretFile.test(command)) continue
+          const words = command.trim().split(/\s+/).filter((word) => !/^[A-Z_]+=/.test(word))
+          if (!builtins.has(words[0])) leaks.push(`${name}: ${line.trim()}`)
+        }
+      }
+    }
+
+    assert.deepEqual(leaks, [])
+  })
+
   for (const name of files) {
     it(name, async function () {
       this.timeout(180_000)

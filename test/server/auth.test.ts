@@ -127,6 +127,26 @@ describe('server/auth', () => {
       assert.equal(auth.authenticate('Bearer old-token').ok, false)
     })
 
+    it('a reload that keeps the token and shortens the grace period shortens the running one (0 ends it at once); a longer one never extends it', () => {
+      const auth = new Authenticator({anonymous: false, secretToken: 'old-token', secretTokenGracePeriodMs: 0}, now)
+      auth.update({anonymous: false, secretToken: 'new-token', secretTokenGracePeriodMs: 3_600_000})
+      clock += 10_000
+      auth.update({anonymous: false, secretToken: 'new-token', secretTokenGracePeriodMs: 7_200_000})
+      auth.update({anonymous: false, secretToken: 'new-token', secretTokenGracePeriodMs: 60_000})
+      assert.equal(auth.authenticate('Bearer old-token').ok, true, '60 s from the rotation: 50 s left')
+      clock += 50_000
+      assert.equal(auth.authenticate('Bearer old-token').ok, false, 'ended 60 s after the rotation, not an hour')
+      auth.update({anonymous: false, secretToken: 'new-token', secretTokenGracePeriodMs: 3_600_000})
+      assert.equal(auth.authenticate('Bearer old-token').ok, false, 'a longer grace period does not bring it back')
+
+      auth.update({anonymous: false, secretToken: 'newer-token', secretTokenGracePeriodMs: 3_600_000})
+      assert.equal(auth.authenticate('Bearer new-token').ok, true)
+      auth.update({anonymous: false, secretToken: 'newer-token', secretTokenGracePeriodMs: 0})
+      assert.equal(auth.inGracePeriod, false)
+      assert.deepEqual(auth.authenticate('Bearer new-token'), {message: AUTH_FAILED, ok: false}, 'a leaked token is revoked by a reload, not a restart')
+      assert.equal(auth.authenticate('Bearer newer-token').ok, true)
+    })
+
     it('a second rotation replaces the previous token: only the one just replaced stays valid', () => {
       const auth = new Authenticator({anonymous: false, secretToken: 'one', secretTokenGracePeriodMs: 10_000}, now)
       auth.update({anonymous: false, secretToken: 'two', secretTokenGracePeriodMs: 10_000})

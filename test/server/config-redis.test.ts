@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {createKeystore, updateKeystore} from '../../src/core/keystore.js'
 import {loadServerConfig} from '../../src/server/config/load.js'
+import {MAX_REDIS_HOSTS} from '../../src/server/config/redis.js'
 import {ConfigError, LoadOptions} from '../../src/server/config/server-config.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
@@ -116,6 +117,7 @@ describe('server/config: output.redis', () => {
     ['output.redis: {hosts: [h], ssl.certificate: c.pem}\n', /output\.redis\.ssl\.key: a client certificate needs both/],
     ['output.redis: {hosts: ["rediss://h"], ssl.certificate_authorities: [missing.pem]}\n', /output\.redis\.ssl\.certificate_authorities: cannot read .*missing\.pem: ENOENT/],
     ['output.redis: {hosts: [h], port: 70000}\n', /output\.redis\.port: must be a whole number from 1 to 65535/],
+    [`output.redis.hosts: [${Array.from({length: MAX_REDIS_HOSTS + 1}, (_, i) => `h${i}`).join(', ')}]\n`, /output\.redis\.hosts: lists 65 hosts, over the 64 the output connects to; list fewer/],
   ]
   for (const [yaml, expected] of bad) {
     it(`refuses ${JSON.stringify(yaml.trim())}`, async () => {

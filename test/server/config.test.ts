@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
-import {chmodSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {KeystoreError} from '../../src/core/errors.js'
 import {createKeystore, updateKeystore} from '../../src/core/keystore.js'
 import {resolvePaths} from '../../src/core/settings.js'
+import {MAX_UNKNOWN_WARNINGS} from '../../src/server/config/build.js'
 import {loadServerConfig} from '../../src/server/config/load.js'
 import {reloadRefusals} from '../../src/server/config/policy.js'
-import {ConfigError, LoadOptions, ServerConfig} from '../../src/server/config/server-config.js'
+import {ConfigError, LoadOptions, MAX_LISTED_NOTES, ServerConfig} from '../../src/server/config/server-config.js'
 import {parseDuration} from '../../src/server/config/settings.js'
+import {MAX_CONFIG_BYTES, MAX_SETTINGS} from '../../src/server/config/sources.js'
 import {makeTempDir} from '../helpers/cli.js'
 import {assertKeystoreError, CHEAP_KDF, noPasswordExpected, passwordOf} from '../helpers/keystore.js'
 
@@ -146,7 +148,7 @@ describe('server/config', () => {
           'apm-server.auth.anonymous.allow_agent: ${KS_LIST}', // one item, never split on the comma
           'apm-server.auth.anonymous.allow_service: ["${KS_SPACED}"]', // never trimmed
           'apm-server.rum.enabled: ${KS_BOOL}', // "true" read by a boolean setting
-          'output.file.filename: "${SHARED}"', // in the keystore and the environment: the keystore wins
+          'apm-server.ssl.key_passphrase: "${SHARED}"', // in the keystore and the environment: the keystore wins
           'logging.level: ${LEVEL}', // only in the environment
           'apm-server.host: "${EMPTY:localhost}:${PORT:8201}"', // an empty variable counts as unset
           'output.file.path: ${path.data}/events',
@@ -158,7 +160,7 @@ describe('server/config', () => {
       assert.deepEqual(config.anonymous.allowAgent, ['1,2'])
       assert.deepEqual(config.anonymous.allowService, [' spaced '])
       assert.equal(config.rum.enabled, true)
-      assert.equal(config.output.filename, 'from-the-keystore')
+      assert.equal(config.ssl.keyPassphrase, 'from-the-keystore')
       assert.equal(config.logLevel, 'warning')
       assert.equal(config.host, 'localhost:8201')
       assert.equal(config.output.path, path.join(home, 'data', 'events'))
@@ -167,9 +169,10 @@ describe('server/config', () => {
           auth: {anonymous: {allow_agent: '[redacted]', allow_service: ['[redacted]']}, secret_token: '[redacted]'},
           host: 'localhost:8201',
           rum: {enabled: '[redacted]'},
+          ssl: {key_passphrase: '[redacted]'},
         },
         logging: {level: 'warning'},
-        output: {file: {filename: '[redacted]', path: path.join(home, 'data', 'events')}},
+        output: {file: {path: path.join(home, 'data', 'events')}},
       })
     })
 
@@ -242,7 +245,7 @@ describe('server/config', () => {
       await makeKeystore(SECRETS, PASSWORD)
       writeConfig('apm-server.host: localhost:8200\noutput.file.path: ${path.data}/x\n')
       await load() // noPasswordExpected: the keystore is never opened
-      writeConfig('apm-server.auth.secret_token: ${KS_TOKEN}\noutput.file.filename: ${SHARED}\nlogging.level: ${LEVEL:info}\n')
+      writeConfig('apm-server.auth.secret_token: ${KS_TOKEN}\napm-server.ssl.key_passphrase: ${SHARED}\nlogging.level: ${LEVEL:info}\n')
       let asked = 0
       const {config} = await load({
         password: async () => {
@@ -252,6 +255,16 @@ describe('server/config', () => {
       })
       assert.equal(asked, 1)
       assert.equal(config.secretToken, SECRETS.KS_TOKEN)
+    })
+
+    // fix-net L3: output.file.path "<shared>/loot/${APM_SECRET_TOKEN}" made the token a directory name others could list.
+    it('never takes output.file.path or output.file.filename from the keystore: the server creates those names; the environment is fine', async () => {
+      await makeKeystore(SECRETS)
+      const file = writeConfig('output.file.path: /tmp/loot/${KS_TOKEN}\noutput.file.filename: "${SHARED}"\n')
+      const fix = 'takes a value from the keystore, but the server creates that name in the file system, where other users may list it; write the path in the config file or the environment instead'
+      assert.deepEqual((await problemsOf()).problems, [`${file}:1: output.file.path: ${fix}`, `${file}:2: output.file.filename: ${fix}`])
+      const {config} = await load({env: {KS_TOKEN_DIR: 'events'}, overrides: ['output.file.path=${path.data}/${KS_TOKEN_DIR}', 'output.file.filename=apm']})
+      assert.deepEqual([config.output.path, config.output.filename], [path.join(home, 'data', 'events'), 'apm'])
     })
 
     it('a missing keystore holds no keys: references fall through to the environment', async () => {
@@ -271,6 +284,37 @@ describe('server/config', () => {
   })
 
   describe('fails closed', () => {
+    // fix-net L3: a planted ./apm-server.yml (another user, a directory they can write) was trusted by run.
+    for (const mode of [0o664, 0o646, 0o666]) {
+      it(`refuses a config file of mode 0${mode.toString(8)} (writable by group or others) under strict perms, naming the fix`, async () => {
+        const file = writeConfig('apm-server.host: "127.0.0.1:0"\n')
+        chmodSync(file, mode)
+        assert.deepEqual((await problemsOf()).problems, [
+          `config file ${file} has mode 0${mode.toString(8)}, writable by group or others; run "chmod go-w ${file}" (--strict.perms=false disables this check)`,
+        ])
+        assert.equal((await load({strictPerms: false})).config.host, '127.0.0.1:0')
+        assert.equal((await load({env: {BEAT_STRICT_PERMS: 'false'}})).config.host, '127.0.0.1:0')
+        assert.equal((await load({flags: {'strict.perms': false}})).config.host, '127.0.0.1:0')
+      })
+    }
+
+    it('refuses a config file owned by another user (not root) under strict perms, naming the owner', async function () {
+      if (process.getuid?.() !== 0) this.skip()
+      const file = writeConfig('apm-server.host: "127.0.0.1:0"\n')
+      chownSync(file, 12_345, 12_345)
+      assert.deepEqual((await problemsOf()).problems, [
+        `config file ${file} is owned by uid 12345, not by the current user (uid 0) or root, and a config file decides where the keystore is and what is written where; check its contents, then run "chown 0 ${file}" (--strict.perms=false disables this check)`,
+      ])
+      assert.equal((await load({strictPerms: false})).config.host, '127.0.0.1:0')
+    })
+
+    it('fails a reload when the config file became writable by others', async () => {
+      const file = writeConfig('apm-server.host: "127.0.0.1:0"\n')
+      const running = await load()
+      chmodSync(file, 0o666)
+      assert.match((await problemsOf({reloadOf: running})).problems[0], /has mode 0666, writable by group or others/)
+    })
+
     const table: Array<{title: string; yaml: string; overrides?: string[]; where: string; name: string}> = [
       {name: 'apm-server.auth.secret_token', title: 'an empty token', where: ':1', yaml: 'apm-server.auth.secret_token: ""\n'},
       {name: 'apm-server.auth.secret_token', title: 'a null token', where: ':2', yaml: 'apm-server.auth:\n  secret_token:\n'},
@@ -536,6 +580,59 @@ describe('server/config', () => {
     })
   })
 
+  // fix-net finding 6 (break-local F4): a config of 60,000 settings (589 KB) loaded in quadratic time, 63 s
+  // on the event loop at a reload, and logged 60,000 warning lines each time.
+  describe('a big config file', () => {
+    const settings = (count: number, name = (i: number) => `x${i}`) => Array.from({length: count}, (_, i) => `${name(i)}: 1\n`).join('')
+
+    it(`is refused past ${MAX_SETTINGS.toLocaleString('en')} settings, naming the count`, async () => {
+      const file = writeConfig(`apm-server.host: "127.0.0.1:0"\n${settings(20_000)}`)
+      assert.deepEqual((await problemsOf()).problems, [`config file ${file} holds 20001 settings, over the 10,000 a configuration may hold; it is not an apm-server.yml`])
+    })
+
+    it(`is refused over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB, unread`, async () => {
+      const file = writeConfig(`# ${'x'.repeat(MAX_CONFIG_BYTES)}\n`)
+      assert.deepEqual((await problemsOf()).problems, [`config file ${file} is over 1 MiB; it is not an apm-server.yml`])
+    })
+
+    it(`names the first ${MAX_UNKNOWN_WARNINGS} unknown settings and counts the rest`, async () => {
+      const file = writeConfig(settings(5000))
+      const {warnings} = await load()
+      assert.equal(warnings.length, MAX_UNKNOWN_WARNINGS + 1)
+      assert.equal(warnings[0], `${file}:1: unknown setting x0 is ignored; check its spelling`)
+      assert.equal(warnings.at(-1), `${5000 - MAX_UNKNOWN_WARNINGS} more unknown settings are ignored; check the config file`)
+    })
+
+    it(`lists the first ${MAX_LISTED_NOTES} problems and counts the rest`, async () => {
+      writeConfig(settings(200, (i) => `secret_token_${i}`))
+      const error = await problemsOf()
+      assert.equal(error.count, 200)
+      assert.equal(error.problems.length, MAX_LISTED_NOTES + 1)
+      assert.equal(error.problems.at(-1), `... and ${200 - MAX_LISTED_NOTES} more problems`)
+    })
+
+    // After the merge of main: the references log and the reload's allow-list rule compared each item with every other.
+    it('a value of 80,000 references, and a reload between allow lists of 200,000 names, are judged in linear time', async () => {
+      const references = Array.from({length: 80_000}, (_, i) => `\${K${i}:}`).join('')
+      writeConfig(`apm-server.rum.allow_origins: ["${references}"]\n`)
+      const {references: seen} = await load()
+      assert.equal(seen.length, 80_000)
+      const names = Array.from({length: 200_000}, (_, i) => `agent-${i}`)
+      const running = {...defaults(), anonymous: {...defaults().anonymous, allowAgent: names, enabled: true}}
+      const next = {...running, anonymous: {...running.anonymous, allowAgent: [...names].reverse()}}
+      assert.deepEqual(reloadRefusals(running, next), [])
+    })
+
+    it('still finds a key written twice in one mapping, at any depth, in the file and in an -E', async () => {
+      let file = writeConfig('apm-server:\n  host: "a:1"\napm-server:\n  rum.enabled: true\n')
+      assert.deepEqual((await problemsOf()).problems, [`${file}:3: apm-server is written twice in one mapping (also at ${file}:1); keep one`])
+      file = writeConfig('apm-server.rum.allow_origins: [{a: 1, a: 2}]\n')
+      assert.deepEqual((await problemsOf()).problems, [`${file}:1: a is written twice in one mapping (also at ${file}:1); keep one`])
+      writeConfig('')
+      assert.deepEqual((await problemsOf({overrides: ['apm-server.auth={secret_token: a, secret_token: b}']})).problems, ['-E apm-server.auth: the value has the key secret_token twice; keep one'])
+    })
+  })
+
   // Issue 11, defect 9: -E 'apm-server.auth={anonymous: {enabled: false}}' replaced the whole section, token included.
   describe('overrides never drop authentication unseen', () => {
     const FILE = 'apm-server.auth:\n  secret_token: file-token\n  secret_token_grace_period: 1m\n  anonymous.allow_service: [shop]\n'
@@ -763,6 +860,33 @@ describe('server/config', () => {
         const [running, next] = make(defaults())
         assert.deepEqual(reloadRefusals(running, next), expected)
       })
+    }
+
+    // An empty list lets every agent (service) in: a reload may only narrow what is let in (fix-net finding 3).
+    const lists: Array<[string, string[], string[], boolean]> = [
+      ['[] -> []', [], [], false],
+      ['[] -> [a]', [], ['a'], false],
+      ['[] -> [a, b]', [], ['a', 'b'], false],
+      ['[a] -> []', ['a'], [], true],
+      ['[a] -> [a]', ['a'], ['a'], false],
+      ['[a] -> [b]', ['a'], ['b'], true],
+      ['[a] -> [a, b]', ['a'], ['a', 'b'], true],
+      ['[a, b] -> [a]', ['a', 'b'], ['a'], false],
+      ['[a, b] -> [b, a]', ['a', 'b'], ['b', 'a'], false],
+      ['[a, b] -> []', ['a', 'b'], [], true],
+    ]
+    for (const [setting, field, what] of [
+      ['apm-server.auth.anonymous.allow_agent', 'allowAgent', 'let more agents in anonymously'],
+      ['apm-server.auth.anonymous.allow_service', 'allowService', 'let more services in anonymously'],
+    ] as const) {
+      for (const [title, before, after, widens] of lists) {
+        it(`${setting}: ${title} is ${widens ? 'refused' : 'applied'}`, () => {
+          const base = token(defaults(), 'a')
+          const running = withAnonymous(base, {[field]: before})
+          const next = withAnonymous(base, {[field]: after})
+          assert.deepEqual(reloadRefusals(running, next), widens ? [refusal(setting, what)] : [])
+        })
+      }
     }
   })
 

@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict'
 import {EventEmitter} from 'node:events'
 import {PassThrough} from 'node:stream'
+import v8 from 'node:v8'
+import {runInNewContext} from 'node:vm'
 import {setImmediate as nextTurn, setTimeout as sleep} from 'node:timers/promises'
-import {gzipSync} from 'node:zlib'
+import {createGzip, gzipSync} from 'node:zlib'
 
+import {readFramed} from '../../src/server/api/grpc-call.js'
 import {eventMembers, scanJsonValue} from '../../src/server/intake/json-scan.js'
+import {readBody} from '../../src/server/intake/otlp/body.js'
+import {OTLP_HTTP_MAX_BYTES} from '../../src/server/intake/otlp/limits.js'
 import type {IntakeResult} from '../../src/server/intake/model.js'
 import {DECODER_BYTES, ingest, IntakeOptions, INTERNAL_ERROR, WHOLE_BODY_DECODED_MAX_BYTES} from '../../src/server/intake/v2.js'
 import {
+  ANONYMOUS_DECODED_RATE_EXCEEDED,
   ANONYMOUS_METADATA_MAX_BYTES,
   ANONYMOUS_METADATA_TOO_LARGE,
   ANONYMOUS_OUTPUT_RATE_EXCEEDED,
@@ -18,9 +24,14 @@ import {
   LINE_TOO_COMPLEX,
   MAX_LINE_CONTAINERS,
   MAX_LINE_DEPTH,
+  MAX_REJECTED_LINES,
+  MemoryAccount,
   MemoryBudget,
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
+  REQUEST_DECODED_MAX_BYTES,
+  REQUEST_DECODED_TOO_LARGE,
+  TOO_MANY_REJECTED_LINES,
 } from '../../src/server/limits.js'
 import type {EventSink} from '../../src/server/outputs/output.js'
 import {TokenBucket} from '../../src/server/anonymous.js'
@@ -207,6 +218,60 @@ describe('server/limits', () => {
     })
   })
 
+  describe('decoded bytes and rejected lines (fix-net finding 7)', () => {
+    const NODE_METADATA = METADATA.replace('rum-js', 'nodejs')
+    /** A gzip body of the metadata, then `mib` MiB of `unit` repeated, then `tail`. */
+    const bomb = (mib: number, unit: string, tail = '') => {
+      const gzip = createGzip({level: 9})
+      const parts: Buffer[] = []
+      gzip.on('data', (chunk: Buffer) => parts.push(chunk))
+      gzip.write(`${NODE_METADATA}\n`)
+      const block = Buffer.alloc(1024 * 1024, unit)
+      for (let i = 0; i < mib; i++) gzip.write(block)
+      gzip.end(tail)
+      return new Promise<Buffer>((resolve) => {
+        gzip.on('end', () => resolve(Buffer.concat(parts)))
+      })
+    }
+
+    it(`ends a request that decodes to more than ${REQUEST_DECODED_MAX_BYTES / 2 ** 20} MiB (a gzip of newlines), listing what was accepted`, async () => {
+      const body = await bomb(REQUEST_DECODED_MAX_BYTES / 2 ** 20 + 1, '\n', `${SPAN}\n`)
+      const {result} = await run(body, {piece: 64 * 1024})
+      assert.deepEqual([result.status, result.accepted, result.errors.map((error) => error.message)], [400, 0, [REQUEST_DECODED_TOO_LARGE]])
+    })
+
+    it(`ends a request after ${MAX_REJECTED_LINES} invalid or oversized lines, listing the first ones`, async () => {
+      const lines = [...Array.from({length: 500}, () => 'x'), ...Array.from({length: 600}, () => '{}'), SPAN]
+      const {result} = await run(ndjson(NODE_METADATA, SPAN, ...lines))
+      assert.deepEqual([result.status, result.accepted, result.invalid], [400, 1, MAX_REJECTED_LINES + 1])
+      assert.deepEqual([result.errors.length, result.errors.at(-1)?.message], [6, TOO_MANY_REJECTED_LINES])
+      assert.equal((await run(ndjson(NODE_METADATA, ...lines.slice(0, MAX_REJECTED_LINES), SPAN))).result.accepted, 1, 'up to the bound the rest is read')
+    })
+
+    it('an anonymous client is charged for the bytes it sends decoded, valid or not, and its allowance refills with time', async () => {
+      let now = 0
+      const decoded = new TokenBucket(1024 * 1024, 3 * 1024 * 1024, () => now)
+      const client = () => ({...anonymousClient(), decoded})
+      const body = await bomb(8, '\n')
+      const first = await run(body, {anonymous: client(), piece: 64 * 1024})
+      assert.deepEqual([first.result.status, first.result.errors.map((error) => error.message)], [429, [ANONYMOUS_DECODED_RATE_EXCEEDED]])
+      assert.equal((await run(ndjson(METADATA, SPAN), {anonymous: client()})).result.status, 429)
+      now += 1000
+      assert.equal((await run(ndjson(METADATA, SPAN), {anonymous: client()})).result.status, 202)
+    })
+
+    it('empty and invalid lines earn no output: only the metadata and the accepted events count toward the multiple', async () => {
+      const bigMetadata = JSON.stringify({metadata: {labels: {pad: 'x'.repeat(100_000)}, service: {agent: {name: 'nodejs', version: '4.0.0'}, name: 'big'}}})
+      const padding = `${'\n'.repeat(4 * 1024 * 1024)}${'x\n'.repeat(MAX_REJECTED_LINES)}`
+      const body = `${bigMetadata}\n${padding}${ndjson(...Array.from({length: 200}, () => '{"span":{}}'))}`
+      const {result, sink} = await run(gzipSync(body), {outputMultiple: 64})
+      const written = sink.lines.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)
+      assert.equal(result.status, 400)
+      assert.equal(result.errors.at(-1)?.message, OUTPUT_LIMIT_EXCEEDED)
+      assert.ok(written <= 64 * (bigMetadata.length + 1 + 12 * result.accepted), `${result.accepted} accepted, ${written} bytes written`)
+    })
+  })
+
   describe('memory held, against the budget', () => {
     const events = Array.from({length: 200}, (_, i) => JSON.stringify({span: {id: `s${i}`, name: 'n'.repeat(200)}}))
     const body = gzipSync(ndjson(METADATA.replace('rum-js', 'nodejs'), ...events))
@@ -246,6 +311,112 @@ describe('server/limits', () => {
       it(`answers 503 "${QUEUE_FULL}" when ${what} does not fit`, async () => {
         const {result} = await run(data, {memory: new MemoryBudget(limit).account(), piece})
         assert.deepEqual([result.status, result.accepted, result.errors.at(-1)?.message], [503, acceptedBefore, QUEUE_FULL])
+      })
+    }
+  })
+
+  describe('memory held is what is charged, however small the pieces (fix-net finding 1)', () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    /** Heap bytes in use after a full collection. */
+    const heapInUse = () => {
+      gc()
+      return process.memoryUsage().heapUsed
+    }
+
+    /** Starts `count` requests of `body`, each written in 1-byte pieces but not ended; returns what ends them. */
+    async function holdInPieces(count: number, body: Buffer, whole: boolean) {
+      const budget = new MemoryBudget(1024 * 1024 * 1024)
+      const streams = Array.from({length: count}, () => new PassThrough({highWaterMark: 1}))
+      const done = streams.map((stream) =>
+        ingest(stream, undefined, {contentLength: whole ? body.length + 1 : undefined, maxEventSize: 307_200, memory: budget.account(), output: new MemorySink()}),
+      )
+      for (const stream of streams) for (let at = 0; at < body.length; at++) stream.write(body.subarray(at, at + 1))
+      await nextTurn()
+      return {
+        budget,
+        end: () => {
+          for (const stream of streams) stream.end('\n')
+          return Promise.all(done)
+        },
+      }
+    }
+
+    const cases: Array<[string, Buffer, boolean]> = [
+      ['a line that never ends, streamed', Buffer.from(`${METADATA}\n{"span":{"name":"${'a'.repeat(250_000)}`), false],
+      ['a whole body (Content-Length, at most 64 KiB)', Buffer.from(`${METADATA}\n{"span":{"name":"${'a'.repeat(60_000)}`), true],
+    ]
+    for (const [what, body, whole] of cases) {
+      it(`${what}, sent in 1-byte pieces by 8 requests: the heap grows by little more than the budget holds`, async () => {
+        const before = heapInUse()
+        const held = await holdInPieces(8, body, whole)
+        const grown = heapInUse() - before
+        const charged = held.budget.held
+        // A Buffer view per piece held cost ~100 bytes of heap each: 8 x 250,000 pieces, ~200 MB.
+        assert.ok(charged >= 8 * (body.length - METADATA.length - 1), `charged ${charged} bytes`)
+        assert.ok(grown < charged + 8 * 1024 * 1024, `heap grew ${(grown / 2 ** 20).toFixed(1)} MiB holding ${(charged / 2 ** 20).toFixed(1)} MiB charged`)
+        const results = await held.end()
+        assert.deepEqual(
+          results.map((result) => result.status),
+          Array.from({length: 8}, () => 400),
+        )
+      })
+    }
+  })
+
+  describe('OTLP bodies and gRPC messages: memory held is what is charged, however small the pieces (fix-net finding 1)', () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const heapInUse = () => {
+      gc()
+      return process.memoryUsage().heapUsed
+    }
+
+    const SIZE = 250_000
+    /** gRPC's flag byte (not compressed) and message length. */
+    const frameHeader = (length: number) => {
+      const header = Buffer.alloc(5)
+      header.writeUInt32BE(length, 1)
+      return header
+    }
+
+    const readers: Array<[string, (stream: PassThrough, memory: MemoryAccount) => Promise<number>, Buffer]> = [
+      [
+        'an OTLP/HTTP body (no Content-Length)',
+        async (stream, memory) => {
+          const read = await readBody(stream, {maxBytes: OTLP_HTTP_MAX_BYTES, memory})
+          return 'body' in read ? read.body.length : -read.status
+        },
+        Buffer.alloc(0),
+      ],
+      [
+        'a gRPC message (HTTP/2 DATA frames of one byte)',
+        async (stream, memory) => {
+          const read = await readFramed(stream, memory)
+          return 'code' in read ? -read.code : read.message.length
+        },
+        frameHeader(SIZE),
+      ],
+    ]
+    for (const [what, read, head] of readers) {
+      it(`${what}, sent in 1-byte pieces by 8 requests: the heap grows by little more than the budget holds`, async () => {
+        const before = heapInUse()
+        const budget = new MemoryBudget(1024 * 1024 * 1024)
+        const streams = Array.from({length: 8}, () => new PassThrough({highWaterMark: 1}))
+        const done = streams.map((stream) => read(stream, budget.account()))
+        const body = Buffer.concat([head, Buffer.alloc(SIZE, 0x61)])
+        for (const stream of streams) for (let at = 0; at < body.length; at++) stream.write(body.subarray(at, at + 1))
+        await nextTurn()
+        const grown = heapInUse() - before
+        const charged = budget.held
+        // A Buffer kept per piece cost ~100 bytes of heap each: 8 x 250,000 pieces, ~200 MB.
+        assert.ok(charged >= 8 * SIZE, `charged ${charged} bytes`)
+        assert.ok(grown < charged + 8 * 1024 * 1024, `heap grew ${(grown / 2 ** 20).toFixed(1)} MiB holding ${(charged / 2 ** 20).toFixed(1)} MiB charged`)
+        for (const stream of streams) stream.end()
+        assert.deepEqual(
+          await Promise.all(done),
+          Array.from({length: 8}, () => SIZE),
+        )
       })
     }
   })

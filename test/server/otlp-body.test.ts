@@ -16,6 +16,7 @@ const MAX = 64 * 1024
 /** A memory account that counts what is held; `refuseFrom` refuses any one reservation that large. */
 function account(refuseFrom = Number.POSITIVE_INFINITY): MemoryAccount & {held: number} {
   const memory = {
+    capacity: Number.POSITIVE_INFINITY,
     close() {
       memory.held = 0
     },

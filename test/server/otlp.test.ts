@@ -12,9 +12,12 @@ import http2 from 'node:http2'
 import path from 'node:path'
 import {gzipSync} from 'node:zlib'
 
+import {decodeMeasured} from '../../src/server/api/otlp.js'
 import {AUTH_FAILED, AUTH_MISSING} from '../../src/server/auth.js'
 import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {decodeResponse, decodeStatus, SIGNALS} from '../../src/server/intake/otlp/wire.js'
+import {UNAUTHENTICATED_IDLE_MS} from '../../src/server/connections.js'
+import {ANONYMOUS_DECODED_RATE_EXCEEDED} from '../../src/server/limits.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer, StartOptions} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
@@ -146,6 +149,20 @@ describe('OTLP (in-process)', function () {
       const events = await output()
       assert.deepEqual(events[0].log, {'@timestamp': 1_700_000_000_000_000, event: {severity: 9}, labels: {user_id: 'u-1'}, log: {level: 'INFO'}, message: 'order placed', span: {id: 'eee19b7ec3c1b174'}, trace: {id: '5b8efff798038103d269b633813fc60c'}})
       assert.deepEqual(events[1].metricset, {samples: {'orders.placed': {type: 'counter', value: 7}, 'queue.depth': {type: 'gauge', value: 1.5}}, tags: {region: 'eu'}, timestamp: 1_700_000_000_000_000})
+    })
+
+    it('a 7 MB OTLP/JSON export (one long attribute) is 200 on an idle server, not 503 "queue is full"; one that could not be decoded even then is 413', async () => {
+      const {url} = await start()
+      const request = tracesRequest() as {resourceSpans: Array<{scopeSpans: Array<{spans: Array<{attributes: unknown[]}>}>}>}
+      request.resourceSpans[0].scopeSpans[0].spans[1].attributes.push(kv('db.long', 'x'.repeat(7_000_000)))
+      const big = await post(url, '/v1/traces', toOtlpJson(request), {...JSON_TYPE, ...bearer()})
+      assert.equal(big.status, 200, big.body.toString().slice(0, 200))
+      // What the server may hold for one request is a fixed budget: a request over it can never be served.
+      const values = Array.from({length: 20_000}, (_, i) => kv(`k${i}`, i))
+      const account = {capacity: 1024 * 1024, close() {}, release() {}, reserve: () => true}
+      const many = decodeMeasured('traces', 'json', toOtlpJson({resourceSpans: [{resource: {attributes: values}}]}), account)
+      assert.ok('status' in many && many.status === 413, JSON.stringify(many).slice(0, 200))
+      assert.match(many.error, /send smaller batches/)
     })
 
     it('a span with an id of the wrong length is rejected alone: 200 with partial_success, the others land', async () => {
@@ -298,6 +315,22 @@ describe('OTLP (in-process)', function () {
     })
   })
 
+  it('anonymous: what an address sends is charged decoded, as for intake v2: a small gzip decoding past the allowance is 429 (HTTP) or RESOURCE_EXHAUSTED (gRPC); the token is not charged', async () => {
+    // event_limit 1: 8 KiB a second decoded, a 24 KiB burst (fix-net finding 7, for OTLP).
+    const anonymous = {allowAgent: ['opentelemetry/nodejs'], allowService: [], enabled: true, rateLimit: {eventLimit: 1, ipLimit: 1000}}
+    const {url} = await start({anonymous, rum: {allowOrigins: ['*'], enabled: true}})
+    const big = encode('traces', tracesRequest({attributes: [kv('service.name', 'big'), kv('blob', 'x'.repeat(100_000))]}))
+    const gzipped = gzipSync(big)
+    assert.ok(gzipped.length < 2000)
+    const http = await post(url, '/v1/traces', gzipped, {...PROTOBUF, 'Content-Encoding': 'gzip'})
+    assert.equal(http.status, 429)
+    assert.equal(decodeStatus(http.body).message, ANONYMOUS_DECODED_RATE_EXCEEDED)
+    const grpc = await grpcCall(url, big)
+    assert.deepEqual([grpc.grpcStatus, grpc.grpcMessage], [8, ANONYMOUS_DECODED_RATE_EXCEEDED])
+    assert.equal((await post(url, '/v1/traces', gzipped, {...PROTOBUF, 'Content-Encoding': 'gzip', ...bearer()})).status, 200)
+    assert.equal((await grpcCall(url, big, {token: TOKEN})).grpcStatus, 0)
+  })
+
   describe('OTLP/gRPC (HTTP/2 prior knowledge on the same port)', () => {
     it('Export with the token: OK and the response message; the events land; HTTP/1.1 on the same port still answers', async () => {
       const {url} = await start()
@@ -312,6 +345,33 @@ describe('OTLP (in-process)', function () {
       assert.equal((await post(url, '/', Buffer.alloc(0), {}, 'GET')).status, 200)
       await server!.close()
       assert.deepEqual((await output()).map((event) => Object.keys(event)[1]), ['transaction', 'error', 'span', 'log', 'metricset'])
+    })
+
+    it('the connection caps count HTTP/2 sessions: past an address\'s share without the token one is closed; a session that presented the token no longer counts and is kept idle 45 s, one without it 5 s (fix-net finding 8)', async function () {
+      this.timeout(30_000)
+      // A cap of 32: 16 without the token, 2 per address.
+      const {url} = await start({}, {connectionCap: 32})
+      const open = () => {
+        const session = http2.connect(url)
+        session.on('error', () => {})
+        const closed = new Promise<number>((resolve) => session.once('close', () => resolve(Date.now())))
+        return {closed, session}
+      }
+
+      const first = open()
+      const second = open()
+      await Promise.all([first, second].map(({session}) => new Promise((resolve) => session.once('remoteSettings', resolve))))
+      const third = open()
+      const t0 = Date.now()
+      assert.ok((await third.closed) - t0 < 2000, 'the third session without the token is closed at once')
+      assert.equal((await grpcCall(url, encode('traces', tracesRequest()), {session: first.session, token: TOKEN})).grpcStatus, 0)
+      const fourth = open()
+      await new Promise((resolve) => fourth.session.once('remoteSettings', resolve))
+      const idle = await second.closed
+      assert.ok(idle - t0 >= UNAUTHENTICATED_IDLE_MS - 1000 && idle - t0 < UNAUTHENTICATED_IDLE_MS + 3000, `a session without the token closed after ${idle - t0} ms`)
+      assert.equal(first.session.closed || first.session.destroyed, false, 'the session with the token is still open')
+      for (const {session} of [first, fourth]) session.destroy()
+      assert.match(logLines.join('\n'), /refused or closed 1 connection past the connection caps/)
     })
 
     it('auth as intake v2: UNAUTHENTICATED with apm-server messages, before the message is read; counted as 401s', async () => {

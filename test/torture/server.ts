@@ -62,6 +62,19 @@ export interface Launched {
 }
 
 /** Starts `apm-server run` on 127.0.0.1 with a random secret token taken from the keystore. */
+export interface LaunchOptions {
+  tls?: boolean
+  extra?: string[]
+  /** more environment for the server */
+  env?: Record<string, string>
+  /** a command the server runs under (e.g. prlimit and its options) */
+  wrap?: string[]
+  /** written to apm-server.yml in the server's directory before it starts */
+  config?: string
+  /** runs in the server's directory once its keystore holds APM_TOKEN, before the server starts (more keys, say) */
+  prepare?: (cwd: string) => Promise<void>
+}
+
 export async function launch(options: LaunchOptions): Promise<Launched> {
   const home = tempDir('apm-torture-server-')
   try {
@@ -70,13 +83,6 @@ export async function launch(options: LaunchOptions): Promise<Launched> {
     home.cleanup()
     throw error
   }
-}
-
-export interface LaunchOptions {
-  tls?: boolean
-  extra?: string[]
-  /** runs in the server's directory once its keystore holds APM_TOKEN, before the server starts (more keys, say) */
-  prepare?: (cwd: string) => Promise<void>
 }
 
 async function launchIn(home: TempDir, options: LaunchOptions): Promise<Launched> {
@@ -94,7 +100,9 @@ async function launchIn(home: TempDir, options: LaunchOptions): Promise<Launched
     args.push('-E', 'apm-server.ssl.enabled=true', '-E', `apm-server.ssl.certificate=${path.join(cwd, 'cert.pem')}`, '-E', `apm-server.ssl.key=${path.join(cwd, 'key.pem')}`)
   }
 
-  const child = spawn(process.execPath, [BIN, ...args], {cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe']})
+  if (options.config !== undefined) await fs.writeFile(path.join(cwd, 'apm-server.yml'), options.config, {mode: 0o600})
+  const [command, ...prefix] = [...(options.wrap ?? []), process.execPath]
+  const child = spawn(command, [...prefix, BIN, ...args], {cwd, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe']})
   let stderr = ''
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString()
@@ -130,7 +138,8 @@ async function launchIn(home: TempDir, options: LaunchOptions): Promise<Launched
     stop: async () => {
       clearInterval(sampler)
       const t0 = Date.now()
-      if (child.exitCode !== null) return {code: child.exitCode, ms: 0}
+      // Ended already (a crash ends it by a signal: exitCode stays null).
+      if (child.exitCode !== null || child.signalCode !== null) return {code: child.exitCode, ms: 0}
       const exited = new Promise<null | number>((resolve) => {
         child.once('exit', (code) => resolve(code))
       })

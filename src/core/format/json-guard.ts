@@ -36,3 +36,41 @@ export function jsonDepthWithin(json: Uint8Array, maxDepth: number, maxContainer
 
   return true
 }
+
+const COMMA = 0x2c
+const COLON = 0x3a
+
+/** {@link jsonValueCount}'s answers when it stopped early. */
+export const JSON_TOO_DEEP = -1
+export const JSON_TOO_MANY = -2
+
+/**
+ * The number of values in `json` (arrays, objects, members' names and scalars), reckoned from its
+ * brackets and separators; JSON_TOO_DEEP when an array or object is nested deeper than `maxDepth`,
+ * JSON_TOO_MANY when the count passes `maxValues`. What a parser will allocate follows the values, not the bytes: a long string is one
+ * value however long.
+ */
+export function jsonValueCount(json: Uint8Array, maxDepth: number, maxValues: number): number {
+  let depth = 0
+  // The first value of the text, and of every container, has no separator before it.
+  let values = 1
+  let inString = false
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i]
+    if (inString) {
+      if (c === BACKSLASH) i++
+      else if (c === QUOTE) inString = false
+    } else if (c === QUOTE) {
+      inString = true
+    } else if (c === COMMA || c === COLON) {
+      if (++values > maxValues) return JSON_TOO_MANY
+    } else if (c === OPEN_BRACKET || c === OPEN_BRACE) {
+      if (++depth > maxDepth) return JSON_TOO_DEEP
+      if (++values > maxValues) return JSON_TOO_MANY
+    } else if (c === CLOSE_BRACKET || c === CLOSE_BRACE) {
+      depth--
+    }
+  }
+
+  return values
+}

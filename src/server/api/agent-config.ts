@@ -4,7 +4,7 @@
  * policy gets Elastic's 403 saying so, whatever the method.
  */
 import type {ApiContext} from './context.js'
-import type {Exchange} from './exchange.js'
+import {Exchange, queryOf} from './exchange.js'
 import {respond} from './respond.js'
 
 /** 403 body of the agent configuration endpoints without Kibana (mux.go, agentConfigHandler). */
@@ -13,6 +13,9 @@ export const AGENT_CONFIG_DISABLED_MESSAGE =
   'If you are using a RUM agent, you also need to configure the `apm-server.rum` section. ' +
   'If you are not using remote configuration, you can safely ignore this error.'
 
-export function agentConfiguration({req, res}: Exchange, context: ApiContext): void {
+export function agentConfiguration(exchange: Exchange, context: ApiContext): void {
+  const {outcome, req, res} = exchange
+  // Agents poll this with their service name: the rotation telemetry names them by it.
+  if (outcome.ok && outcome.previous) exchange.client = {agent: '', service: new URLSearchParams(queryOf(req.url)).get('service.name') ?? ''}
   respond(context, req, res, 403, AGENT_CONFIG_DISABLED_MESSAGE)
 }

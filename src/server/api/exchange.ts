@@ -7,6 +7,7 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 
 import type {AuthOutcome} from '../auth.js'
 import type {MemoryAccount} from '../limits.js'
+import type {ClientNames} from '../monitoring/previous-token.js'
 
 export interface Exchange {
   req: IncomingMessage
@@ -17,6 +18,8 @@ export interface Exchange {
   anonymous: boolean
   /** set for routes that read a body: what the request holds in memory is reserved here */
   memory?: MemoryAccount
+  /** the service and agent the request named, once its handler knows them (counted when the previous token let it in) */
+  client?: ClientNames
 }
 
 export function pathOf(url: string | undefined): string {

@@ -7,7 +7,9 @@
  * (../h2.ts: H2_STREAM_IDLE_MS) is answered DEADLINE_EXCEEDED and closed.
  */
 import http2 from 'node:http2'
+import type {Readable} from 'node:stream'
 
+import {HeldBytes} from '../intake/held-bytes.js'
 import {OTLP_GRPC_MAX_MESSAGE_BYTES} from '../intake/otlp/limits.js'
 import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
 import type {ApiContext} from './context.js'
@@ -38,7 +40,7 @@ export class GrpcCall {
 
   constructor(
     private readonly context: ApiContext,
-    private readonly stream: http2.ServerHttp2Stream,
+    readonly stream: http2.ServerHttp2Stream,
     readonly headers: http2.IncomingHttpHeaders,
   ) {
     this.path = String(headers[':path'] ?? '')
@@ -51,42 +53,7 @@ export class GrpcCall {
 
   /** Reads the one message of the call, reserving it in `memory` as it comes. */
   readMessage(memory: MemoryAccount): Promise<Framed> {
-    const {stream} = this
-    return new Promise<Framed>((resolve) => {
-      const chunks: Buffer[] = []
-      let length = 0
-      let expected: number | undefined
-      const done = (result: Framed) => {
-        stream.off('data', onData)
-        stream.off('end', onEnd)
-        stream.off('close', onClose)
-        resolve(result)
-      }
-
-      const onData = (chunk: Buffer) => {
-        length += chunk.length
-        if (!memory.reserve(chunk.length)) return done({code: UNAVAILABLE, message: QUEUE_FULL})
-        chunks.push(chunk)
-        if (expected === undefined && length >= 5) {
-          const head = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length)
-          expected = head.readUInt32BE(1)
-          if (expected > OTLP_GRPC_MAX_MESSAGE_BYTES) done({code: RESOURCE_EXHAUSTED, message: `grpc: received message larger than max (${expected} vs. ${OTLP_GRPC_MAX_MESSAGE_BYTES})`})
-        }
-
-        if (expected !== undefined && length > 5 + expected) done({code: INVALID_ARGUMENT, message: 'grpc: a unary call sent more than one message'})
-      }
-
-      const onEnd = () => {
-        if (expected === undefined || length < 5 + expected) return done({code: INVALID_ARGUMENT, message: 'grpc: the request ended before its message did'})
-        const body = Buffer.concat(chunks, length)
-        done({compressed: body[0] === 1, message: body.subarray(5)})
-      }
-
-      const onClose = () => done({code: INVALID_ARGUMENT, message: 'the client closed the stream before its end'})
-      stream.on('data', onData)
-      stream.once('end', onEnd)
-      stream.once('close', onClose)
-    })
+    return readFramed(this.stream, memory)
   }
 
   /** The response message and status OK. */
@@ -122,8 +89,10 @@ export class GrpcCall {
     this.stream.close(http2.constants.NGHTTP2_NO_ERROR)
   }
 
+  /** Whether an answer can still be sent: `respond` throws on a stream closed (a client's reset) or a session gone. */
   private open(): boolean {
-    return !this.ended && !this.stream.destroyed && !this.stream.headersSent
+    const {stream} = this
+    return !this.ended && !stream.destroyed && !stream.closed && !stream.headersSent && stream.session?.destroyed === false
   }
 
   /** Counts and logs the call once: its gRPC code (none for a 415) and the HTTP status it stands for; undefined when it closed unanswered. */
@@ -143,4 +112,43 @@ export class GrpcCall {
     else if (answer.code === OK) logger.warn({...line, 'error.message': clip(failure!, 1024)}, 'request accepted in part')
     else logger.error({...line, 'error.message': failure ?? ''}, answer.code === undefined ? 'unsupported media type' : (KEYWORDS[answer.code] ?? 'internal error'))
   }
+}
+
+/**
+ * Reads one length-prefixed gRPC message from `stream`, copied as it comes into one buffer reserved in
+ * `memory` (../intake/held-bytes.ts: an HTTP/2 DATA frame may carry one byte, and a Buffer kept per
+ * frame would cost ~100 times what is charged).
+ */
+export function readFramed(stream: Pick<Readable, 'off' | 'on' | 'once'>, memory: MemoryAccount): Promise<Framed> {
+  return new Promise<Framed>((resolve) => {
+    const held = new HeldBytes(memory, 5 + OTLP_GRPC_MAX_MESSAGE_BYTES)
+    let expected: number | undefined
+    const done = (result: Framed) => {
+      stream.off('data', onData)
+      stream.off('end', onEnd)
+      stream.off('close', onClose)
+      resolve(result)
+    }
+
+    const onData = (chunk: Buffer) => {
+      if (expected !== undefined && held.length + chunk.length > 5 + expected) return done({code: INVALID_ARGUMENT, message: 'grpc: a unary call sent more than one message'})
+      if (!held.append(chunk)) return done({code: UNAVAILABLE, message: QUEUE_FULL})
+      if (expected === undefined && held.length >= 5) {
+        expected = held.bytes().readUInt32BE(1)
+        if (expected > OTLP_GRPC_MAX_MESSAGE_BYTES) return done({code: RESOURCE_EXHAUSTED, message: `grpc: received message larger than max (${expected} vs. ${OTLP_GRPC_MAX_MESSAGE_BYTES})`})
+        if (held.length > 5 + expected) done({code: INVALID_ARGUMENT, message: 'grpc: a unary call sent more than one message'})
+      }
+    }
+
+    const onEnd = () => {
+      if (expected === undefined || held.length < 5 + expected) return done({code: INVALID_ARGUMENT, message: 'grpc: the request ended before its message did'})
+      const body = held.bytes()
+      done({compressed: body[0] === 1, message: body.subarray(5)})
+    }
+
+    const onClose = () => done({code: INVALID_ARGUMENT, message: 'the client closed the stream before its end'})
+    stream.on('data', onData)
+    stream.once('end', onEnd)
+    stream.once('close', onClose)
+  })
 }

@@ -11,7 +11,8 @@ import type {ApiContext} from './context.js'
 import {clientIp, Exchange, queryOf} from './exchange.js'
 import {respond} from './respond.js'
 
-export async function intakeV2({anonymous, memory, req, res}: Exchange, context: ApiContext): Promise<void> {
+export async function intakeV2(exchange: Exchange, context: ApiContext): Promise<void> {
+  const {anonymous, memory, req, res} = exchange
   const verbose = new URLSearchParams(queryOf(req.url)).has('verbose')
   let result = checkIntakeRequest(req.method, req.headers['content-type'])
   if (!result) {
@@ -20,13 +21,21 @@ export async function intakeV2({anonymous, memory, req, res}: Exchange, context:
     const declared = req.headers['content-length']
     result = await ingest(req, req.headers['content-encoding'], {
       anonymous: anonymous
-        ? {allowAgent: config.anonymous.allowAgent, allowService: config.anonymous.allowService, limiter: context.rateLimits.forIP(ip), output: context.outputLimits.forIP(ip)}
+        ? {
+            allowAgent: config.anonymous.allowAgent,
+            allowService: config.anonymous.allowService,
+            decoded: context.decodedLimits.forIP(ip),
+            limiter: context.rateLimits.forIP(ip),
+            output: context.outputLimits.forIP(ip),
+          }
         : undefined,
       connection: req.socket,
       contentLength: declared === undefined ? undefined : Number(declared),
       maxEventSize: config.maxEventSize,
       memory,
       onUnexpectedError: (error) => context.logBug(error, 'internal error while reading a request'),
+      // The rotation telemetry names the clients the previous token let in.
+      ...(exchange.outcome.ok && exchange.outcome.previous ? {onMetadata: (names: {agent: string; service: string}) => (exchange.client = names)} : {}),
       output: context.output,
       outputMultiple: OUTPUT_MULTIPLE,
     })

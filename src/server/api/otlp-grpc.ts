@@ -17,10 +17,13 @@
 import http2 from 'node:http2'
 import {gunzip, inflate} from 'node:zlib'
 
+import {H2_SESSION_IDLE_MS} from '../h2.js'
 import {ingestOtlp} from '../intake/otlp/ingest.js'
 import {OTLP_GRPC_MAX_MESSAGE_BYTES} from '../intake/otlp/limits.js'
 import {encodeResponse, Signal, SIGNALS} from '../intake/otlp/wire.js'
-import {clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
+import {ANONYMOUS_DECODED_RATE_EXCEEDED, clip, MemoryAccount, QUEUE_FULL} from '../limits.js'
+import {otlpClientNames} from '../monitoring/client-names.js'
+import type {ClientNames} from '../monitoring/previous-token.js'
 import {RATE_LIMIT_EXCEEDED} from '../anonymous.js'
 import {GrpcCall} from './grpc-call.js'
 import type {ApiContext} from './context.js'
@@ -56,19 +59,34 @@ async function serve(call: GrpcCall, context: ApiContext): Promise<void> {
   if (headers[':method'] !== 'POST' || signal === undefined) return call.fail(GRPC.UNIMPLEMENTED, `unknown method ${clip(call.path)}`)
   const outcome = context.authenticator.authenticate(typeof headers.authorization === 'string' ? headers.authorization : undefined)
   if (!outcome.ok) return call.fail(GRPC.UNAUTHENTICATED, outcome.message)
-  const anonymous = outcome.method === 'anonymous'
+  // The connection's caps and idle time become those of a connection with the token (../connections.ts).
+  const session = call.stream.session
+  if (outcome.method !== 'anonymous' && session?.socket && context.connections?.authenticated(session.socket)) session.setTimeout(H2_SESSION_IDLE_MS)
+  if (!outcome.previous) return admit(call, context, signal, outcome.method === 'anonymous')
+  // Counted when it ends, with the names its resource gave (the rotation telemetry).
+  const seen: {client?: ClientNames} = {}
+  const counted = context.previousToken.use(call.ip)
+  try {
+    await admit(call, context, signal, false, seen)
+  } finally {
+    counted(seen.client)
+  }
+}
+
+/** An authenticated call: its rate limit, its encoding, its memory account, then its message. */
+async function admit(call: GrpcCall, context: ApiContext, signal: Signal, anonymous: boolean, seen?: {client?: ClientNames}): Promise<void> {
   if (anonymous && !context.rateLimits.forIP(call.ip).allow(1)) return call.fail(GRPC.RESOURCE_EXHAUSTED, RATE_LIMIT_EXCEEDED)
-  const encoding = String(headers['grpc-encoding'] ?? 'identity')
+  const encoding = String(call.headers['grpc-encoding'] ?? 'identity')
   if (!['deflate', 'gzip', 'identity'].includes(encoding)) return call.fail(GRPC.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${clip(encoding)}"`)
   const memory = context.memory.account(anonymous ? call.ip : undefined)
   try {
-    await exportCall(call, context, signal, encoding, memory, anonymous)
+    await exportCall(call, context, signal, encoding, memory, anonymous, seen)
   } finally {
     memory.close()
   }
 }
 
-async function exportCall(call: GrpcCall, context: ApiContext, signal: Signal, encoding: string, memory: MemoryAccount, anonymous: boolean): Promise<void> {
+async function exportCall(call: GrpcCall, context: ApiContext, signal: Signal, encoding: string, memory: MemoryAccount, anonymous: boolean, seen?: {client?: ClientNames}): Promise<void> {
   const framed = await call.readMessage(memory)
   if ('code' in framed) return call.fail(framed.code, framed.message)
   let message = framed.message
@@ -79,8 +97,12 @@ async function exportCall(call: GrpcCall, context: ApiContext, signal: Signal, e
     message = inflated.message
   }
 
+  // An anonymous client's decoded bytes are charged to its address, as intake v2's and OTLP/HTTP's are.
+  if (anonymous && !context.decodedLimits.forIP(call.ip).allow(message.length)) return call.fail(GRPC.RESOURCE_EXHAUSTED, ANONYMOUS_DECODED_RATE_EXCEEDED)
+
   const decoded = decodeMeasured(signal, 'protobuf', message, memory)
   if ('status' in decoded) return call.fail(grpcCodeOf(decoded.status), decoded.error)
+  if (seen) seen.client = otlpClientNames(decoded.message)
   const result = await ingestOtlp(signal, decoded.message, decoded.decodedBytes, ingestOptions(context, anonymous, call.ip))
   countResult(context, result)
   if (result.status !== 200) return call.fail(grpcCodeOf(result.status), result.message ?? 'internal error')

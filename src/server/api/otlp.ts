@@ -26,6 +26,7 @@ import {
   Signal,
 } from '../intake/otlp/wire.js'
 import {clip, OUTPUT_MULTIPLE, QUEUE_FULL} from '../limits.js'
+import {otlpClientNames} from '../monitoring/client-names.js'
 import type {ApiContext} from './context.js'
 import {clientIp, Exchange} from './exchange.js'
 import {respond} from './respond.js'
@@ -66,6 +67,8 @@ export type Decoded = {message: unknown; decodedBytes: number} | {status: number
 export function decodeMeasured(signal: Signal, encoding: Encoding, body: Buffer, memory: Exchange['memory']): Decoded {
   try {
     const measured = encoding === 'json' ? measureJson(body) : measureProtobuf(signal, body)
+    // 503 says "later"; a request that could not be decoded even on an idle server must say "smaller".
+    if (memory && measured.decodedBytes > memory.capacity) return {error: `the request would take ${mib(measured.decodedBytes)} MiB decoded, more than the ${mib(memory.capacity)} MiB one request may hold: send smaller batches`, status: 413}
     if (memory && !memory.reserve(measured.decodedBytes)) return {error: QUEUE_FULL, status: 503}
     const message = encoding === 'json' ? decodeJson(signal, body) : decodeProtobuf(signal, body)
     return {decodedBytes: body.length, message}
@@ -74,6 +77,10 @@ export function decodeMeasured(signal: Signal, encoding: Encoding, body: Buffer,
     const tooMany = error instanceof MessageTooComplex && error.message.includes('values')
     return {error: clip(error.message, 1024), status: tooMany ? 413 : 400}
   }
+}
+
+function mib(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1)
 }
 
 /** The ingest options of a request: the output, and for an anonymous client its allow lists and limiters. */
@@ -96,17 +103,26 @@ export function countResult(context: ApiContext, result: OtlpResult): void {
 
 /** The handler of one signal's route. */
 export function otlpHttp(signal: Signal): Handler {
-  return async ({anonymous, memory, req, res}: Exchange, context: ApiContext): Promise<void> => {
+  return async (exchange: Exchange, context: ApiContext): Promise<void> => {
+    const {anonymous, memory, outcome, req, res} = exchange
     if (req.method !== 'POST') return respond(context, req, res, 405, 'only POST requests are supported', {Allow: 'POST'})
     const encoding = MEDIA_TYPES[mediaType(req.headers['content-type'])]
     if (!encoding) return respond(context, req, res, 415, `unsupported content type '${clip(req.headers['content-type'] ?? '')}': send application/x-protobuf or application/json`)
     const contentEncoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase()
     if (!BODY_ENCODINGS.has(contentEncoding)) return respond(context, req, res, 415, `unsupported content encoding '${clip(contentEncoding)}': send gzip, deflate or none`)
     const declared = req.headers['content-length']
-    const read = await readBody(req, {connection: req.socket, contentEncoding, contentLength: declared === undefined ? undefined : Number(declared), maxBytes: OTLP_HTTP_MAX_BYTES, memory})
+    const read = await readBody(req, {
+      connection: req.socket,
+      contentEncoding,
+      contentLength: declared === undefined ? undefined : Number(declared),
+      decoded: anonymous ? context.decodedLimits.forIP(clientIp(req)) : undefined,
+      maxBytes: OTLP_HTTP_MAX_BYTES,
+      memory,
+    })
     if ('status' in read) return answerError(context, req, res, encoding, read.status, read.message)
     const decoded = decodeMeasured(signal, encoding, read.body, memory)
     if ('status' in decoded) return answerError(context, req, res, encoding, decoded.status, decoded.error)
+    if (outcome.ok && outcome.previous) exchange.client = otlpClientNames(decoded.message)
     const result = await ingestOtlp(signal, decoded.message, decoded.decodedBytes, ingestOptions(context, anonymous, clientIp(req)))
     countResult(context, result)
     if (result.status !== 200) return answerError(context, req, res, encoding, result.status, result.message ?? 'internal error')

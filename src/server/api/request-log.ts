@@ -34,7 +34,7 @@ function keyword(status: number, failure?: string): string {
 
 /** Logs a request once its response is closed; `started` is its process.hrtime.bigint() at arrival. */
 export function logRequest(context: ApiContext, req: IncomingMessage, res: ServerResponse, started: bigint): void {
-  const {logger, stats} = context
+  const {requestLog: logger, stats} = context
   const fields = {
     'event.duration': Number(process.hrtime.bigint() - started),
     'http.request.method': req.method,

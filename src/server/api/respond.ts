@@ -18,7 +18,9 @@ export function goJson(value: unknown, indent: boolean): string {
 export function respond(context: ApiContext, req: IncomingMessage, res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return
   for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
-  if (context.closing) res.setHeader('Connection', 'close')
+  // A body not read is not waited for (a client without a token could declare a gigabyte and send
+  // nothing, holding the connection for Node's 300 s request timeout): the connection closes after this answer.
+  if (context.closing || unreadBody(req)) res.setHeader('Connection', 'close')
   const payload = status >= 400 && typeof body === 'string' ? {error: body} : body
   if (status >= 400) context.failures.set(res, errorSummary(body))
   if (payload === undefined) {
@@ -32,6 +34,12 @@ export function respond(context: ApiContext, req: IncomingMessage, res: ServerRe
   const text = json ? goJson(payload, true) : typeof payload === 'string' ? `${payload}\n` : goJson(payload, false)
   res.writeHead(status, {'Content-Length': String(Buffer.byteLength(text)), 'Content-Type': json ? 'application/json' : 'text/plain; charset=utf-8'})
   res.end(text)
+}
+
+/** The request declared a body that has not all arrived. */
+function unreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0
 }
 
 /** Longest error summary in a request's log line. */

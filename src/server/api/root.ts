@@ -15,7 +15,8 @@ export const SERVER_VERSION = '8.15.0'
 
 let info: Record<string, unknown> | undefined
 
-function buildDate(): string {
+/** When this build was made: the mtime of the module (the bundle), as Go's build_date. */
+export function buildDate(): string {
   try {
     return statSync(fileURLToPath(import.meta.url)).mtime.toISOString().replace(/\.\d{3}Z$/, 'Z')
   } catch {

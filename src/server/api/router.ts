@@ -49,12 +49,26 @@ async function dispatch(route: Route | undefined, context: ApiContext, req: Inco
   if (!route) return respond(context, req, res, 404, NOT_FOUND_MESSAGE)
   if (route.auth === 'rum' && answeredByCors(context, req, res)) return
   const outcome = context.authenticator.authenticate(req.headers.authorization)
+  // Without a token configured every client is let in alike: then no connection counts as without one.
+  if (outcome.ok && outcome.method !== 'anonymous') context.connections?.authenticated(req.socket)
   if (route.auth !== 'none' && !outcome.ok) return respond(context, req, res, 401, outcome.message)
-  const anonymous = outcome.ok && outcome.method === 'anonymous'
+  const exchange: Exchange = {anonymous: outcome.ok && outcome.method === 'anonymous', outcome, req, res}
+  if (!(outcome.ok && outcome.previous)) return admit(route, exchange, context)
+  // Counted when it ends, with the names its handler found (the rotation telemetry).
+  const counted = context.previousToken.use(clientIp(req))
+  try {
+    await admit(route, exchange, context)
+  } finally {
+    counted(exchange.client)
+  }
+}
+
+/** The route's limits, then its handler. */
+async function admit(route: Route, exchange: Exchange, context: ApiContext): Promise<void> {
+  const {anonymous, req, res} = exchange
   // Anonymous clients spend one token of their IP's allowance per request.
   if (anonymous && route.limits.anonymousRate && !context.rateLimits.forIP(clientIp(req)).allow(1)) return respond(context, req, res, 429, RATE_LIMITED_MESSAGE)
   if (route.auth === 'rum' && !context.config.rum.enabled) return respond(context, req, res, 403, RUM_DISABLED_MESSAGE)
-  const exchange: Exchange = {anonymous, outcome, req, res}
   if (!route.limits.body) return route.handle(exchange, context)
   exchange.memory = context.memory.account(anonymous ? clientIp(req) : undefined)
   context.reading.add(req.socket)

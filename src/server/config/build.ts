@@ -9,6 +9,7 @@ import path from 'node:path'
 
 import {isMap, isScalar} from 'yaml'
 
+import {readMonitoring} from './monitoring.js'
 import {readRedisOutput} from './redis.js'
 import type {ServerConfig} from './server-config.js'
 import {KNOWN_SETTINGS, LEGACY_TOKEN, LOG_LEVELS, Note, parseDuration, Resolved, TOKEN, TYPE_WORDS} from './settings.js'
@@ -126,6 +127,8 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) read.bad('logging.level', `must be one of ${LOG_LEVELS.join(', ')}`)
   const filename = read.string('output.file.filename') ?? 'apm-server'
   if (filename === '' || filename.includes('/') || filename.includes(path.sep)) read.bad('output.file.filename', 'must be a file name without a directory; put the directory in output.file.path')
+  const monitoring = readMonitoring(read)
+  refuseSecretsInNames(context.resolved, read)
   const redis = await readRedisOutput(read, context, (file, name) => checkReadable(file, name, context.resolved.get(name)?.sensitive ?? false, (setting, message) => read.bad(setting, message)))
 
   return {
@@ -155,6 +158,21 @@ export async function buildConfig(context: BuildContext): Promise<ServerConfig> 
     ...(secretToken === undefined ? {} : {secretToken}),
     ...(logLevel === undefined ? {} : {logLevel}),
     ...(shutdownTimeoutMs === undefined ? {} : {shutdownTimeoutMs}),
+    ...(monitoring === undefined ? {} : {monitoring}),
+  }
+}
+
+/**
+ * The server creates the output's directory and files by these names, where other local users may list
+ * them: a value from the keystore there (`${APM_SECRET_TOKEN}` in a path, say) would be a secret in a file
+ * name. Paths the server only opens (the TLS files) may come from the keystore: it never shows them.
+ */
+const CREATED_NAMES = ['output.file.path', 'output.file.filename']
+
+function refuseSecretsInNames(resolved: Map<string, Resolved>, read: SettingReader): void {
+  for (const name of CREATED_NAMES) {
+    const entry = resolved.get(name)
+    if (entry?.sensitive && !entry.failed) read.bad(name, 'takes a value from the keystore, but the server creates that name in the file system, where other users may list it; write the path in the config file or the environment instead')
   }
 }
 
@@ -201,35 +219,58 @@ async function readSsl(read: SettingReader, resolved: Map<string, Resolved>): Pr
   }
 }
 
+/** Unknown settings named one by one in the warnings; the rest are counted. */
+export const MAX_UNKNOWN_WARNINGS = 20
+
+/** The first known setting under each dotted prefix of a known setting's name (`apm-server.ssl` -> `apm-server.ssl.certificate`). */
+const KNOWN_SECTIONS: ReadonlyMap<string, string> = (() => {
+  const sections = new Map<string, string>()
+  for (const name of Object.keys(KNOWN_SETTINGS)) {
+    for (let dot = name.indexOf('.'); dot !== -1; dot = name.indexOf('.', dot + 1)) if (!sections.has(name.slice(0, dot))) sections.set(name.slice(0, dot), name)
+  }
+
+  return sections
+})()
+
+/** The known setting `name` is under (`apm-server.host` for `apm-server.host.x`), if any. */
+function knownLeafAbove(name: string): string | undefined {
+  for (let dot = name.indexOf('.'); dot !== -1; dot = name.indexOf('.', dot + 1)) if (Object.hasOwn(KNOWN_SETTINGS, name.slice(0, dot))) return name.slice(0, dot)
+  return undefined
+}
+
 /**
  * Unknown settings are warned about and ignored, except where ignoring one would change what a known
  * setting means: a known setting written as a mapping (`secret_token: {x: 1}` would leave no token), a
- * section written as a value (`apm-server.auth: x`), and a misspelt secret token when none is set.
+ * section written as a value (`apm-server.auth: x`), and a misspelt secret token when none is set. Linear
+ * in the settings, and the warnings stop at {@link MAX_UNKNOWN_WARNINGS} and a count: a file of 60,000
+ * unknown settings logged 60,000 lines at every reload.
  */
 function checkUnknownSettings(resolved: Map<string, Resolved>, problem: Note, warn: Note): void {
-  const known = Object.keys(KNOWN_SETTINGS)
   const tokenSet = resolved.has(TOKEN) || resolved.has(LEGACY_TOKEN)
   const reported = new Set<string>()
+  let unknown = 0
   for (const entry of resolved.values()) {
     const {name, where} = entry.setting
     if (Object.hasOwn(KNOWN_SETTINGS, name)) continue
-    const leaf = known.find((other) => name.startsWith(`${other}.`))
+    const leaf = knownLeafAbove(name)
     if (leaf) {
       if (!reported.has(leaf)) problem(entry.setting, `${where}: ${leaf}: must be ${TYPE_WORDS[KNOWN_SETTINGS[leaf].type]}, not a mapping (${name} is set under it); write ${leaf}: <value>`)
       reported.add(leaf)
       continue
     }
 
-    const inside = known.find((other) => other.startsWith(`${name}.`))
+    const inside = KNOWN_SECTIONS.get(name)
     const empty = entry.value === null || (isMap(entry.setting.node) && entry.setting.node.items.length === 0)
     if (inside) {
       if (!empty) problem(entry.setting, `${where}: ${name}: is a section of settings, not a value; set the settings in it (e.g. ${inside})`)
     } else if (!tokenSet && /secret.?token/i.test(name)) {
       problem(entry.setting, `${where}: ${name} is not a known setting and no secret token is set, so the server would accept data without authentication; write it as ${TOKEN}`)
-    } else {
+    } else if (++unknown <= MAX_UNKNOWN_WARNINGS) {
       warn(entry.setting, `${where}: unknown setting ${name} is ignored; check its spelling`)
     }
   }
+
+  if (unknown > MAX_UNKNOWN_WARNINGS) warn(undefined, `${unknown - MAX_UNKNOWN_WARNINGS} more unknown settings are ignored; check the config file`)
 }
 
 /** The token, or undefined when none is configured. Present but empty is a problem: never run open by accident. */

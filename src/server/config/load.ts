@@ -20,7 +20,7 @@ import {checkOverridesKeepAuth, reloadRefusals} from './policy.js'
 import {ReferenceLog} from './provenance.js'
 import {redactedTree} from './redact.js'
 import {describeKeystoreError, resolveOthers, resolvePathSettings} from './resolve.js'
-import {ConfigError, LoadedConfig, LoadOptions} from './server-config.js'
+import {capNotes, ConfigError, LoadedConfig, LoadOptions} from './server-config.js'
 import {LEGACY_TOKEN, Note, PATH_SETTINGS, Resolved, Setting, TOKEN} from './settings.js'
 import {collectSettings, locateConfigFile, SettingList} from './sources.js'
 
@@ -71,7 +71,8 @@ export async function loadServerConfig(options: LoadOptions): Promise<LoadedConf
   if (problems.length === 0 && options.reloadOf) problems.push(...reloadRefusals(options.reloadOf.config, config))
   if (problems.length > 0) throw Object.assign(new ConfigError(problems, warnings), {keystore: keystoreFile, references})
   const tokenOffBy = [TOKEN, LEGACY_TOKEN].map((name) => resolved.get(name)).find((entry) => entry && turnedOff(entry))?.setting.where
-  return {config, file, fileState, keystore: keystoreFile, keystoreKeys, redacted: redactedTree(settings, resolved), references, warnings, ...(tokenOffBy ? {tokenOffBy} : {})}
+  const shown = capNotes(warnings, 'warnings')
+  return {config, file, fileState, keystore: keystoreFile, keystoreKeys, redacted: redactedTree(settings, resolved), references, warnings: shown, ...(tokenOffBy ? {tokenOffBy} : {})}
 }
 
 /** Notes about settings, listed in the order the settings were written (notes about no setting last). */
@@ -81,7 +82,7 @@ class NotesInOrder {
   constructor(private readonly settings: SettingList) {}
 
   readonly note: Note = (setting: Setting | undefined, message: string) => {
-    this.notes.push({at: setting ? this.settings.items.indexOf(setting) : this.settings.items.length, message})
+    this.notes.push({at: setting ? this.settings.indexOf(setting) : this.settings.items.length, message})
   }
 
   messages(): string[] {

@@ -32,7 +32,7 @@ export function checkOverridesKeepAuth(settings: SettingList, config: ServerConf
  * agents or services in anonymously, raising the anonymous rate limits, and turning TLS off need a
  * restart, which is done on purpose. Applied as they come: a new token (rotation), a longer grace period
  * (it only keeps a token the server already accepted valid, for a bounded time, and never extends a
- * running one), RUM origins (CORS binds browsers, not attackers), sizes, certificates.
+ * running one), a shorter one (it shortens a running one: ../auth.ts), RUM origins (CORS binds browsers, not attackers), sizes, certificates.
  */
 export function reloadRefusals(running: ServerConfig, next: ServerConfig): string[] {
   const refusals: string[] = []
@@ -52,17 +52,24 @@ export function reloadRefusals(running: ServerConfig, next: ServerConfig): strin
     return refusals
   }
 
-  const widens = (before: string[], after: string[]) => after.some((item) => !before.includes(item))
-  if (widens(running.anonymous.allowAgent, next.anonymous.allowAgent)) refuse('apm-server.auth.anonymous.allow_agent', 'let more agents in anonymously')
-  // An empty list allows every service.
-  const services = running.anonymous.allowService
-  if (services.length > 0 && (next.anonymous.allowService.length === 0 || widens(services, next.anonymous.allowService))) {
-    refuse('apm-server.auth.anonymous.allow_service', 'let more services in anonymously')
-  }
+  if (letsMoreIn(running.anonymous.allowAgent, next.anonymous.allowAgent)) refuse('apm-server.auth.anonymous.allow_agent', 'let more agents in anonymously')
+  if (letsMoreIn(running.anonymous.allowService, next.anonymous.allowService)) refuse('apm-server.auth.anonymous.allow_service', 'let more services in anonymously')
 
   const [before, after] = [running.anonymous.rateLimit, next.anonymous.rateLimit]
   if (after.eventLimit > before.eventLimit) refuse('apm-server.auth.anonymous.rate_limit.event_limit', 'raise the anonymous event rate limit')
   // More limiters means more buckets for a client with many addresses.
   if (after.ipLimit > before.ipLimit) refuse('apm-server.auth.anonymous.rate_limit.ip_limit', 'raise the number of anonymous clients limited apart')
   return refusals
+}
+
+/**
+ * An allow list (allow_agent, allow_service) lets more in after than before. An empty list lets every
+ * name in (anonymousIngestDenied), so emptying a list is the widest change and filling an empty one a
+ * narrowing.
+ */
+function letsMoreIn(before: readonly string[], after: readonly string[]): boolean {
+  if (before.length === 0) return false
+  // A set: a list may hold a hundred thousand items within the config file's size cap.
+  const allowed = new Set(before)
+  return after.length === 0 || after.some((item) => !allowed.has(item))
 }

@@ -35,12 +35,17 @@ export interface ConfiguredReference {
 /** Collects the references looked up while settings resolve, in the order they are met. */
 export class ReferenceLog {
   private readonly seen: Array<{key: string; setting: Setting; name: string; where: string; source: ReferenceSource}> = []
+  /** the references in `seen`, as key, name and where: a value may hold a reference per ten bytes of a 1 MiB file */
+  private readonly seenKeys = new Set<string>()
 
   /** The observer for one value inside `setting` (`name` and `where` locate the value). */
   observer(setting: Setting, name: string, where: string): LookupObserver {
     return (key, outcome, found) => {
       const source = outcome === 'found' ? ((found?.source ?? 'environment') as ReferenceSource) : outcome
-      if (!this.seen.some((seen) => seen.key === key && seen.name === name && seen.where === where)) this.seen.push({key, name, setting, source, where})
+      const id = `${key}\u0000${name}\u0000${where}`
+      if (this.seenKeys.has(id)) return
+      this.seenKeys.add(id)
+      this.seen.push({key, name, setting, source, where})
     }
   }
 

@@ -78,9 +78,20 @@ function readRedisSettings(read: SettingReader, context: BuildContext): RedisOut
   }
 }
 
+/**
+ * Most Redis hosts: each is a connection (a file descriptor, a TLS session, a reconnect loop) opened at
+ * the start and at each reload. Beats sets no bound; a deployment lists a handful.
+ */
+export const MAX_REDIS_HOSTS = 64
+
 function readHosts(read: SettingReader, defaultPort: number): RedisHost[] {
   const texts = read.list('output.redis.hosts', [])
   if (texts.length === 0 && !read.failed('output.redis.hosts')) read.bad('output.redis.hosts', 'needs at least one Redis host (host, host:port or a redis:// or rediss:// URL), e.g. [localhost:6379]')
+  if (texts.length > MAX_REDIS_HOSTS) {
+    read.bad('output.redis.hosts', `lists ${texts.length} hosts, over the ${MAX_REDIS_HOSTS} the output connects to; list fewer (a load balancer in front of them, say)`)
+    return []
+  }
+
   const hosts: RedisHost[] = []
   for (const [index, text] of texts.entries()) {
     const host = parseRedisHost(text, defaultPort)

@@ -17,6 +17,7 @@ import {ReferenceLog} from './provenance.js'
 import {hasSensitiveName, REDACTED} from './redact.js'
 import type {LoadOptions} from './server-config.js'
 import {PATH_SETTINGS, Report, Resolved, Setting} from './settings.js'
+import {strictPermsOf} from './trust.js'
 import type {SettingList} from './sources.js'
 
 /** The resolved paths, and the lookup of `${path.*}` in the settings resolved after them. */
@@ -253,7 +254,7 @@ function keepKeystoreSource(previous: ReadonlySet<string>, keystoreFile: string,
 }
 
 async function openKeystoreIfAny(file: string, options: LoadOptions): Promise<Keystore | undefined> {
-  const strictPerms = options.strictPerms ?? options.flags['strict.perms'] ?? options.env.BEAT_STRICT_PERMS?.toLowerCase() !== 'false'
+  const strictPerms = strictPermsOf(options)
   try {
     // A keystore without a password while one is supplied may have been swapped: refused (issue 11).
     return await openKeystore(file, {onUnprotected: refuseUnusedPassword(options.env), password: options.password, strictPerms})

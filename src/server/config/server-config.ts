@@ -35,6 +35,19 @@ export interface ServerConfig {
   shutdownTimeoutMs?: number
   /** logging.level when set: debug, info, warning or error */
   logLevel?: string
+  /** the monitoring endpoint (http.*); absent when no http.* setting is set, and then off */
+  monitoring?: MonitoringConfig
+}
+
+/** Beats' local monitoring endpoint (libbeat/api): http.enabled, http.host, http.port. */
+export interface MonitoringConfig {
+  enabled: boolean
+  /** a host name or IP address (default localhost) */
+  host: string
+  /** default 5066; 0 picks a free port */
+  port: number
+  /** http.host was set: only then may the endpoint listen on an address other than a loopback one */
+  hostSet: boolean
 }
 
 /** One entry of output.redis.hosts: `host`, `host:port`, or a redis:// or rediss:// URL. */
@@ -120,24 +133,37 @@ export interface LoadOptions {
   reloadOf?: Pick<LoadedConfig, 'config' | 'fileState' | 'keystoreKeys'>
 }
 
+/** Problems (or warnings) listed one by one; the rest are counted. A config file of 60,000 settings made 60,000 lines. */
+export const MAX_LISTED_NOTES = 50
+
+/** The first {@link MAX_LISTED_NOTES} of `lines`, and a count of the rest. */
+export function capNotes(lines: string[], noun: string): string[] {
+  if (lines.length <= MAX_LISTED_NOTES) return lines
+  return [...lines.slice(0, MAX_LISTED_NOTES), `... and ${lines.length - MAX_LISTED_NOTES} more ${noun}`]
+}
+
 /**
- * Every problem of a configuration at once. `problems` are single lines naming file:line and setting.
+ * Every problem of a configuration at once (the first {@link MAX_LISTED_NOTES}, and a count). `problems` are single lines naming file:line and setting.
  * When the keystore could not be opened, `keystoreCode` keeps its error code (EDECRYPT, ENOPASSWORD, ...).
  */
 export class ConfigError extends KeystoreError {
   readonly problems: string[]
+  /** how many problems there were, listed or not */
+  readonly count: number
   readonly warnings: string[]
   readonly keystoreCode?: ErrorCode
   /** the keystore path and the references, when the load got as far as resolving them (test config --explain) */
   keystore?: string
   references?: ConfiguredReference[]
 
-  constructor(problems: string[], warnings: string[] = [], keystoreError?: KeystoreError) {
-    const message = problems.length === 1 ? problems[0] : `${problems.length} configuration problems:\n${problems.join('\n')}`
+  constructor(allProblems: string[], allWarnings: string[] = [], keystoreError?: KeystoreError) {
+    const problems = capNotes(allProblems, 'problems')
+    const message = problems.length === 1 ? problems[0] : `${allProblems.length} configuration problems:\n${problems.join('\n')}`
     super('ECONFIG', message, keystoreError ? {cause: keystoreError} : undefined)
     this.name = 'ConfigError'
     this.problems = problems
-    this.warnings = warnings
+    this.count = allProblems.length
+    this.warnings = capNotes(allWarnings, 'warnings')
     if (keystoreError) this.keystoreCode = keystoreError.code
   }
 }

@@ -35,6 +35,10 @@ export const KNOWN_SETTINGS: Readonly<Record<string, SettingSpec>> = Object.free
   'apm-server.ssl.enabled': {type: 'bool'},
   'apm-server.ssl.key': {relativeTo: 'config', type: 'path'},
   'apm-server.ssl.key_passphrase': {type: 'string'},
+  // Beats' monitoring endpoint (libbeat/api): read by ./monitoring.ts.
+  'http.enabled': {type: 'bool'},
+  'http.host': {type: 'string'},
+  'http.port': {max: 65_535, min: 0, type: 'int'},
   'keystore.path': {relativeTo: 'home', type: 'path'},
   'logging.level': {type: 'level'},
   'output.file.enabled': {type: 'bool'},

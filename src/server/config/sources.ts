@@ -4,17 +4,26 @@
  * merges them), then the `--path.*` flags. Each setting keeps where it was written (file:line, the -E
  * or the flag) for the messages. Nothing is resolved here: values are YAML nodes until ./resolve.ts.
  */
+import type {Stats} from 'node:fs'
 import path from 'node:path'
 
-import {isMap, isScalar, LineCounter, Node, parseDocument, YAMLMap} from 'yaml'
+import {isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, Scalar, YAMLMap} from 'yaml'
 
 import {readRegularFile, RefusedFileError} from '../../core/bounded-read.js'
-import {KeystoreError} from '../../core/errors.js'
+import {isKeystoreError, KeystoreError} from '../../core/errors.js'
+import {clip} from '../limits.js'
 import {ConfigError, FileState, LoadOptions} from './server-config.js'
 import {LEGACY_TOKEN, Setting, TOKEN} from './settings.js'
+import {checkTrustedConfigFile, strictPermsOf} from './trust.js'
 
-/** Far above any real apm-server.yml; a bigger file is not one. */
-const MAX_CONFIG_BYTES = 4 * 1024 * 1024
+/**
+ * Far above any real apm-server.yml (Elastic's reference file, every setting commented, is ~50 KiB); a
+ * bigger file is not one. Parsing YAML takes ~1 s a MiB here, on the thread that serves requests, at
+ * every reload: the cap bounds that freeze.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024
+/** Settings one configuration may hold (a real one holds tens): past it the file is refused, never read on. */
+export const MAX_SETTINGS = 10_000
 
 /** The settings of the file, then -E overrides, then flags, and whether the file gave any. */
 export async function collectSettings(file: string, options: LoadOptions): Promise<{settings: SettingList; fileState: FileState; problems: string[]; warnings: string[]}> {
@@ -22,8 +31,12 @@ export async function collectSettings(file: string, options: LoadOptions): Promi
   const problems: string[] = []
   const warnings: string[] = []
   const settings = new SettingList()
-  const text = await readConfigText(file, Boolean(flags.config))
+  const text = await readConfigText(file, Boolean(flags.config), strictPermsOf(options))
   if (text !== undefined) readConfigSettings(text, file, settings, problems, warnings)
+  if (settings.items.length > MAX_SETTINGS) {
+    throw new ConfigError([`config file ${file} holds ${settings.items.length} settings, over the ${MAX_SETTINGS.toLocaleString('en')} a configuration may hold; it is not an apm-server.yml`])
+  }
+
   const fileState: FileState = text === undefined ? 'missing' : settings.items.length === 0 ? 'empty' : 'read'
   // A file caught while it is rewritten (truncated, moved away) must not reload as the defaults.
   if (options.reloadOf?.fileState === 'read' && fileState !== 'read' && problems.length === 0) {
@@ -49,13 +62,16 @@ export function locateConfigFile(flags: LoadOptions['flags'], cwd: string): stri
   return path.resolve(base, flags.config ?? 'apm-server.yml')
 }
 
-async function readConfigText(file: string, explicit: boolean): Promise<string | undefined> {
+async function readConfigText(file: string, explicit: boolean, strictPerms: boolean): Promise<string | undefined> {
   try {
-    // A regular file, opened without blocking and read up to the cap: a FIFO or /dev/zero at the path must not hang or fill memory.
-    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8')
+    // A regular file, opened without blocking and read up to the cap: a FIFO or /dev/zero at the path must
+    // not hang or fill memory. Under strict perms, one no other user could have written (./trust.ts).
+    const inspect = strictPerms ? (stat: Stats, fd: number) => checkTrustedConfigFile(file, stat, fd) : undefined
+    return (await readRegularFile(file, MAX_CONFIG_BYTES, inspect)).toString('utf8')
   } catch (error) {
+    if (isKeystoreError(error, 'EPERMS')) throw new ConfigError([error.message])
     if (error instanceof RefusedFileError) {
-      if (error.refusal.reason === 'too-big') throw new ConfigError([`config file ${file} is over ${MAX_CONFIG_BYTES} bytes; it is not an apm-server.yml`])
+      if (error.refusal.reason === 'too-big') throw new ConfigError([`config file ${file} is over ${MAX_CONFIG_BYTES / 1024 / 1024} MiB; it is not an apm-server.yml`])
       throw new ConfigError([`config file ${file} is ${error.refusal.type}, not a regular file; point -c/--config at a file`])
     }
 
@@ -66,31 +82,69 @@ async function readConfigText(file: string, explicit: boolean): Promise<string |
   }
 }
 
-/** Collects settings, refusing a setting written twice (`a.b` and `a: {b}`) or inside another. */
+/**
+ * Collects settings, refusing a setting written twice (`a.b` and `a: {b}`) or inside another. Indexed by
+ * name and by every dotted prefix of a name, so that adding one is linear in its name's length, not in
+ * the settings before it (a file of 60,000 settings took 63 s to load).
+ */
 export class SettingList {
   items: Setting[] = []
   /** every setting an override replaced, in order */
   readonly replaced: Setting[] = []
+  private readonly byName = new Map<string, Setting>()
+  /** for each dotted prefix of a setting's name (`a`, `a.b` of `a.b.c`), the first setting under it */
+  private readonly under = new Map<string, Setting>()
+  private positions: Map<Setting, number> | undefined
 
   /** From the file: a clash is a problem. */
   add(setting: Setting, problems: string[]): void {
-    const clash = this.items.find((other) => overlaps(other.name, setting.name))
+    const clash = this.byName.get(setting.name) ?? this.under.get(setting.name) ?? prefixesOf(setting.name).map((prefix) => this.byName.get(prefix)).find(Boolean)
     if (clash) problems.push(`${setting.where}: ${setting.name} is also set at ${clash.where} (as ${clash.name}); keep one`)
-    else this.items.push(setting)
+    else this.push(setting)
   }
 
   /** From -E or a flag: replaces what it overlaps (the setting, everything under it, anything it is under); returns what it replaced. */
   override(setting: Setting): Setting[] {
     const replaced = this.items.filter((other) => overlaps(other.name, setting.name))
-    this.items = this.items.filter((other) => !replaced.includes(other))
-    this.items.push(setting)
+    if (replaced.length > 0) {
+      this.items = this.items.filter((other) => !replaced.includes(other))
+      this.byName.clear()
+      this.under.clear()
+      for (const item of this.items) this.index(item)
+    }
+
+    this.push(setting)
     this.replaced.push(...replaced)
     return replaced
   }
 
   get(name: string): Setting | undefined {
-    return this.items.find((setting) => setting.name === name)
+    return this.byName.get(name)
   }
+
+  /** Where `setting` is in `items` (-1 when it is not there). */
+  indexOf(setting: Setting): number {
+    this.positions ??= new Map(this.items.map((item, i) => [item, i]))
+    return this.positions.get(setting) ?? -1
+  }
+
+  private push(setting: Setting): void {
+    this.items.push(setting)
+    this.index(setting)
+    this.positions = undefined
+  }
+
+  private index(setting: Setting): void {
+    this.byName.set(setting.name, setting)
+    for (const prefix of prefixesOf(setting.name)) if (!this.under.has(prefix)) this.under.set(prefix, setting)
+  }
+}
+
+/** `a` and `a.b` of `a.b.c`. */
+function prefixesOf(name: string): string[] {
+  const prefixes: string[] = []
+  for (let dot = name.indexOf('.'); dot !== -1; dot = name.indexOf('.', dot + 1)) prefixes.push(name.slice(0, dot))
+  return prefixes
 }
 
 function overlaps(a: string, b: string): boolean {
@@ -121,7 +175,47 @@ function flatten(map: YAMLMap, prefix: string, locate: (node: Node) => string, a
 
 const OVERRIDE = /^([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)=(.*)$/s
 
-const YAML_OPTIONS = {prettyErrors: false, schema: 'core', uniqueKeys: true} as const
+// The library's uniqueKeys compares each key with every key before it in its mapping: quadratic. Keys are
+// checked by firstDuplicateKey instead.
+const YAML_OPTIONS = {prettyErrors: false, schema: 'core', uniqueKeys: false} as const
+
+/**
+ * The first key written twice in one mapping anywhere under `root` (as the library's uniqueKeys would
+ * find, comparing keys as the strings they name), in one pass over the document. Iterative: nesting
+ * depth cannot overflow the stack.
+ */
+function firstDuplicateKey(root: unknown): {key: Scalar; first: Scalar} | undefined {
+  const pending: unknown[] = [root]
+  while (pending.length > 0) {
+    const node = pending.pop()
+    if (isMap(node)) {
+      const seen = new Map<string, Scalar>()
+      for (const pair of node.items) {
+        pending.push(pair.value)
+        if (!isScalar(pair.key)) continue
+        const name = String(pair.key.value)
+        const first = seen.get(name)
+        if (first) return {first, key: pair.key}
+        seen.set(name, pair.key)
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) pending.push(item)
+    } else if (isPair(node)) {
+      pending.push(node.value)
+    }
+  }
+
+  return undefined
+}
+
+const MAX_YAML_NOTES = 20
+
+/** The first YAML errors or warnings of a document as lines, and how many more there were. */
+function yamlNotes(notes: ReadonlyArray<{pos: [number, number]; message: string}>, lineOf: (offset: number) => string, fix: string): string[] {
+  const lines = notes.slice(0, MAX_YAML_NOTES).map((note) => `${lineOf(note.pos[0])}: ${note.message.split('\n')[0]}${fix}`)
+  if (notes.length > MAX_YAML_NOTES) lines.push(`... and ${notes.length - MAX_YAML_NOTES} more`)
+  return lines
+}
 
 function applyOverride(settings: SettingList, override: string, index: number, problems: string[]): void {
   // The text is not echoed: a misplaced secret must not reach the terminal.
@@ -133,6 +227,12 @@ function applyOverride(settings: SettingList, override: string, index: number, p
   const doc = parseDocument(text, YAML_OPTIONS)
   if (doc.errors.length > 0) {
     problems.push(`${where}: the value is not valid YAML (${doc.errors[0].message.split('\n')[0]}); quote it`)
+    return
+  }
+
+  const duplicate = firstDuplicateKey(doc.contents)
+  if (duplicate) {
+    problems.push(`${where}: the value has the key ${clip(String(duplicate.key.value))} twice; keep one`)
     return
   }
 
@@ -170,9 +270,16 @@ function readConfigSettings(text: string, file: string, settings: SettingList, p
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, {...YAML_OPTIONS, lineCounter})
   const lineOf = (offset: number) => `${file}:${lineCounter.linePos(offset).line}`
-  for (const error of doc.errors) problems.push(`${lineOf(error.pos[0])}: ${error.message.split('\n')[0]}; fix the YAML`)
-  for (const warning of doc.warnings) warnings.push(`${lineOf(warning.pos[0])}: ${warning.message.split('\n')[0]}`)
+  problems.push(...yamlNotes(doc.errors, lineOf, '; fix the YAML'))
+  warnings.push(...yamlNotes(doc.warnings, lineOf, ''))
   if (doc.errors.length > 0) return
+  const duplicate = firstDuplicateKey(doc.contents)
+  if (duplicate) {
+    const at = (key: Scalar) => lineOf(key.range?.[0] ?? 0)
+    problems.push(`${at(duplicate.key)}: ${clip(String(duplicate.key.value))} is written twice in one mapping (also at ${at(duplicate.first)}); keep one`)
+    return
+  }
+
   const contents = doc.contents as Node | null
   if (contents === null || (isScalar(contents) && contents.value === null)) return
   if (!isMap(contents)) {

@@ -9,6 +9,7 @@
 import {jsonDepthWithin} from '../../core/format/json-guard.js'
 import {anonymousIngestDenied, RATE_LIMIT_EXCEEDED} from '../anonymous.js'
 import {
+  ANONYMOUS_DECODED_RATE_EXCEEDED,
   ANONYMOUS_METADATA_MAX_BYTES,
   ANONYMOUS_METADATA_TOO_LARGE,
   ANONYMOUS_OUTPUT_RATE_EXCEEDED,
@@ -17,8 +18,12 @@ import {
   LINE_TOO_COMPLEX,
   MAX_LINE_CONTAINERS,
   MAX_LINE_DEPTH,
+  MAX_REJECTED_LINES,
   OUTPUT_LIMIT_EXCEEDED,
   QUEUE_FULL,
+  REQUEST_DECODED_MAX_BYTES,
+  REQUEST_DECODED_TOO_LARGE,
+  TOO_MANY_REJECTED_LINES,
 } from '../limits.js'
 import {eventMembers} from './json-scan.js'
 import {EVENT_TOO_LARGE, EVENT_TYPES, IntakeError, IntakeResult, MAX_LISTED_ERRORS} from './model.js'
@@ -41,8 +46,10 @@ export class EventReader {
   private accepted = 0
   /** bytes given to the output so far */
   private written = 0
-  /** decoded bytes read so far: every line handed over, with its newline (an oversized one as cut) */
-  private read = 0
+  /** what the output may hold against: the metadata line and every accepted event, each with its newline */
+  private credit = 0
+  /** decoded bytes of the body so far, every byte */
+  private decodedBytes = 0
   private invalid = 0
   private tooLarge = 0
   private status = 202
@@ -63,9 +70,24 @@ export class EventReader {
     return this.written
   }
 
+  /**
+   * `bytes` more of the body, decoded, are about to be split into lines: false, the request ended, when
+   * that passes the request's bound, or an anonymous client's allowance (../limits.ts).
+   */
+  decoded(bytes: number): boolean {
+    this.decodedBytes += bytes
+    try {
+      if (this.decodedBytes > REQUEST_DECODED_MAX_BYTES) this.stop(400, REQUEST_DECODED_TOO_LARGE)
+      if (this.options.anonymous?.decoded && !this.options.anonymous.decoded.allow(bytes)) this.stop(429, ANONYMOUS_DECODED_RATE_EXCEEDED)
+    } catch (error) {
+      if (!(error instanceof StreamStop)) throw error
+    }
+
+    return !this.stopped
+  }
+
   /** One line without its newline; `oversized` when it was cut at max_event_size; `atEnd` when no newline followed. */
   line(bytes: Buffer, oversized: boolean, atEnd: boolean): boolean {
-    this.read += bytes.length + 1
     try {
       if (this.metadataHead === undefined) this.readMetadata(bytes, oversized, atEnd)
       else this.readEvent(bytes, oversized)
@@ -110,8 +132,10 @@ export class EventReader {
     const head = Buffer.from(`{"metadata":${JSON.stringify(metadata)},`)
     // Held until the request ends: every event line starts with it.
     if (this.options.memory && !this.options.memory.reserve(head.length)) this.stop(503, QUEUE_FULL)
+    this.credit += bytes.length + 1
     const service = (metadata as {service: {agent: {name: string}; name: string}}).service
     this.names = {agent: service.agent.name, service: service.name}
+    this.options.onMetadata?.(this.names)
     this.metadataHead = head
   }
 
@@ -124,7 +148,7 @@ export class EventReader {
     if (!oversized && !this.options.anonymous) {
       const members = eventMembers(bytes)
       if (members !== undefined) {
-        this.spend(head.length + members.length + 1)
+        this.spend(bytes.length + 1, head.length + members.length + 1)
         this.options.output.write([head, members])
         this.accepted++
         return
@@ -149,17 +173,21 @@ export class EventReader {
     }
 
     const tail = Buffer.from(`${JSON.stringify(type)}:${JSON.stringify(event)}}`)
-    this.spend(head.length + tail.length + 1)
+    this.spend(bytes.length + 1, head.length + tail.length + 1)
     this.options.output.write([head, tail])
     this.accepted++
   }
 
-  /** Counts `bytes` of output about to be written, or ends the request when the request or its client may not write them. */
-  private spend(bytes: number): void {
+  /**
+   * Counts `bytes` of output about to be written for an event line of `lineBytes` (with its newline), or
+   * ends the request when the request or its client may not write them.
+   */
+  private spend(lineBytes: number, bytes: number): void {
     const {anonymous, outputMultiple} = this.options
-    if (outputMultiple !== undefined && this.written + bytes > outputMultiple * this.read) this.stop(400, OUTPUT_LIMIT_EXCEEDED)
+    if (outputMultiple !== undefined && this.written + bytes > outputMultiple * (this.credit + lineBytes)) this.stop(400, OUTPUT_LIMIT_EXCEEDED)
     if (anonymous?.output && !anonymous.output.allow(bytes)) this.stop(429, ANONYMOUS_OUTPUT_RATE_EXCEEDED)
     this.written += bytes
+    this.credit += lineBytes
   }
 
   private reject(message: string, document: string, tooLarge = false): void {
@@ -167,6 +195,7 @@ export class EventReader {
     else this.invalid++
     this.status = Math.max(this.status, 400)
     if (this.errors.length < MAX_LISTED_ERRORS) this.errors.push({message, document})
+    if (this.invalid + this.tooLarge > MAX_REJECTED_LINES) this.stop(400, TOO_MANY_REJECTED_LINES)
   }
 }
 

@@ -19,7 +19,8 @@ const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
 const OPEN_BRACKET = 0x5b
 const CLOSE_BRACKET = 0x5d
-const EVENT_TYPE_KEYS = new Set([...EVENT_TYPES].map((type) => `"${type}"`))
+/** The event types' keys as bytes, quotes included: compared in place, no string made per line. */
+const EVENT_TYPE_KEYS = [...EVENT_TYPES].map((type) => Buffer.from(`"${type}"`, 'latin1'))
 
 /**
  * For a line that is exactly one JSON object with one member, an event type whose value is an object
@@ -36,8 +37,8 @@ export function eventMembers(line: Buffer): Buffer | undefined {
   const keyStart = skipBlanks(line, i + 1, end)
   if (line[keyStart] !== QUOTE) return undefined
   const keyEnd = line.indexOf(QUOTE, keyStart + 1)
-  // The longest type, "transaction", spans 12 bytes from quote to quote; a key with escapes never matches.
-  if (keyEnd === -1 || keyEnd - keyStart > 12 || !EVENT_TYPE_KEYS.has(line.toString('latin1', keyStart, keyEnd + 1))) return undefined
+  // A key with escapes never matches.
+  if (keyEnd === -1 || !isEventTypeKey(line, keyStart, keyEnd + 1)) return undefined
   i = skipBlanks(line, keyEnd + 1, end)
   if (line[i] !== COLON) return undefined
   i = skipBlanks(line, i + 1, end)
@@ -50,6 +51,18 @@ export function eventMembers(line: Buffer): Buffer | undefined {
   // Invalid UTF-8 is stored as U+FFFD by the slow path, which decodes.
   if (!isUtf8(line)) return undefined
   return line.subarray(keyStart, i + 1)
+}
+
+/** Whether line[start, end) is one of EVENT_TYPE_KEYS. */
+function isEventTypeKey(line: Buffer, start: number, end: number): boolean {
+  for (const key of EVENT_TYPE_KEYS) {
+    if (key.length !== end - start) continue
+    let at = 1
+    while (at < key.length && key[at] === line[start + at]) at++
+    if (at === key.length) return true
+  }
+
+  return false
 }
 
 /** Spaces and tabs: the JSON blanks a line can hold, less the carriage return (a line break to some readers). */
@@ -130,30 +143,29 @@ const ESCAPE_TABLE = new Uint8Array(256)
 for (const c of '0123456789abcdefABCDEF') ESCAPE_TABLE[c.charCodeAt(0)] |= 1
 for (const c of '"\\/bfnrt') ESCAPE_TABLE[c.charCodeAt(0)] |= 2
 
+/** Per byte: 1 where a string goes on plainly (not a quote, a backslash or a control character). */
+const STRING_PLAIN = new Uint8Array(256)
+for (let c = SPACE; c < 256; c++) STRING_PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 : 1
+
 /** A string starting at its opening quote: the index after its closing quote, or -1. */
 function scanString(bytes: Buffer, i: number, end: number): number {
   i++
-  while (i < end) {
+  for (;;) {
+    while (i < end && STRING_PLAIN[bytes[i]] === 1) i++
+    if (i >= end) return -1
     const c = bytes[i]
     if (c === QUOTE) return i + 1
-    if (c === BACKSLASH) {
-      const escape = bytes[i + 1]
-      if (escape === 0x75) {
-        // \uXXXX
-        if (i + 6 > end || !(ESCAPE_TABLE[bytes[i + 2]] & ESCAPE_TABLE[bytes[i + 3]] & ESCAPE_TABLE[bytes[i + 4]] & ESCAPE_TABLE[bytes[i + 5]] & 1)) return -1
-        i += 6
-      } else {
-        if (i + 2 > end || !(ESCAPE_TABLE[escape] & 2)) return -1
-        i += 2
-      }
-    } else if (c < SPACE) {
-      return -1
+    if (c !== BACKSLASH) return -1
+    const escape = bytes[i + 1]
+    if (escape === 0x75) {
+      // \uXXXX
+      if (i + 6 > end || !(ESCAPE_TABLE[bytes[i + 2]] & ESCAPE_TABLE[bytes[i + 3]] & ESCAPE_TABLE[bytes[i + 4]] & ESCAPE_TABLE[bytes[i + 5]] & 1)) return -1
+      i += 6
     } else {
-      i++
+      if (i + 2 > end || !(ESCAPE_TABLE[escape] & 2)) return -1
+      i += 2
     }
   }
-
-  return -1
 }
 
 /** A number, true, false or null: the index after it, or -1. */

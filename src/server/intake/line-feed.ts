@@ -82,6 +82,7 @@ export class LineFeed {
 
   /** Decoded bytes into lines; while the output is congested, whoever feeds us (`source`) is paused. */
   consume(chunk: Buffer, source: Pick<Readable, 'pause' | 'resume'>): void {
+    if (!this.reader.decoded(chunk.length)) return this.ending.finish()
     if (this.waiting) return void this.waiting.push(chunk)
     const rest = this.split(chunk)
     if (rest === undefined || this.ending.finished) return
@@ -104,7 +105,9 @@ export class LineFeed {
       if (at > 0) await nextTurn() // eslint-disable-line no-await-in-loop -- one slice a turn
       if (this.ending.finished) return
       this.turnStart = this.reader.writtenBytes
-      const rest = this.split(data.subarray(at, at + WHOLE_BODY_SLICE_BYTES))
+      const slice = data.subarray(at, at + WHOLE_BODY_SLICE_BYTES)
+      if (!this.reader.decoded(slice.length)) return this.ending.finish()
+      const rest = this.split(slice)
       if (rest !== undefined) await this.catchUp([rest]) // eslint-disable-line no-await-in-loop
       if (this.ending.finished) return
     }

@@ -33,9 +33,9 @@ export interface IntakeOptions {
   contentLength?: number
   /**
    * set for anonymous clients: who they may send data for, their event rate limiter, and (when set) the
-   * limiter of the bytes their events may write
+   * limiters of the bytes their events may write and of the bytes they may send decoded
    */
-  anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket; output?: TokenBucket}
+  anonymous?: {allowAgent: readonly string[]; allowService: readonly string[]; limiter: TokenBucket; output?: TokenBucket; decoded?: TokenBucket}
   /** when set, the request ends (400) once its output would pass this many times its decoded size: see OUTPUT_MULTIPLE */
   outputMultiple?: number
   /** when set, what the request holds in memory is reserved here first; when refused, 503 `queue is full` */
@@ -48,6 +48,8 @@ export interface IntakeOptions {
   connection?: Pick<EventEmitter, 'off' | 'once'>
   /** told of an error that is not the client's (a bug): the request then ends with a 500 */
   onUnexpectedError?: (error: Error) => void
+  /** told the service and agent names of the metadata once it is read */
+  onMetadata?: (names: {agent: string; service: string}) => void
 }
 
 /** The HTTP-level checks before the body is read (Go's validateRequest), as a result, or undefined when fine. */
@@ -70,9 +72,30 @@ export const WHOLE_BODY_MAX_BYTES = 64 * 1024
 /** Bounds the time (a few ms) and memory one whole-body decompression may take; 64 times the body. */
 export const WHOLE_BODY_DECODED_MAX_BYTES = 64 * WHOLE_BODY_MAX_BYTES
 
+/** The least zlib output buffer a gzip body's size hint may ask for: a wrong hint costs chunks, this bounds how many. */
+const MIN_OUTPUT_CHUNK_BYTES = 16 * 1024
+
+/**
+ * zlib's output buffer for a whole body: gzip's trailer holds the decoded size (ISIZE, RFC 1952), so an
+ * agent's body decodes into one buffer of its own size, one byte over (a full buffer makes zlib allocate
+ * another before it sees the end), rather than 64 KiB. Why it matters (issue 17): V8 11 counts every
+ * ArrayBuffer byte allocated since the last mark-compact as old-generation growth until a scavenge has
+ * freed it, and after a mark-compact in a calm period it leaves that growth 8 MB; at 64 KiB a request,
+ * the bytes of the ~160 requests between two scavenges passed it, and the server ran in phases of a
+ * mark-compact every 50-250 ms. The hint is the client's, so it only sizes a buffer, within bounds: a
+ * false one fails zlib's own length check, and a body of several gzip members gives its last member's
+ * size, which costs more chunks, never a different result.
+ */
+function outputChunkSize(codec: Exclude<Codec, 'plain'>, data: Buffer): number {
+  // A gzip member is at least its 10-byte header and its 8-byte trailer.
+  if (codec !== 'gzip' || data.length < 18) return WHOLE_BODY_MAX_BYTES
+  const decodedSize = data.readUInt32LE(data.length - 4)
+  return Math.min(Math.max(decodedSize + 1, MIN_OUTPUT_CHUNK_BYTES), WHOLE_BODY_MAX_BYTES)
+}
+
 /** The body decompressed, or undefined when it does not decompress whole within the bound. */
 function decodeWhole(codec: Exclude<Codec, 'plain'>, data: Buffer): Buffer | undefined {
-  const options = {chunkSize: WHOLE_BODY_MAX_BYTES, maxOutputLength: WHOLE_BODY_DECODED_MAX_BYTES}
+  const options = {chunkSize: outputChunkSize(codec, data), maxOutputLength: WHOLE_BODY_DECODED_MAX_BYTES}
   try {
     return codec === 'gzip' ? gunzipSync(data, options) : inflateSync(data, options)
   } catch {
@@ -86,6 +109,13 @@ function decodeWhole(codec: Exclude<Codec, 'plain'>, data: Buffer): Buffer | und
  * memory benchmark.) A 124 MiB budget holds about 1,900 such requests at once.
  */
 export const DECODER_BYTES = 64 * 1024
+/**
+ * Compressed bytes that arrive in small pieces (an HTTP chunk may hold one byte) are gathered into a
+ * buffer of this size, written to the decompressor when full or at the end of the turn of the event
+ * loop: each write is a hand-off to the thread pool and an object queued in the stream, so 1-byte chunks
+ * written one by one cost ~200 times their size in memory, and a core. Within {@link DECODER_BYTES}.
+ */
+export const GATHER_BYTES = 8 * 1024
 /** The 500 message of an error that is not the client's; the server logs the error itself. */
 export const INTERNAL_ERROR = 'internal error: the request could not be read'
 
@@ -128,11 +158,21 @@ class BodyReader implements Ending {
   readonly lines: LineFeed
   private codec: Codec | undefined
   /** Node's HTTP parser delivers exactly Content-Length bytes, so holding the body is bounded. */
-  private readonly whole: boolean
+  private whole: boolean
+  /**
+   * the body read whole, copied as it arrives into one buffer of its declared length, reserved first (a
+   * view of each chunk would keep a Buffer object, and the chunk's whole read buffer, per piece)
+   */
+  private wholeBody: Buffer | undefined
+  /** the first chunks of a streamed body, until two bytes tell its codec */
   private head: Buffer[] = []
   private headLength = 0
-  /** bytes of `head` reserved in `memory` */
+  /** bytes of `wholeBody` reserved in `memory` */
   private headHeld = 0
+  /** small compressed pieces gathered for the decompressor (see GATHER_BYTES), and their length */
+  private gathered: Buffer | undefined
+  private gatheredLength = 0
+  private gatherScheduled = false
   private started = false
   private decoder: Transform | undefined
   private produced = false
@@ -172,6 +212,8 @@ class BodyReader implements Ending {
       this.request.off('error', this.onGone)
       this.request.off('close', this.onGone)
       this.options.connection?.off('close', this.onAbort)
+      this.gathered = undefined
+      this.gatheredLength = 0
       if (this.decoder) {
         this.decoder.removeAllListeners()
         this.decoder.on('error', () => {}) // a late zlib error after destroy has nobody to tell
@@ -211,9 +253,9 @@ class BodyReader implements Ending {
 
   private readonly onData = this.guard((chunk: Buffer) => {
     if (this.started) return this.decoder ? this.feed(chunk) : this.lines.consume(chunk, this.request)
+    if (this.whole && this.holdWhole(chunk)) return
     this.head.push(chunk)
     this.headLength += chunk.length
-    if (this.whole && this.holdWhole(chunk.length)) return
     if (this.codec === undefined && this.headLength < 2) return
     const data = this.takeHead()
     this.codec ??= sniff(data)
@@ -237,8 +279,12 @@ class BodyReader implements Ending {
       if (this.finished) return
     }
 
-    if (this.decoder) this.decoder.end()
-    else this.lines.endOfLines()
+    if (this.decoder) {
+      this.writeGathered()
+      this.decoder.end()
+    } else {
+      this.lines.endOfLines()
+    }
   })
 
   private readonly onGone = this.guard(() => {
@@ -280,22 +326,67 @@ class BodyReader implements Ending {
     this.feed(data)
   }
 
+  /** Compressed bytes to the decompressor: a large piece at once, small ones gathered (see GATHER_BYTES). */
   private feed(data: Buffer): void {
+    if (this.gatheredLength === 0 && data.length >= GATHER_BYTES) return this.write(data)
+    for (let at = 0; at < data.length; ) {
+      this.gathered ??= Buffer.allocUnsafe(GATHER_BYTES)
+      const copied = data.copy(this.gathered, this.gatheredLength, at)
+      this.gatheredLength += copied
+      at += copied
+      if (this.gatheredLength === GATHER_BYTES) this.writeGathered()
+    }
+
+    if (this.gatheredLength > 0 && !this.gatherScheduled) {
+      this.gatherScheduled = true
+      setImmediate(this.onGatherTurn)
+    }
+  }
+
+  private readonly onGatherTurn = this.guard(() => {
+    this.gatherScheduled = false
+    if (!this.finished && !this.requestEnded) this.writeGathered()
+  })
+
+  /** The gathered bytes to the decompressor, in a buffer of their own: it keeps what it is given until it has read it. */
+  private writeGathered(): void {
+    if (this.gatheredLength === 0) return
+    const data = this.gathered!.subarray(0, this.gatheredLength)
+    this.gathered = undefined
+    this.gatheredLength = 0
+    this.write(data)
+  }
+
+  private write(data: Buffer): void {
     if (!this.decoder!.write(data)) this.request.pause()
   }
 
-  /** The bytes held before the codec was known, as one buffer. */
+  /** The bytes held before the codec was known (or the whole body), as one buffer. */
   private takeHead(): Buffer {
+    if (this.wholeBody) return this.wholeBody.subarray(0, this.headLength)
     const data = this.head.length === 1 ? this.head[0] : Buffer.concat(this.head, this.headLength)
     this.head = []
     return data
   }
 
-  /** A chunk of a body read whole is held until its end: reserved first, or else the body is streamed. */
-  private holdWhole(bytes: number): boolean {
-    const {memory} = this.options
-    if (memory && !memory.reserve(bytes)) return false
-    if (memory) this.headHeld += bytes
+  /**
+   * A body read whole is copied into one buffer of its declared length, reserved with its first chunk;
+   * false when that reservation is refused, and the body is then streamed.
+   */
+  private holdWhole(chunk: Buffer): boolean {
+    if (!this.wholeBody) {
+      const size = this.options.contentLength!
+      const {memory} = this.options
+      if (memory && !memory.reserve(size)) {
+        this.whole = false
+        return false
+      }
+
+      if (memory) this.headHeld = size
+      this.wholeBody = Buffer.allocUnsafe(size)
+    }
+
+    this.headLength += chunk.copy(this.wholeBody, this.headLength)
     return true
   }
 

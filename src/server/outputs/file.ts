@@ -17,7 +17,7 @@
  * {@link TICK_BUDGET_BYTES} were written or queued in the current turn of the event loop, and writers
  * are expected to wait for the next turn (a setImmediate) before writing more.
  */
-import {closeSync, fsyncSync, promises as fs, writevSync} from 'node:fs'
+import {closeSync, fsyncSync, ftruncateSync, promises as fs, writeSync, writevSync} from 'node:fs'
 import path from 'node:path'
 
 import {LineBatch} from './batch.js'
@@ -63,6 +63,8 @@ export class FileOutput implements Output {
    * open a new file under the name, and fails with that error rather than write to a history file
    */
   private broken = false
+  /** set when a failed write left part of a line in the file and it could not be cut back: the next write ends that line first */
+  private torn = false
 
   private constructor(
     private fd: number,
@@ -198,20 +200,49 @@ export class FileOutput implements Output {
     this.append(parts.slice(first, part), chunkBytes)
   }
 
+  /**
+   * Appends whole lines. A write that fails part way (a full disk writes what fits, then fails) must not
+   * leave the start of a line behind: the next line appended would be glued to it, unreadable, and its
+   * request answered 202. So the file is cut back to where this write began.
+   */
   private append(chunk: Buffer[], bytes: number): void {
     if (bytes === 0) return
-    let written = writevSync(this.fd, chunk)
-    this.size += written
-    // A short write (a signal, a full disk at the limit): the rest, from where it stopped.
-    while (written < bytes) {
-      let skip = written
-      let index = 0
-      while (skip >= chunk[index].length) skip -= chunk[index++].length
-      const rest = [chunk[index].subarray(skip), ...chunk.slice(index + 1)]
-      const more = writevSync(this.fd, rest)
-      this.size += more
-      written += more
+    if (this.torn) this.endTornLine()
+    const start = this.size
+    try {
+      let written = writevSync(this.fd, chunk)
+      this.size += written
+      // A short write (a signal, a full disk at the limit): the rest, from where it stopped.
+      while (written < bytes) {
+        let skip = written
+        let index = 0
+        while (skip >= chunk[index].length) skip -= chunk[index++].length
+        const rest = [chunk[index].subarray(skip), ...chunk.slice(index + 1)]
+        const more = writevSync(this.fd, rest)
+        this.size += more
+        written += more
+      }
+    } catch (error) {
+      this.cutBack(start)
+      throw error
     }
+  }
+
+  /** After a failed write: the file back to `size` bytes (appends go to its end), or, when that fails too, a newline before the next write. */
+  private cutBack(size: number): void {
+    if (this.size === size) return
+    try {
+      ftruncateSync(this.fd, size)
+      this.size = size
+    } catch {
+      this.torn = true
+    }
+  }
+
+  /** Ends the part of a line a failed write left and could not cut: it stays unreadable, but alone on its line. */
+  private endTornLine(): void {
+    this.size += writeSync(this.fd, '\n')
+    this.torn = false
   }
 
   /**
@@ -238,6 +269,7 @@ export class FileOutput implements Output {
     const rotated = this.fd
     this.fd = fd
     this.size = size
+    this.torn = false
     const sync = syncRotated(rotated, removed, this.options.path).finally(() => this.syncs.delete(sync))
     this.syncs.add(sync)
   }

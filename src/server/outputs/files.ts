@@ -83,11 +83,7 @@ export function rotateFiles(files: OutputFiles, onNameLost: () => void): OpenFil
   let moved = false
   try {
     const {size} = fstatSync(fd)
-    if (free === last) {
-      try {
-        removed = openSync(name(last), constants.O_RDONLY | constants.O_NOFOLLOW)
-      } catch {}
-    }
+    if (free === last) removed = holdOpen(name(last))
 
     // filename itself moves last: until then it is where the output writes.
     for (let index = free - 1; index >= 0; index--) {
@@ -126,6 +122,28 @@ export function rotateFiles(files: OutputFiles, onNameLost: () => void): OpenFil
   }
 }
 
+/**
+ * The file about to be replaced, held open so that freeing its blocks happens at its last close, in the
+ * background; undefined when it is not a regular file. Another user who can write the directory may have
+ * put anything at its name: opened without following a link and without blocking (a FIFO would block
+ * open(2), and with it the event loop, for good), then judged on the descriptor.
+ */
+function holdOpen(file: string): number | undefined {
+  let fd: number
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch {
+    return undefined
+  }
+
+  try {
+    if (fstatSync(fd).isFile()) return fd
+  } catch {}
+
+  closeSync(fd)
+  return undefined
+}
+
 const fsyncAsync = promisify(fsync)
 const closeAsync = promisify(close)
 
@@ -134,7 +152,8 @@ export async function syncRotated(fd: number, removed: number | undefined, direc
   if (removed !== undefined) await closeAsync(removed).catch(() => {})
   await fsyncAsync(fd).catch(() => {})
   await closeAsync(fd).catch(() => {})
-  const handle = await fs.open(directory, 'r').catch(() => undefined)
+  // Never blocking: a FIFO put at the directory's name must not hold the thread pool.
+  const handle = await fs.open(directory, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NONBLOCK).catch(() => undefined)
   if (!handle) return
   await handle.sync().catch(() => {})
   await handle.close().catch(() => {})

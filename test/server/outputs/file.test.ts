@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
 import fsModule, {existsSync, promises as fs, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {syncBuiltinESMExports} from 'node:module'
 import path from 'node:path'
@@ -124,6 +125,60 @@ describe('server/outputs/file', () => {
     assert.equal(output.failures, 2, 'a write at the end of the tick that fails is counted too')
     assert.equal((output.lastFailure as NodeJS.ErrnoException).code, 'ENOSPC')
     await assert.rejects(output.close(), {code: 'EINVAL'}) // fsync of /dev/full
+  })
+
+  describe('a write that fails part way (a full disk, fix-net finding 4)', () => {
+    /** Runs `body` with writevSync writing `first` bytes of its first call, then failing with ENOSPC; ftruncateSync fails with EIO when `noTruncate`. */
+    async function withShortWrite<T>(first: number, noTruncate: boolean, body: () => Promise<T>): Promise<T> {
+      const [realWritev, realTruncate] = [fsModule.writevSync, fsModule.ftruncateSync]
+      let calls = 0
+      fsModule.writevSync = ((fd: number, buffers: readonly NodeJS.ArrayBufferView[]) => {
+        if (calls++ > 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), {code: 'ENOSPC'})
+        return realWritev(fd, [Buffer.concat(buffers as Buffer[]).subarray(0, first)])
+      }) as typeof fsModule.writevSync
+      if (noTruncate) {
+        fsModule.ftruncateSync = (() => {
+          throw Object.assign(new Error('EIO: i/o error, ftruncate'), {code: 'EIO'})
+        }) as typeof fsModule.ftruncateSync
+      }
+
+      syncBuiltinESMExports()
+      try {
+        return await body()
+      } finally {
+        fsModule.writevSync = realWritev
+        fsModule.ftruncateSync = realTruncate
+        syncBuiltinESMExports()
+      }
+    }
+
+    for (const noTruncate of [false, true]) {
+      it(`leaves no torn line for the next batch to be glued to${noTruncate ? ' (and when the file cannot be cut back, ends the torn line first)' : ''}`, async () => {
+        const output = await FileOutput.open(options())
+        output.write(line(1))
+        await output.flush()
+        await withShortWrite(50, noTruncate, async () => {
+          output.write(line(2))
+          output.write(line(3))
+          await assert.rejects(output.flush(), {code: 'ENOSPC'})
+        })
+        output.write(line(4))
+        await output.flush()
+        await output.close()
+        const lines = await read(path.join(dir, 'apm-server'))
+        const readable = lines.filter((text) => {
+          try {
+            JSON.parse(text)
+            return true
+          } catch {
+            return false
+          }
+        })
+        assert.deepEqual(readable, [line(1), line(4)], 'every line of a batch that was written whole is readable')
+        assert.equal(lines.length, noTruncate ? 3 : 2)
+        if (!noTruncate) assert.equal(statSync(path.join(dir, 'apm-server')).size, 2 * (line(1).length + 1))
+      })
+    }
   })
 
   it('counts the events published, lost in failed writes, and still queued (stats)', async function () {
@@ -298,6 +353,20 @@ describe('server/outputs/file', () => {
       assert.deepEqual(await numbers('apm-server.1'), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
       assert.deepEqual(await numbers('apm-server.2'), [1001])
       assert.deepEqual(await numbers('apm-server.3'), [1002])
+    })
+
+    it('with a FIFO at the oldest slot (another user who can write the directory): rotates without opening it to wait (fix-net L1)', async () => {
+      const output = await FileOutput.open(options({numberOfFiles: 4, rotateEveryKb: 1}))
+      writeFileSync(path.join(dir, 'apm-server.1'), '')
+      writeFileSync(path.join(dir, 'apm-server.2'), '')
+      execFileSync('mkfifo', [path.join(dir, 'apm-server.3')])
+      const before = openDescriptors()
+      await batch(output, 0)
+      await batch(output, 100)
+      await output.close()
+      assert.equal(openDescriptors(), before - 1, 'no descriptor left open but the closed output')
+      assert.deepEqual(readdirSync(dir).sort(), ['apm-server', 'apm-server.1', 'apm-server.2', 'apm-server.3'])
+      assert.ok(statSync(path.join(dir, 'apm-server.3')).isFile(), 'the FIFO was replaced by a history file')
     })
 
     it('with number_of_files 2, a failed open keeps the only history file', async () => {

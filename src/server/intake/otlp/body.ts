@@ -4,13 +4,17 @@
  * sniffed from the first bytes), every byte held reserved in the request's memory account first.
  * A small compressed body is decompressed in one synchronous call bounded by `maxBytes` (as intake v2
  * decompresses its small bodies: ../v2.ts); a larger one, or one whose bound cannot be reserved,
- * streams on the thread pool. Either way a gzip bomb is stopped at the bound, not after it.
+ * streams on the thread pool. Either way a gzip bomb is stopped at the bound, not after it. The bytes
+ * are copied into one buffer as they come (../held-bytes.ts: what is held is what is charged, however
+ * small the pieces), and an anonymous client's decoded bytes are charged to its address as intake v2
+ * charges them.
  */
 import type {EventEmitter} from 'node:events'
 import type {Readable, Transform} from 'node:stream'
 import {createGunzip, createInflate, gunzipSync, inflateSync} from 'node:zlib'
 
-import {MemoryAccount, QUEUE_FULL} from '../../limits.js'
+import {ANONYMOUS_DECODED_RATE_EXCEEDED, MemoryAccount, QUEUE_FULL} from '../../limits.js'
+import {HeldBytes} from '../held-bytes.js'
 
 export type BodyResult = {body: Buffer} | {status: number; message: string}
 
@@ -23,6 +27,8 @@ export interface BodyOptions {
   memory?: MemoryAccount
   /** the connection: when it closes, reading ends at once */
   connection?: Pick<EventEmitter, 'off' | 'once'>
+  /** an anonymous client's allowance of decoded bytes (../../limits.ts, ANONYMOUS_DECODED_BYTES_PER_EVENT) */
+  decoded?: {allow(bytes: number): boolean}
 }
 
 /**
@@ -43,15 +49,15 @@ export function readBody(request: Readable, options: BodyOptions): Promise<BodyR
   return new BodyRead(request, options).read()
 }
 
+const RATE_EXCEEDED = {message: ANONYMOUS_DECODED_RATE_EXCEEDED, status: 429}
+
 function tooLarge(maxBytes: number, what: string): {status: number; message: string} {
   return {message: `request body too large: more than ${maxBytes} bytes ${what}`, status: 413}
 }
 
 class BodyRead {
-  private readonly raw: Buffer[] = []
-  private rawLength = 0
-  private readonly decoded: Buffer[] = []
-  private decodedLength = 0
+  private readonly raw: HeldBytes
+  private readonly decoded: HeldBytes
   private decoder: Transform | undefined
   private settled = false
   private resolve: (result: BodyResult) => void = () => {}
@@ -59,7 +65,11 @@ class BodyRead {
   constructor(
     private readonly request: Readable,
     private readonly options: BodyOptions,
-  ) {}
+  ) {
+    // A declared length is held in one buffer of that size.
+    this.raw = new HeldBytes(options.memory, options.maxBytes, options.contentLength || undefined)
+    this.decoded = new HeldBytes(options.memory, options.maxBytes)
+  }
 
   read(): Promise<BodyResult> {
     return new Promise((resolve) => {
@@ -75,17 +85,15 @@ class BodyRead {
 
   private readonly onData = (chunk: Buffer) => {
     if (this.settled) return
-    this.rawLength += chunk.length
-    if (this.rawLength > this.options.maxBytes) return this.settle(tooLarge(this.options.maxBytes, 'as sent'))
-    if (!this.hold(chunk.length)) return this.settle({message: QUEUE_FULL, status: 503})
-    this.raw.push(chunk)
+    if (this.raw.length + chunk.length > this.options.maxBytes) return this.settle(tooLarge(this.options.maxBytes, 'as sent'))
+    if (!this.raw.append(chunk)) return this.settle({message: QUEUE_FULL, status: 503})
   }
 
   private readonly onEnd = () => {
     if (this.settled) return
-    const body = this.raw.length === 1 ? this.raw[0] : Buffer.concat(this.raw, this.rawLength)
+    const body = this.raw.bytes()
     const codec = codecOf(this.options.contentEncoding, body)
-    if (codec === 'plain') return this.settle({body})
+    if (codec === 'plain') return this.settle(this.charged(body.length) ? {body} : RATE_EXCEEDED)
     if (body.length <= WHOLE_BODY_MAX_BYTES && this.hold(this.options.maxBytes)) return this.settle(this.decodeWhole(codec, body))
     this.decode(codec, body)
   }
@@ -105,7 +113,7 @@ class BodyRead {
     try {
       const decoded = codec === 'gzip' ? gunzipSync(body, {maxOutputLength: maxBytes}) : inflateSync(body, {maxOutputLength: maxBytes})
       memory?.release(maxBytes - decoded.length)
-      return {body: decoded}
+      return this.charged(decoded.length) ? {body: decoded} : RATE_EXCEEDED
     } catch (error) {
       memory?.release(maxBytes)
       if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return tooLarge(maxBytes, 'decompressed')
@@ -119,18 +127,22 @@ class BodyRead {
     this.decoder = decoder
     decoder.on('data', (chunk: Buffer) => {
       if (this.settled) return
-      this.decodedLength += chunk.length
-      if (this.decodedLength > this.options.maxBytes) return this.settle(tooLarge(this.options.maxBytes, 'decompressed'))
-      if (!this.hold(chunk.length)) return this.settle({message: QUEUE_FULL, status: 503})
-      this.decoded.push(chunk)
+      if (this.decoded.length + chunk.length > this.options.maxBytes) return this.settle(tooLarge(this.options.maxBytes, 'decompressed'))
+      if (!this.charged(chunk.length)) return this.settle(RATE_EXCEEDED)
+      if (!this.decoded.append(chunk)) return this.settle({message: QUEUE_FULL, status: 503})
     })
-    decoder.once('end', () => this.settle({body: Buffer.concat(this.decoded, this.decodedLength)}))
+    decoder.once('end', () => this.settle({body: this.decoded.bytes()}))
     decoder.on('error', (error: Error) => this.settle({message: `data decoding error: ${codec === 'gzip' ? 'gzip' : 'deflate'}: ${error.message}`, status: 400}))
     decoder.end(body)
   }
 
   private hold(bytes: number): boolean {
     return this.options.memory?.reserve(bytes) ?? true
+  }
+
+  /** An anonymous client's decoded bytes, charged to its address; false past its allowance. */
+  private charged(bytes: number): boolean {
+    return this.options.decoded?.allow(bytes) ?? true
   }
 
   private settle(result: BodyResult): void {

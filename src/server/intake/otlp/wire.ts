@@ -12,7 +12,7 @@
  */
 import protobuf from 'protobufjs/light.js'
 
-import {jsonDepthWithin} from '../../../core/format/json-guard.js'
+import {JSON_TOO_DEEP, JSON_TOO_MANY, jsonValueCount} from '../../../core/format/json-guard.js'
 import {BYTES_PER_DECODED_VALUE, OTLP_MAX_DEPTH, OTLP_MAX_JSON_DEPTH, OTLP_MAX_VALUES} from './limits.js'
 import {OTLP_SCHEMA} from './schema.js'
 import {decodeTraces} from './trace-decoder.js'
@@ -147,15 +147,14 @@ export function decodeProtobuf(signal: Signal, bytes: Uint8Array): unknown {
   }
 }
 
-/** Counts the brackets of a JSON body (json-guard) and reckons its decoded size: parsed, then converted. */
+/**
+ * Counts the values of a JSON body by its brackets and separators (json-guard, one pass, no allocation)
+ * and reckons its decoded size: parsed, then converted, both held for a moment.
+ */
 export function measureJson(bytes: Uint8Array): Measured {
-  if (!jsonDepthWithin(bytes, OTLP_MAX_JSON_DEPTH, OTLP_MAX_VALUES)) {
-    throw new MessageTooComplex(`the message is nested deeper than ${OTLP_MAX_DEPTH} levels or holds more than ${OTLP_MAX_VALUES} objects and arrays`)
-  }
-
-  // Every value takes at least two bytes of JSON text ("1," or "[]"); the parsed tree and the message
-  // made from it are both held for a moment.
-  const values = Math.ceil(bytes.length / 2)
+  const values = jsonValueCount(bytes, OTLP_MAX_JSON_DEPTH, OTLP_MAX_VALUES)
+  if (values === JSON_TOO_DEEP) throw new MessageTooComplex(`the message is nested deeper than ${OTLP_MAX_DEPTH} levels`)
+  if (values === JSON_TOO_MANY) throw new MessageTooComplex(`the message holds more than ${OTLP_MAX_VALUES} values`)
   return {decodedBytes: 2 * (bytes.length + values * BYTES_PER_DECODED_VALUE), values}
 }
 
