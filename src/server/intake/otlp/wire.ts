@@ -1,9 +1,8 @@
 /**
  * OTLP on the wire: the export requests of the three signals decoded from protobuf (OTLP/HTTP
  * `application/x-protobuf`, gRPC) or JSON (`application/json`) by protobufjs, with the OTLP definitions
- * of ./schema.ts (protobuf traces by ./trace-decoder.ts, on protobufjs's Reader), and the answers
- * encoded back in the request's encoding: the export response (with its `partial_success`) or a
- * google.rpc.Status.
+ * of ./schema.ts, and the answers encoded back in the request's encoding: the export response (with its
+ * `partial_success`) or a google.rpc.Status.
  *
  * Nothing is decoded before it is measured: a protobuf message is walked once with protobufjs's Reader,
  * by its schema, counting its values and its nesting depth (a JSON body's brackets are counted by
@@ -15,7 +14,6 @@ import protobuf from 'protobufjs/light.js'
 import {JSON_TOO_DEEP, JSON_TOO_MANY, jsonValueCount} from '../../../core/format/json-guard.js'
 import {BYTES_PER_DECODED_VALUE, OTLP_MAX_DEPTH, OTLP_MAX_JSON_DEPTH, OTLP_MAX_VALUES} from './limits.js'
 import {OTLP_SCHEMA} from './schema.js'
-import {decodeTraces} from './trace-decoder.js'
 
 // 64-bit integers as JavaScript numbers, not Long objects: timestamps in nanoseconds then keep 256 ns
 // of precision, more than the microseconds they are written with, and decoding allocates far less.
@@ -136,8 +134,6 @@ function walk(type: protobuf.Type, reader: protobuf.Reader, end: number, depth: 
 /** Decodes a measured protobuf export request; a BadMessage when it is not one. */
 export function decodeProtobuf(signal: Signal, bytes: Uint8Array): unknown {
   try {
-    // Traces, the busiest signal, straight into the objects the conversion reads (./trace-decoder.ts).
-    if (signal === 'traces') return decodeTraces(bytes, ROOT)
     return SIGNALS[signal].request.decode(bytes)
   } catch (error) {
     const message = (error as Error).message
