@@ -21,7 +21,7 @@ import {ANONYMOUS_DECODED_RATE_EXCEEDED} from '../../src/server/limits.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer, StartOptions} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
-import {encode, grpcCall, grpcFrame, kv, logsRequest, metricsRequest, toOtlpJson, tracesRequest} from '../helpers/otlp.js'
+import {encode, grpcCall, grpcFrame, kv, logsRequest, metricsRequest, RESOURCE, toOtlpJson, tracesRequest} from '../helpers/otlp.js'
 
 const TOKEN = 'otlp-test-token'
 
@@ -174,6 +174,25 @@ describe('OTLP (in-process)', function () {
       assert.deepEqual(decodeResponse('traces', reply.body), {errorMessage: 'a span id or trace id of the wrong length', rejected: 1})
       await server!.close()
       assert.deepEqual((await output()).map((event) => Object.keys(event)[1]), ['transaction', 'error'])
+    })
+
+    it("attributes named like Object.prototype's members (constructor, hasOwnProperty, __proto__, toString) and a URL scheme named so are labels and text like any other: 200, everything lands", async () => {
+      const {url} = await start()
+      const odd = [kv('constructor', 'c'), kv('hasOwnProperty', 'h'), kv('__proto__', 'p'), kv('toString', 't')]
+      const request = tracesRequest({attributes: [...RESOURCE.attributes, ...odd]}) as {resourceSpans: Array<{scopeSpans: Array<{spans: Array<Record<string, unknown>>}>}>}
+      const [root, child] = request.resourceSpans[0].scopeSpans[0].spans
+      root.attributes = [...(root.attributes as object[]), ...odd]
+      child.attributes = [kv('url.full', 'constructor://shop.example/pay')]
+      const reply = await post(url, '/v1/traces', encode('traces', request), {...PROTOBUF, ...bearer()})
+      assert.equal(reply.status, 200)
+      await server!.close()
+      const [transaction, , span] = await output()
+      // As JSON text: a __proto__ key is data there (JSON.parse defines it), never an object literal's prototype.
+      const labels = '"constructor":"c","hasOwnProperty":"h","__proto__":"p","toString":"t"'
+      assert.equal(JSON.stringify(transaction.metadata.labels), `{"team":"core",${labels}}`)
+      assert.equal(JSON.stringify((transaction.transaction.context as Record<string, unknown>).tags), `{"order_count":3,${labels}}`)
+      assert.equal(JSON.stringify(span.span).includes('function'), false, JSON.stringify(span.span))
+      assert.deepEqual((span.span.context as Record<string, unknown>).service, {target: {name: 'shop.example:undefined', type: 'http'}})
     })
 
     it('auth as intake v2: 401 with apm-server messages without or with a wrong token, nothing lands, and the 401s are counted', async () => {

@@ -18,7 +18,7 @@ import {FAIR_SHARE_BYTES} from '../line-feed.js'
 import {Metric, Metricsets, logRecordAsEvent, LogRecord} from './records.js'
 import {metadataHead, resourceMetadata, Resource, ResourceMetadata, Scope} from './resource.js'
 import {spanEventAsEvent} from './span-events.js'
-import {isTransaction, OtlpSpan, spanIds, toSpan, toTransaction} from './spans.js'
+import {isTransaction, OtlpSpan, spanIds, spanJson, transactionJson} from './spans.js'
 import type {Signal} from './wire.js'
 
 export interface OtlpIngestOptions {
@@ -65,7 +65,12 @@ class Writer {
 
   /** One event behind `head`; past the request's output bound it is rejected instead. */
   write(head: Buffer, type: string, event: Record<string, unknown>): void {
-    const tail = Buffer.from(`"${type}":${JSON.stringify(event)}}`)
+    this.writeJson(head, type, JSON.stringify(event))
+  }
+
+  /** One event, given as JSON text, behind `head`; as {@link write}. */
+  writeJson(head: Buffer, type: string, json: string): void {
+    const tail = Buffer.from(`"${type}":${json}}`)
     const bytes = head.length + tail.length + 1
     const {anonymous, output, outputMultiple} = this.options
     if (outputMultiple !== undefined && this.written + bytes > outputMultiple * this.decodedBytes) {
@@ -84,9 +89,14 @@ class Writer {
     if (this.errorMessage === '') this.errorMessage = message
   }
 
+  /** True once the request wrote its fair share of a turn: then {@link pace}. Checked first, so that an item costs no await. */
+  get due(): boolean {
+    return this.written - this.turnStart >= FAIR_SHARE_BYTES
+  }
+
   /** After its fair share of a turn, while the output is congested: wait for a flush and the next turn. */
   async pace(): Promise<void> {
-    if (this.written - this.turnStart < FAIR_SHARE_BYTES) return
+    if (!this.due) return
     if (this.options.output.congested) await this.options.output.flush()
     await nextTurn()
     this.turnStart = this.written
@@ -134,12 +144,20 @@ async function writeTraces(request: TracesRequest, writer: Writer, options: Otlp
           continue
         }
 
-        const transaction = isTransaction(span, ids.parentId)
-        const event = transaction ? toTransaction(span, ids) : toSpan(span, ids)
-        writer.write(head, transaction ? 'transaction' : 'span', event)
-        const parent = {id: ids.id, traceId: ids.traceId, ...(transaction ? {transaction: {type: event.type as string}} : {})}
-        for (const spanEvent of span.events ?? []) writer.write(head, ...spanEventAsEvent(spanEvent, parent))
-        await writer.pace() // eslint-disable-line no-await-in-loop -- one span at a time, with back-pressure
+        let transactionType: string | undefined
+        if (isTransaction(span, ids.parentId)) {
+          const {json, type} = transactionJson(span, ids)
+          writer.writeJson(head, 'transaction', json)
+          transactionType = type
+        } else {
+          writer.writeJson(head, 'span', spanJson(span, ids))
+        }
+
+        if (span.events && span.events.length > 0) {
+          const parent = {id: ids.id, traceId: ids.traceId, ...(transactionType === undefined ? {} : {transaction: {type: transactionType}})}
+          for (const spanEvent of span.events) writer.write(head, ...spanEventAsEvent(spanEvent, parent))
+        }
+        if (writer.due) await writer.pace() // eslint-disable-line no-await-in-loop -- one span at a time, with back-pressure
       }
     }
   }
@@ -158,7 +176,7 @@ async function writeLogs(request: LogsRequest, writer: Writer, options: OtlpInge
         const event = logRecordAsEvent(record)
         if (event) writer.write(head, ...event)
         else writer.reject(1, 'a span id or trace id of the wrong length')
-        await writer.pace() // eslint-disable-line no-await-in-loop -- one record at a time, with back-pressure
+        if (writer.due) await writer.pace() // eslint-disable-line no-await-in-loop -- one record at a time, with back-pressure
       }
     }
   }
@@ -182,7 +200,7 @@ async function writeMetrics(request: MetricsRequest, writer: Writer, options: Ot
     if (sets.rejected > 0) writer.reject(sets.rejected, 'unsupported data points')
     for (const metricset of sets.events()) {
       writer.write(head, 'metricset', metricset)
-      await writer.pace() // eslint-disable-line no-await-in-loop -- one metricset at a time, with back-pressure
+      if (writer.due) await writer.pace() // eslint-disable-line no-await-in-loop -- one metricset at a time, with back-pressure
     }
   }
 }

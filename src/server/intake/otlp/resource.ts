@@ -76,7 +76,8 @@ export function resourceMetadata(resource: Resource | null | undefined): Resourc
   const labels: Labels = {}
   const special = new Map<string, string>()
   for (const {key = '', value} of resource?.attributes ?? []) {
-    const field = METADATA_FIELDS[key]
+    // Own keys only: an attribute named `constructor` or `__proto__` is a label, not Object.prototype's member.
+    const field = Object.hasOwn(METADATA_FIELDS, key) ? METADATA_FIELDS[key] : undefined
     if (field && kindOf(value) === 'string') setPath(metadata, field.path, field.read ? field.read(stringOf(value)) : stringOf(value))
     else if (key === 'process.pid' && kindOf(value) === 'int') setPath(metadata, ['process', 'pid'], intMember(value))
     else if (SPECIAL.has(key)) special.set(key, stringOf(value))

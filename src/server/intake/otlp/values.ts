@@ -131,7 +131,11 @@ function arrayLabel(values: AnyValue[]): LabelValue | undefined {
  */
 export function setLabel(labels: Labels, key: string, value: AnyValue | null | undefined): void {
   const kept = labelValue(value)
-  if (kept === undefined) return
+  if (kept !== undefined) putLabel(labels, key, kept)
+}
+
+/** Sets `key` (dots made underscores) to a value {@link labelValue} kept, as {@link setLabel}. */
+export function putLabel(labels: Labels, key: string, kept: LabelValue): void {
   const name = replaceDots(key)
   if (name === '__proto__') Object.defineProperty(labels, name, {configurable: true, enumerable: true, value: kept, writable: true})
   else labels[name] = kept
