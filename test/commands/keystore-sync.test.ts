@@ -277,9 +277,11 @@ describe('apm-server keystore sync', () => {
       stdout: 'added: APM_SECRET_TOKEN\nunchanged: 0\n',
     })
     const recipient = await ks(['recipient'])
+    const signer = await ks(['recipient', '--signer'])
     writeSecretMount(secrets, {APM_SECRET_TOKEN: 'rotated'}, '2')
     assertRun(await ks(['sync', secrets, '--prune']), {code: 0, stdout: 'updated: APM_SECRET_TOKEN\nunchanged: 0\n'})
-    assertRun(await ks(['recipient']), {code: 0, stderr: '', stdout: recipient.stdout})
+    assertRun(await ks(['recipient']), {code: 0, stdout: recipient.stdout})
+    assertRun(await ks(['recipient', '--signer']), {code: 0, stderr: '', stdout: signer.stdout})
   })
 
   it('a Beats v1 keystore stays Beats v1 (the Go apm-server keeps reading it)', async () => {
