@@ -20,17 +20,31 @@ export interface AuditLineResult {
   confirmed: boolean
 }
 
+/**
+ * Every recorded string on its way to a terminal: control characters (C0, DEL, C1) escaped as JSON
+ * escapes them, so a line that got past the reader's checks, or a field added later, can never move
+ * the cursor, conceal text or start a new line of fabricated history.
+ */
+export function printable(text: null | string): string {
+  if (text === null) return '?'
+  // eslint-disable-next-line no-control-regex -- control characters are what it escapes
+  return text.replaceAll(/[\u0000-\u001F\u007F-\u009F]/g, (char) => ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+const ESCAPES: Record<string, string> = {'\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+
 /** Key names in a human line: a few, then a count. */
 function describeKeys(keys: string[]): string {
-  return keys.length <= 5 ? keys.join(', ') : `${keys.slice(0, 5).join(', ')} and ${keys.length - 5} more`
+  const shown = keys.slice(0, 5).map((key) => printable(key)).join(', ')
+  return keys.length <= 5 ? shown : `${shown} and ${keys.length - 5} more`
 }
 
 export function describeEntry(entry: AuditLineResult, anchored: boolean): string {
   if (entry.command === null) return `${entry.line}  (not an audit line)`
-  const who = `${entry.user ?? '?'} (uid ${entry.uid ?? '?'}) on ${entry.host}, pid ${entry.pid}`
-  const outcome = entry.result === 'failed' ? `failed (${entry.error ?? 'unknown error'})` : 'ok'
+  const who = `${printable(entry.user)} (uid ${entry.uid ?? '?'}) on ${printable(entry.host)}, pid ${entry.pid}`
+  const outcome = entry.result === 'failed' ? `failed (${printable(entry.error ?? 'unknown error')})` : 'ok'
   const note = anchored && !entry.confirmed && entry.result === 'ok' ? ', not confirmed by the keystore (its command stopped before writing the keystore)' : ''
-  return `${entry.line}  ${entry.time}  ${who}: ${entry.command}${entry.keys.length > 0 ? ` ${describeKeys(entry.keys)}` : ''}: ${outcome}${note}`
+  return `${entry.line}  ${printable(entry.time)}  ${who}: ${printable(entry.command)}${entry.keys.length > 0 ? ` ${describeKeys(entry.keys)}` : ''}: ${outcome}${note}`
 }
 
 /** The verdict of a trail that verified. */

@@ -15,7 +15,7 @@ import {KeystoreError} from '../core/errors.js'
 import {Masker, MaskTable} from '../core/masker.js'
 
 // With it, `keystore run` loads one file of its own when it runs.
-export {childEnvironment} from './child-env.js'
+export {changesHowProgramsLoad, childEnvironment} from './child-env.js'
 
 /** Signals a shell's foreground job gets from whoever signals the shell (a supervisor, `timeout`, `kill`). */
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGTERM']

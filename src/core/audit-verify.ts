@@ -10,11 +10,11 @@
 import {createHash} from 'node:crypto'
 import {constants, promises as fs} from 'node:fs'
 
-import {AuditRecord, auditFileOf, checkExisting, GENESIS, RestartedFrom} from './audit.js'
+import {AUDITED_COMMANDS, AuditRecord, auditFileOf, checkExisting, GENESIS, RestartedFrom} from './audit.js'
 import {KeystoreError} from './errors.js'
 import {jsonDepthWithin} from './format/json-guard.js'
 import type {AuditAnchor} from './format/native.js'
-import {MAX_KEYS} from './entries.js'
+import {isValidKeyName, MAX_KEYS} from './entries.js'
 import {OpenOptions, openKeystore, updateKeystore} from './keystore.js'
 import {keystoreTarget} from './keystore-file.js'
 
@@ -144,17 +144,38 @@ async function splitLines(handle: fs.FileHandle, size: number, file: string): Pr
   return {lines, partial: length}
 }
 
+/**
+ * What apm-server writes, and nothing else: a line is appended by whoever can write the file (no password
+ * needed), so a field that only looks right (a host holding newlines, a command holding ESC[8m) would
+ * fabricate history on a terminal. Such a line is "not an audit line", which --verify reports as damage.
+ */
 const FIELDS: Record<string, (value: unknown) => boolean> = {
-  command: (v) => typeof v === 'string',
-  host: (v) => typeof v === 'string',
-  keys: (v) => Array.isArray(v) && v.every((key) => typeof key === 'string'),
+  command: (v) => typeof v === 'string' && AUDITED_COMMANDS.has(v),
+  host: (v) => typeof v === 'string' && v.length <= MAX_TEXT_LENGTH,
+  keys: (v) => Array.isArray(v) && v.length <= MAX_KEYS && v.every((key) => typeof key === 'string' && isValidKeyName(key)),
   pid: (v) => Number.isSafeInteger(v),
   prev: (v) => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v),
   result: (v) => v === 'ok' || v === 'failed',
   seq: (v) => Number.isSafeInteger(v) && (v as number) >= 1,
-  time: (v) => typeof v === 'string',
+  time: (v) => typeof v === 'string' && ISO_TIME.test(v) && Number.isFinite(Date.parse(v)),
   uid: (v) => v === null || Number.isSafeInteger(v),
-  user: (v) => v === null || typeof v === 'string',
+  user: (v) => v === null || (typeof v === 'string' && v.length <= MAX_TEXT_LENGTH),
+}
+
+/** As Date.prototype.toISOString writes it. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+/** A host name (at most 255 bytes on Linux) or a user name; a longer one is not something we wrote. */
+const MAX_TEXT_LENGTH = 1024
+/** C0 and C1 control characters and DEL: none is in anything apm-server records. */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const CONTROL = /[\u0000-\u001F\u007F-\u009F]/
+
+/** True when no string anywhere in `value` (keys of objects included) holds a control character. */
+function isPrintable(value: unknown): boolean {
+  if (typeof value === 'string') return !CONTROL.test(value)
+  if (Array.isArray(value)) return value.every((item) => isPrintable(item))
+  if (typeof value === 'object' && value !== null) return Object.entries(value).every(([name, item]) => isPrintable(name) && isPrintable(item))
+  return true
 }
 
 /** An audit line's record, or undefined when it is not one (fields of later versions are allowed). */
@@ -168,10 +189,10 @@ function parseRecord(text: Buffer | undefined): AuditRecord | undefined {
     return undefined
   }
 
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || !isPrintable(parsed)) return undefined
   const fields = parsed as Record<string, unknown>
   if (!Object.entries(FIELDS).every(([name, valid]) => Object.hasOwn(fields, name) && valid(fields[name]))) return undefined
-  if ((fields.keys as string[]).length > MAX_KEYS) return undefined
+  if (fields.error !== undefined && !(typeof fields.error === 'string' && /^E[A-Z0-9]{1,31}$/.test(fields.error))) return undefined
   if (fields.unconfirmed !== undefined && !(Number.isSafeInteger(fields.unconfirmed) && (fields.unconfirmed as number) >= 0)) return undefined
   return parsed as AuditRecord
 }

@@ -34,6 +34,22 @@ import {keystoreTarget, KeystoreLock} from './keystore-file.js'
 export const AUDIT_SUFFIX = '.audit'
 /** The `prev` of line 1. */
 export const GENESIS = '0'.repeat(64)
+/**
+ * The commands that change a keystore, as their lines name them: the reader refuses a line naming any
+ * other (it was not written by apm-server), and the writer refuses to write one (a new changing command
+ * must be added here).
+ */
+export const AUDITED_COMMANDS: ReadonlySet<string> = new Set([
+  'keystore add',
+  'keystore audit --restart',
+  'keystore create',
+  'keystore import',
+  'keystore passwd',
+  'keystore recipient',
+  'keystore remove',
+  'keystore sync',
+  'keystore upgrade',
+])
 
 /** One line of the trail, as written, fields in this order. Never a value. */
 export interface AuditRecord {
@@ -265,6 +281,7 @@ class AuditFile {
 }
 
 function record(seq: number, prev: string, event: AuditEvent, unconfirmed: number | undefined): AuditRecord {
+  if (!AUDITED_COMMANDS.has(event.command)) throw new TypeError(`audit: ${event.command} is not in AUDITED_COMMANDS`)
   const uid = process.getuid?.() ?? null
   let user: string | null = null
   try {

@@ -205,6 +205,44 @@ export function openSealedWithKeyPair(sealed: Uint8Array, pair: X25519KeyPair): 
   return opened ?? undefined
 }
 
+/** An Ed25519 key pair (tweetnacl's sign keys): a host's signing key for the bundles it seals. */
+export interface Ed25519KeyPair {
+  publicKey: Uint8Array
+  secretKey: Uint8Array
+}
+
+export const ED25519_PUBLIC_KEY_BYTES = nacl.sign.publicKeyLength // 32
+export const ED25519_SIGNATURE_BYTES = nacl.sign.signatureLength // 64
+const SIGNING_KEY_PURPOSE = 'apm-server host signing key v1'
+
+/**
+ * The host's Ed25519 signing key pair, derived from its X25519 secret key: HMAC-SHA512(secret, purpose),
+ * first 32 bytes, as the Ed25519 seed. One secret, two keys separated by purpose, so the signing key is
+ * kept exactly as the host key is (in the keystore's metadata, under its password, kept by passwd,
+ * upgrade and sync, never listed) and the keystore format needs no new field: keystores stay readable
+ * by earlier builds, and a host that already has a recipient has its signer without a write.
+ */
+export function signingKeyPairOf(hostSecretKey: Uint8Array): Ed25519KeyPair {
+  const seed = createHmac('sha512', hostSecretKey).update(SIGNING_KEY_PURPOSE).digest().subarray(0, nacl.sign.seedLength)
+  return nacl.sign.keyPair.fromSeed(seed)
+}
+
+/** An Ed25519 signature of `message` (a digest: tweetnacl hashes in JavaScript, so callers sign 64 bytes, not megabytes). */
+export function signDetached(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+  return nacl.sign.detached(message, secretKey)
+}
+
+export function verifyDetached(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  return nacl.sign.detached.verify(message, signature, publicKey)
+}
+
+/** SHA-512 of the parts, in order, with node's hash (the message a bundle's signature covers). */
+export function sha512Of(...parts: Uint8Array[]): Buffer {
+  const hash = createHash('sha512')
+  for (const part of parts) hash.update(part)
+  return hash.digest()
+}
+
 /** A key for one purpose, bound to the bytes it protects: HMAC-SHA512(key, purpose | bound), first 32 bytes. */
 export function bindKey(key: Uint8Array, purpose: string, bound: Uint8Array): Uint8Array {
   return createHmac('sha512', key).update(purpose).update(bound).digest().subarray(0, SECRETBOX_KEY_BYTES)

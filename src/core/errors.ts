@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'ECONFIG' // configuration file problems
   | 'EBADRECIPIENT' // a recipient text that is not one (maps to exit code 2)
   | 'ENOTRECIPIENT' // a sealed bundle not sealed to this host, or a host without a key
+  | 'ESIGNER' // a sealed bundle not signed by a sender import --from names, or whose signature does not verify
+  | 'ESTALE' // a sealed bundle older than a value it would replace (a replay): import --allow-older
   | 'ESYNC' // files of a sync directory that cannot become keys
   | 'EAUDIT' // an audit trail that was changed, cut or does not match its keystore
 

@@ -7,7 +7,7 @@
  */
 import {readFileHead, RefusedFileError} from './bounded-read.js'
 import {AuditRequest, AuditSession} from './audit.js'
-import {Argon2Params, DEFAULT_ARGON2, generateX25519KeyPair, X25519KeyPair, x25519KeyPairOf} from './crypto.js'
+import {Argon2Params, DEFAULT_ARGON2, Ed25519KeyPair, generateX25519KeyPair, signingKeyPairOf, X25519KeyPair, x25519KeyPairOf} from './crypto.js'
 import {assertValidKeyName, Entries, Entry, MAX_KEYS, MAX_VALUE_BYTES} from './entries.js'
 import {EncodeLimitError, KeystoreError} from './errors.js'
 import {decodeBeatsV1, encodeBeatsV1, looksBeatsV1} from './format/beats-v1.js'
@@ -272,6 +272,14 @@ export class Keystore {
    */
   hostKeyPair(): X25519KeyPair | undefined {
     return this.meta.hostKey ? x25519KeyPairOf(this.meta.hostKey) : undefined
+  }
+
+  /**
+   * This host's Ed25519 signing key pair for the bundles it seals, derived from its host key (see
+   * crypto.ts signingKeyPairOf), or undefined when it has none yet.
+   */
+  hostSigningKeyPair(): Ed25519KeyPair | undefined {
+    return this.meta.hostKey ? signingKeyPairOf(this.meta.hostKey) : undefined
   }
 
   /** Makes this host's key pair when there is none (written on the next save); true when it made one. */

@@ -7,8 +7,9 @@
  * must be owned by the current user or root. Judging only the first link and the last directory let
  * another user re-point a second link, or swap a data directory for a link to an older keystore.
  *
- * Used for keystores (keystore-file.ts adds that their own directory may not be shared even when sticky)
- * and config files ({@link checkTrustedConfigFile}: settings.ts, and the server's config loader).
+ * Used for keystores (keystore-file.ts adds that their own directory may not be shared even when sticky),
+ * config files ({@link checkTrustedConfigFile}: settings.ts, and the server's config loader) and the
+ * directory `keystore sync` reads (sync.ts).
  */
 import {promises as fs, Stats} from 'node:fs'
 import path from 'node:path'
@@ -36,7 +37,7 @@ export function isWritableByOthers(stat: {mode: number}): boolean {
   return (stat.mode & 0o022) !== 0
 }
 
-function isSticky(stat: {mode: number}): boolean {
+export function isSticky(stat: {mode: number}): boolean {
   // eslint-disable-next-line no-bitwise -- the sticky bit
   return (stat.mode & 0o1000) !== 0
 }
@@ -50,7 +51,7 @@ export interface WalkedPath {
 }
 
 /** Names a file in messages: "keystore", "config file". */
-export type TrustedKind = 'config file' | 'keystore'
+export type TrustedKind = 'config file' | 'keystore' | 'sync directory'
 
 /**
  * Walks `file` one name at a time from `/`, following symbolic links as the kernel does, and refuses

@@ -130,6 +130,40 @@ describe('apm-server keystore audit', () => {
     assert.equal(json.verified.ok, true)
   })
 
+  it('a chained line appended past the anchor that apm-server would not write is damage: --verify exits 1 naming it; the text never prints a control character', async () => {
+    await history()
+    const original = readFileSync(trail, 'utf8')
+    const last = original.split('\n').at(-2)!
+    const base = {command: 'keystore remove', host: 'vm', keys: ['A_KEY'], pid: 31_099, prev: createHash('sha256').update(last).digest('hex'), result: 'ok', seq: 8, time: '2026-12-04T16:49:14.000Z', uid: 0, user: 'root'}
+    const fabricated = `vm\n8  2026-12-04T16:49:13.100Z  root (uid 0) on vm, pid 31077: keystore add APM_SECRET_TOKEN: ok\n9  2026-12-04T16:49:14.000Z  root (uid 0) on vm`
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['newlines in host, ESC[8m in command (the review\'s forgery)', {command: 'keystore remove\u001B[8m', host: fabricated}],
+      ['ESC in host', {host: 'vm\u001B[2K'}],
+      ['a C1 control (CSI) in user', {user: 'root\u009B8m'}],
+      ['DEL in a key name', {keys: ['A\u007F']}],
+      ['a key that is not a key name', {keys: ['A KEY']}],
+      ['a command that does not write', {command: 'keystore show'}],
+      ['a time that is not ISO', {time: 'yesterday'}],
+      ['a control character in a field of a later version', {note: 'x\u001B[8m'}],
+    ]
+    for (const [what, fields] of cases) {
+      writeFileSync(trail, `${original}${JSON.stringify({...base, ...fields})}\n`)
+      // eslint-disable-next-line no-await-in-loop -- one file at a time
+      const run = await ks(['audit', '--verify'])
+      assert.equal(run.code, 1, `${what}: ${run.stdout}`)
+      assert.equal(run.stderr, `error: line 8 of ${trail} is not an audit line: it was changed, or written by something else; restore the file from a backup\n`, what)
+      assert.equal(run.stdout.split('\n').at(-2), '8  (not an audit line)', what)
+      // eslint-disable-next-line no-control-regex -- no control character but the newlines that end lines
+      assert.doesNotMatch(run.stdout, /[\u0000-\u0009\u000B-\u001F\u007F-\u009F]/, what)
+    }
+
+    // The same line as apm-server writes it passes (the check is not a blanket refusal of lines past the anchor).
+    writeFileSync(trail, `${original}${JSON.stringify(base)}\n`)
+    const honest = await ks(['audit', '--verify'])
+    assert.equal(honest.code, 0, honest.stderr)
+    assert.match(honest.stdout, /8  2026-12-04T16:49:14\.000Z  root \(uid 0\) on vm, pid 31099: keystore remove A_KEY: ok, not confirmed/)
+  })
+
   it('--restart keeps the trail aside (pinned by its hash in the new trail\'s first line) and starts a new one that verifies', async () => {
     await history()
     const lines = readFileSync(trail, 'utf8').split('\n')

@@ -3,9 +3,9 @@ import {execFileSync} from 'node:child_process'
 import {copyFileSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {BUNDLE_OPEN_FAILED_MESSAGE} from '../../src/core/format/bundle.js'
+import {armorBundle, BUNDLE_OPEN_FAILED_MESSAGE, sealPayload} from '../../src/core/format/bundle.js'
 import {createKeystore, openKeystore, updateKeystore} from '../../src/core/keystore.js'
-import {fingerprintOf, parseRecipient} from '../../src/core/recipient.js'
+import {fingerprintOf, formatSigner, parseRecipient} from '../../src/core/recipient.js'
 import {CliOptions, makeTempDir, runCli} from '../helpers/cli.js'
 import {ALL_BYTES, assertFailure, assertRun, CHEAP_KDF, modeOf, namesIn, passwordOf} from '../helpers/keystore.js'
 import {runCliAndKill} from '../helpers/kill.js'
@@ -21,6 +21,8 @@ describe('apm-server keystore recipient, seal, import', () => {
   let work: string
   let host1: string
   let host2: string
+  /** the workstation's signer: its bundles are signed, and the hosts pin it with --from */
+  let signer: string
   const PW = {APM_SERVER_KEYSTORE_PASSWORD: 'host2 password'}
   const ks = (args: string[], options: Partial<CliOptions> = {}) => runCli(['keystore', ...args], {cwd: tmp.dir, ...options})
   const at = (home: string) => path.join(home, 'apm-server.keystore')
@@ -38,7 +40,9 @@ describe('apm-server keystore recipient, seal, import', () => {
       keystore.set('APM_SECRET_TOKEN', Buffer.from('the-token'))
       keystore.set('TLS_KEY', ALL_BYTES)
       keystore.set('ES_PASSWORD', Buffer.from('changeme\n'))
+      keystore.ensureHostKey()
     })
+    signer = formatSigner((await openKeystore(at(work))).hostSigningKeyPair()!.publicKey)
     await createKeystore(at(host1), {format: 'native'})
     await createKeystore(at(host2), {format: 'native', kdfParams: CHEAP_KDF, password: Buffer.from(PW.APM_SERVER_KEYSTORE_PASSWORD)})
   })
@@ -48,11 +52,14 @@ describe('apm-server keystore recipient, seal, import', () => {
     const first = await ks(['recipient', '--path.data', host1])
     const recipient = first.stdout.trim()
     const fingerprint = fingerprintOf(parseRecipient(recipient))
-    assertRun(first, {code: 0, stderr: `Made this host's key pair in ${at(host1)} (fingerprint ${fingerprint}).\n`, stdout: `${recipient}\n`})
+    const hostSigner = formatSigner((await openKeystore(at(host1))).hostSigningKeyPair()!.publicKey)
+    const signerLine = `Signer of the bundles sealed here (for "import --from"): ${hostSigner}\n`
+    assertRun(first, {code: 0, stderr: `Made this host's key pair in ${at(host1)} (fingerprint ${fingerprint}).\n${signerLine}`, stdout: `${recipient}\n`})
     const bytes = readFileSync(at(host1))
-    assertRun(await ks(['recipient', '--path.data', host1]), {code: 0, stderr: '', stdout: `${recipient}\n`})
+    assertRun(await ks(['recipient', '--path.data', host1]), {code: 0, stderr: signerLine, stdout: `${recipient}\n`})
+    assertRun(await ks(['recipient', '--signer', '--path.data', host1]), {code: 0, stderr: '', stdout: `${hostSigner}\n`})
     assert.deepEqual(readFileSync(at(host1)), bytes, 'printing it again writes nothing')
-    assertRun(await ks(['recipient', '--path.data', host1, '--json']), {code: 0, stdout: `${JSON.stringify({created: false, fingerprint, path: at(host1), recipient}, null, 2)}\n`})
+    assertRun(await ks(['recipient', '--path.data', host1, '--json']), {code: 0, stdout: `${JSON.stringify({created: false, fingerprint, path: at(host1), recipient, signer: hostSigner}, null, 2)}\n`})
     const secrets = path.join(tmp.dir, 'secrets')
     mkdirSync(secrets)
     writeFileSync(path.join(secrets, 'A'), 'a')
@@ -62,7 +69,7 @@ describe('apm-server keystore recipient, seal, import', () => {
       const run = await ks([...step, '--path.data', host1], {env, input: 'new password\n'})
       assert.equal(run.code, 0, `${step.join(' ')}: ${run.stderr}`)
       // eslint-disable-next-line no-await-in-loop -- checked after each step
-      assertRun(await ks(['recipient', '--path.data', host1], {env: {APM_SERVER_KEYSTORE_PASSWORD: step[1] === '--remove' ? undefined : 'new password'}}), {code: 0, stdout: `${recipient}\n`})
+      assertRun(await ks(['recipient', '--path.data', host1], {env: {APM_SERVER_KEYSTORE_PASSWORD: step[1] === '--remove' ? undefined : 'new password'}}), {code: 0, stderr: signerLine, stdout: `${recipient}\n`})
     }
 
     assertRun(await ks(['list', '--path.data', host1]), {code: 0, stderr: '', stdout: 'A\n'})
@@ -87,17 +94,17 @@ describe('apm-server keystore recipient, seal, import', () => {
     const r2 = await recipientOf(host2, PW)
     const sealed = await ks(['seal', '--to', r1, '--to', r2, '--path.data', work])
     const fingerprints = `${fingerprintOf(parseRecipient(r1))}, ${fingerprintOf(parseRecipient(r2))}`
-    assertRun(sealed, {code: 0, stderr: `Sealed 3 keys to 2 recipients (${fingerprints}).\n`})
+    assertRun(sealed, {code: 0, stderr: `Sealed 3 keys to 2 recipients (${fingerprints}), signed by ${signer}.\n`})
     assert.match(sealed.stdout, /^-----BEGIN APM-SERVER SEALED BUNDLE-----\n([A-Za-z0-9+/=]{1,64}\n)+-----END APM-SERVER SEALED BUNDLE-----\n$/)
     for (const secret of ['APM_SECRET_TOKEN', 'the-token', 'TLS_KEY', 'changeme']) assert.ok(!sealed.stdout.includes(secret), secret)
     const bundle = path.join(tmp.dir, 'fleet.bundle')
     writeFileSync(bundle, sealed.stdoutBytes)
-    assertRun(await ks(['import', bundle, '--path.data', host1]), {code: 0, stderr: '', stdout: `Imported into ${at(host1)}: added APM_SECRET_TOKEN, ES_PASSWORD, TLS_KEY; 0 unchanged.\n`})
-    assertRun(await ks(['import', '-', '--path.data', host2, '--json'], {env: PW, input: sealed.stdoutBytes}), {
-      code: 0,
-      stderr: '',
-      stdout: `${JSON.stringify({added: ['APM_SECRET_TOKEN', 'ES_PASSWORD', 'TLS_KEY'], path: at(host2), unchanged: 0, updated: []}, null, 2)}\n`,
-    })
+    assertRun(await ks(['import', bundle, '--from', signer, '--path.data', host1]), {code: 0, stderr: '', stdout: `Imported into ${at(host1)}: added APM_SECRET_TOKEN, ES_PASSWORD, TLS_KEY; 0 unchanged.\n`})
+    const json = await ks(['import', '-', '--from', signer, '--path.data', host2, '--json'], {env: PW, input: sealed.stdoutBytes})
+    assertRun(json, {code: 0, stderr: ''})
+    const {created, ...rest} = JSON.parse(json.stdout)
+    assert.deepEqual(rest, {added: ['APM_SECRET_TOKEN', 'ES_PASSWORD', 'TLS_KEY'], path: at(host2), signer, unchanged: 0, updated: []})
+    assert.match(created, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
     for (const [home, password] of [
       [host1, ''],
       [host2, PW.APM_SERVER_KEYSTORE_PASSWORD],
@@ -113,7 +120,7 @@ describe('apm-server keystore recipient, seal, import', () => {
   it('the same bundle again changes nothing and writes nothing; another value needs --force', async () => {
     const r1 = await recipientOf(host1)
     const bundle = path.join(tmp.dir, 'token.bundle')
-    assertRun(await ks(['seal', '--to', r1, 'APM_SECRET_TOKEN', '--out', bundle, '--path.data', work]), {code: 0, stdout: `Sealed 1 key to 1 recipient (${fingerprintOf(parseRecipient(r1))}) in ${bundle}.\n`})
+    assertRun(await ks(['seal', '--to', r1, 'APM_SECRET_TOKEN', '--out', bundle, '--path.data', work]), {code: 0, stdout: `Sealed 1 key to 1 recipient (${fingerprintOf(parseRecipient(r1))}) in ${bundle}, signed by ${signer}.\n`})
     assertRun(await ks(['import', bundle, '--path.data', host1]), {code: 0, stdout: `Imported into ${at(host1)}: added APM_SECRET_TOKEN; 0 unchanged.\n`})
     utimesSync(at(host1), new Date(1_700_000_000_000), new Date(1_700_000_000_000))
     const before = identity(at(host1))
@@ -186,7 +193,7 @@ describe('apm-server keystore recipient, seal, import', () => {
     assertRun(await ks(['seal', '--to', r1, '--binary', '--out', out, '--json', '--path.data', work]), {
       code: 0,
       stderr: '',
-      stdout: `${JSON.stringify({keys: ['APM_SECRET_TOKEN', 'ES_PASSWORD', 'TLS_KEY'], out, recipients: [fingerprint]}, null, 2)}\n`,
+      stdout: `${JSON.stringify({keys: ['APM_SECRET_TOKEN', 'ES_PASSWORD', 'TLS_KEY'], out, recipients: [fingerprint], signer}, null, 2)}\n`,
     })
     assert.equal(readFileSync(out).subarray(0, 8).toString(), 'APMBUNDL')
     assert.equal(modeOf(out), 0o644 & ~process.umask())
@@ -259,6 +266,122 @@ describe('apm-server keystore recipient, seal, import', () => {
       assertFailure(await ks(['import', fifo, '--path.data', host1], {timeoutMs: 20_000}), 2, 'EUSAGE', `bundle ${fifo} is a FIFO, not a regular file; give the bundle file, or - for stdin`)
       assertFailure(await ks(['import', '-', '--path.data', host1], {input: 'hello'}), 1, 'EFORMAT', 'the bundle on stdin is not a sealed bundle (it starts with neither -----BEGIN APM-SERVER SEALED BUNDLE----- nor the binary magic)')
       assert.deepEqual(readFileSync(at(host1)), bytes)
+    })
+  })
+
+  describe('who sealed it: --from pins the sender, an older bundle cannot roll a value back (F_FORGE)', () => {
+    let r1: string
+    let bundle: string
+    beforeEach(async () => {
+      r1 = await recipientOf(host1)
+      bundle = path.join(tmp.dir, 'rotate.bundle')
+      await updateKeystore(at(host1), {}, (keystore) => keystore.set('APM_SECRET_TOKEN', Buffer.from('the-token')))
+    })
+
+    it('a stranger who knows only the recipient: refused with --from, naming what it found; without --from a warning says who could have made it', async () => {
+      const bytes = readFileSync(at(host1))
+      const forged = await ks(['seal', '--to', r1, 'APM_SECRET_TOKEN', 'NODE_OPTIONS', '--stdin', '--out', bundle, '--path.data', path.join(tmp.dir, 'nobody')], {input: 'stranger-token\n--require=/tmp/evil.js\n'})
+      assertRun(forged, {code: 0, stderr: 'warning: the bundle is not signed (--stdin without --sign-with KEYSTORE): hosts that import it with --from refuse it, and the others warn that anyone could have made it\n'})
+      assertFailure(
+        await ks(['import', bundle, '--force', '--from', signer, '--path.data', host1]),
+        1,
+        'ESIGNER',
+        `bundle ${bundle} is not signed, so anyone who knows this host's recipient could have made it, and --from asks for a bundle signed by ${signer}; have it sealed with "apm-server keystore seal" from the sender's keystore (or seal --stdin --sign-with KEYSTORE); nothing was imported`,
+      )
+      // A stranger with a keystore of their own signs as themselves, not as the workstation.
+      const stranger = path.join(tmp.dir, 'stranger')
+      await createKeystore(at(stranger), {format: 'native'})
+      await updateKeystore(at(stranger), {}, (keystore) => {
+        keystore.set('APM_SECRET_TOKEN', Buffer.from('stranger-token'))
+        keystore.ensureHostKey()
+      })
+      const theirs = formatSigner((await openKeystore(at(stranger))).hostSigningKeyPair()!.publicKey)
+      assert.equal((await ks(['seal', '--to', r1, '--out', bundle, '--path.data', stranger])).code, 0)
+      assertFailure(
+        await ks(['import', bundle, '--force', '--from', signer, '--path.data', host1]),
+        1,
+        'ESIGNER',
+        `bundle ${bundle} is signed by ${theirs}, not by ${signer} (--from); check who sealed it, and add --from ${theirs} only if that sender is trusted; nothing was imported`,
+      )
+      assert.deepEqual(readFileSync(at(host1)), bytes, 'the keystore is untouched')
+      const warned = await ks(['import', bundle, '--force', '--path.data', host1])
+      assertRun(warned, {
+        code: 0,
+        stderr: `warning: bundle ${bundle} is signed by ${theirs}, a sender nobody pinned: anyone with a keystore could have made it; once you know it is the sealing host's, pin it with --from ${theirs}\n`,
+      })
+      // --from takes several senders; a mistyped one is a usage error before anything is read.
+      assert.equal((await ks(['import', bundle, '--from', signer, '--from', theirs, '--path.data', host1])).code, 0)
+      assertFailure(
+        await ks(['import', bundle, '--from', `${signer.slice(0, -1)}q`, '--path.data', host1]),
+        2,
+        'EBADRECIPIENT',
+        `signer ${JSON.stringify(`${signer.slice(0, -1)}q`)} has a checksum that does not match: a character was mistyped, lost or added; copy it again from "apm-server keystore recipient" on the sealing host (its "signer" line)`,
+      )
+    })
+
+    it('seal --stdin --sign-with KEYSTORE signs as that keystore (CI); the workstation\'s own bundles import with --from, quietly', async () => {
+      const ci = await ks(['seal', '--to', r1, 'ES_PASSWORD', '--stdin', '--sign-with', at(work), '--out', bundle], {input: 'from-ci\n'})
+      assertRun(ci, {code: 0, stderr: '', stdout: `Sealed 1 key to 1 recipient (${fingerprintOf(parseRecipient(r1))}) in ${bundle}, signed by ${signer}.\n`})
+      assertRun(await ks(['import', bundle, '--from', signer, '--path.data', host1]), {code: 0, stderr: '', stdout: `Imported into ${at(host1)}: added ES_PASSWORD; 0 unchanged.\n`})
+      const none = path.join(tmp.dir, 'nokey')
+      await createKeystore(at(none), {format: 'native'})
+      assertFailure(
+        await ks(['seal', '--to', r1, 'A', '--stdin', '--sign-with', at(none)], {input: 'x\n'}),
+        2,
+        'EUSAGE',
+        `keystore ${at(none)} has no signing key yet; run "apm-server keystore recipient" on it once (it makes the host key and prints the signer), then seal again`,
+      )
+    })
+
+    it('a genuine older bundle replayed with --force is refused, naming the key, unless --allow-older', async () => {
+      const old = path.join(tmp.dir, 'old.bundle')
+      await updateKeystore(at(work), {}, (keystore) => keystore.set('APM_SECRET_TOKEN', Buffer.from('token-v1'), {overwrite: true}))
+      assert.equal((await ks(['seal', '--to', r1, 'APM_SECRET_TOKEN', '--out', old, '--path.data', work])).code, 0)
+      assert.equal((await ks(['import', old, '--force', '--from', signer, '--path.data', host1])).code, 0)
+      await updateKeystore(at(work), {}, (keystore) => keystore.set('APM_SECRET_TOKEN', Buffer.from('token-v2'), {overwrite: true}))
+      assert.equal((await ks(['seal', '--to', r1, 'APM_SECRET_TOKEN', '--out', bundle, '--path.data', work])).code, 0)
+      assertRun(await ks(['import', bundle, '--force', '--from', signer, '--path.data', host1]), {code: 0, stderr: '', stdout: `Imported into ${at(host1)}: replaced APM_SECRET_TOKEN; 0 unchanged.\n`})
+      const bytes = readFileSync(at(host1))
+      const replay = await ks(['import', old, '--force', '--from', signer, '--path.data', host1])
+      assert.equal(replay.code, 1)
+      assert.match(
+        replay.stderr,
+        new RegExp(`^error: bundle ${old} was sealed at \\S+Z, before key APM_SECRET_TOKEN was last changed in ${at(host1)} \\(\\S+Z\\): an old bundle replayed would roll it back; have it sealed again, or use --allow-older to restore the older value; nothing was imported\n$`),
+      )
+      assert.deepEqual(readFileSync(at(host1)), bytes)
+      assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-v2')
+      assertRun(await ks(['import', old, '--force', '--allow-older', '--from', signer, '--path.data', host1]), {code: 0, stdout: `Imported into ${at(host1)}: replaced APM_SECRET_TOKEN; 0 unchanged.\n`})
+      assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-v1')
+    })
+
+    it('a version 1 bundle (unsigned, undated) still imports, as unsigned with the warning; it cannot replace a value without --allow-older', async () => {
+      const host = (await openKeystore(at(host1))).hostKeyPair()!
+      const entries = (name: string, value: string) => {
+        const out = Buffer.alloc(4 + 1 + name.length + 4 + value.length)
+        out.writeUInt32BE(1)
+        out[4] = name.length
+        out.write(name, 5, 'latin1')
+        out.writeUInt32BE(value.length, 5 + name.length)
+        out.write(value, 9 + name.length, 'latin1')
+        return out
+      }
+
+      writeFileSync(bundle, armorBundle(sealPayload(entries('ES_PASSWORD', 'old-format'), [host.publicKey], {version: 1})))
+      assertRun(await ks(['import', bundle, '--path.data', host1]), {
+        code: 0,
+        stderr: `warning: bundle ${bundle} is not signed: anyone who knows this host's recipient could have made it; pin the sender with --from SIGNER ("apm-server keystore recipient" on the sealing host shows it)\n`,
+        stdout: `Imported into ${at(host1)}: added ES_PASSWORD; 0 unchanged.\n`,
+      })
+      assert.equal((await ks(['import', bundle, '--from', signer, '--path.data', host1])).code, 1)
+      writeFileSync(bundle, armorBundle(sealPayload(entries('APM_SECRET_TOKEN', 'v1-token'), [host.publicKey], {version: 1})))
+      assertFailure(
+        await ks(['import', bundle, '--force', '--path.data', host1]),
+        1,
+        'ESTALE',
+        `bundle ${bundle} is a version 1 bundle, which carries no time, so it cannot show it is newer than key APM_SECRET_TOKEN in ${at(host1)}; have it sealed again with this apm-server, or use --allow-older to replace it anyway; nothing was imported`,
+      )
+      assert.equal((await ks(['import', bundle, '--force', '--allow-older', '--path.data', host1])).code, 0)
+      assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'v1-token')
     })
   })
 

@@ -79,6 +79,31 @@ describe('apm-server keystore run', () => {
     }
   })
 
+  it('entries that change how programs load code (NODE_OPTIONS, LD_PRELOAD, PATH, ...) are passed only when named, with one warning when skipped', async () => {
+    const marker = path.join(tmp.dir, 'evil-ran')
+    const evil = path.join(tmp.dir, 'evil.cjs')
+    writeFileSync(evil, `require('fs').writeFileSync(${JSON.stringify(marker)}, 'x')`)
+    const loaders = ['NODE_OPTIONS', 'LD_PRELOAD', 'BASH_ENV', 'PATH', 'PYTHONSTARTUP', 'JAVA_TOOL_OPTIONS']
+    await updateKeystore(file, {password: passwordOf(PASSWORD)}, (keystore) => {
+      keystore.remove(['es.password'])
+      keystore.set('NODE_OPTIONS', Buffer.from(`--require=${evil}`))
+      for (const name of loaders.slice(1)) keystore.set(name, Buffer.from('/nonexistent/evil'))
+      keystore.set('LDAP_URL', Buffer.from('ldap://x'))
+    })
+    const names = 'console.log(Object.keys(process.env).filter((k) => ["APM_SECRET_TOKEN", "TLS_KEY", "LDAP_URL", "NODE_OPTIONS", "LD_PRELOAD", "BASH_ENV", "PYTHONSTARTUP", "JAVA_TOOL_OPTIONS"].includes(k)).sort().join())'
+    const every = await ks(node(names))
+    assertRun(every, {
+      code: 0,
+      stderr: 'warning: not passed to the command: BASH_ENV, JAVA_TOOL_OPTIONS, LD_PRELOAD, NODE_OPTIONS, PATH, PYTHONSTARTUP: variables that change how programs load code are passed only when named (--key BASH_ENV)\n',
+      stdout: 'APM_SECRET_TOKEN,LDAP_URL,TLS_KEY\n',
+    })
+    assert.throws(() => readFileSync(marker), 'NODE_OPTIONS from the keystore ran code in the command')
+    // Named on the command line: passed, as asked (the operator chose it).
+    const named = await ks(['--key', 'NODE_OPTIONS', '--env', 'PRE=LD_PRELOAD', '--no-mask', ...node('console.log(process.env.PRE)')])
+    assertRun(named, {code: 0, stderr: '', stdout: '/nonexistent/evil\n'})
+    assert.equal(readFileSync(marker, 'utf8'), 'x')
+  })
+
   it('refuses values an environment variable cannot hold, before the command runs', async () => {
     await updateKeystore(file, {password: passwordOf(PASSWORD)}, (keystore) => {
       keystore.set('NUL', Buffer.from([0x61, 0, 0x62]))

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {execFileSync} from 'node:child_process'
-import {mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import {chmodSync, chownSync, lchownSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {createKeystore, inspectKeystore, openKeystore, updateKeystore} from '../../src/core/keystore.js'
@@ -179,6 +180,85 @@ describe('apm-server keystore sync', () => {
     assert.deepEqual((await openKeystore(file)).keys(), ['KEEP'])
   })
 
+  describe('under strict perms, a directory, file or link another user controls (as root, with a throwaway user)', () => {
+    let other: {name: string; uid: number} | undefined
+    before(function () {
+      if (process.getuid?.() !== 0) this.skip()
+      const name = `apms${randomBytes(3).toString('hex')}`
+      try {
+        execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name], {stdio: 'ignore'})
+      } catch {
+        this.skip()
+      }
+
+      other = {name, uid: Number(execFileSync('id', ['-u', name], {encoding: 'utf8'}).trim())}
+    })
+    after(() => {
+      if (other) execFileSync('userdel', [other.name], {stdio: 'ignore'})
+    })
+
+    it('refuses the other user\'s files and links in a shared sticky directory, each named in the one line; --strict.perms=false allows them', async () => {
+      const {uid} = other!
+      await createKeystore(file, {format: 'native'})
+      mkdirSync(secrets, {mode: 0o1777})
+      chmodSync(secrets, 0o1777)
+      writeFileSync(path.join(secrets, 'APM_SECRET_TOKEN'), 'the-real-token')
+      // What the other user plants: their own files, a link of theirs to a file only root can read, and
+      // (made by root, pointing at the other user's file) a link whose target they own.
+      for (const name of ['NODE_OPTIONS', 'REDIS_PASSWORD']) {
+        writeFileSync(path.join(secrets, name), '--require=/tmp/x.js')
+        chownSync(path.join(secrets, name), uid, uid)
+      }
+
+      symlinkSync('/etc/shadow', path.join(secrets, 'SHADOW'))
+      lchownSync(path.join(secrets, 'SHADOW'), uid, uid)
+      const theirs = path.join(tmp.dir, 'theirs')
+      writeFileSync(theirs, 'their value')
+      chownSync(theirs, uid, uid)
+      symlinkSync(theirs, path.join(secrets, 'LINKED'))
+      const message = `${secrets} has 4 files that cannot become keys: a symbolic link another user owns or can re-point (not uid 0 or root): "SHADOW"; owned by another user (not uid 0 or root): "LINKED", "NODE_OPTIONS", "REDIS_PASSWORD"; nothing was changed: fix or remove them (names starting with "." and folders are skipped) (--strict.perms=false disables this check)`
+      assertFailure(await ks(['sync', secrets]), 1, 'ESYNC', message)
+      assertFailure(await ks(['sync', secrets, '--check']), 1, 'ESYNC', message)
+      assert.deepEqual((await openKeystore(file)).keys(), [])
+      const relaxed = await ks(['sync', secrets, '--strict.perms=false'])
+      assertRun(relaxed, {code: 0, stderr: '', stdout: 'added: APM_SECRET_TOKEN, LINKED, NODE_OPTIONS, REDIS_PASSWORD, SHADOW\nunchanged: 0\n'})
+    })
+
+    it('refuses a directory the other user owns or can write (group-writable, not sticky), or whose ..data they own', async () => {
+      const {uid} = other!
+      await createKeystore(file, {format: 'native'})
+      writeSecretMount(secrets, {APM_SECRET_TOKEN: 'token'}, '2026_12_04_10_00_00.000000001')
+      chownSync(secrets, uid, uid)
+      assertFailure(
+        await ks(['sync', secrets]),
+        1,
+        'EPERMS',
+        `sync directory ${secrets} is owned by uid ${uid}, not by the current user (uid 0) or root, and its owner could put any file in it; run "chown 0 ${secrets}" or run as its owner (--strict.perms=false disables this check)`,
+      )
+      chownSync(secrets, 0, 0)
+      chmodSync(secrets, 0o775)
+      assertFailure(
+        await ks(['sync', secrets]),
+        1,
+        'EPERMS',
+        `sync directory ${secrets} has mode 0775, writable by group or others, who could add, replace or remove its files; run "chmod go-w ${secrets}" (--strict.perms=false disables this check)`,
+      )
+      chmodSync(secrets, 0o755)
+      lchownSync(path.join(secrets, '..data'), uid, uid)
+      assertFailure(
+        await ks(['sync', secrets]),
+        1,
+        'EPERMS',
+        `sync directory ${path.join(secrets, '..data')} is a symbolic link owned by uid ${uid}, not by the current user (uid 0) or root; check where it points, then run "chown -h 0 ${path.join(secrets, '..data')}" (--strict.perms=false disables this check)`,
+      )
+      assert.deepEqual((await openKeystore(file)).keys(), [])
+      lchownSync(path.join(secrets, '..data'), 0, 0)
+      // The Kubernetes layout, root's links into root's ..data in a sticky world-writable mount, passes.
+      chmodSync(secrets, 0o1777)
+      assertRun(await ks(['sync', secrets]), {code: 0, stderr: '', stdout: 'added: APM_SECRET_TOKEN\nunchanged: 0\n'})
+    })
+  })
+
   it('creates a missing keystore, with the password from the environment when one is set; keeps the host key', async () => {
     writeSecretMount(secrets, {APM_SECRET_TOKEN: 'token'}, '1')
     const protectedHome = path.join(tmp.dir, 'protected')
@@ -197,9 +277,11 @@ describe('apm-server keystore sync', () => {
       stdout: 'added: APM_SECRET_TOKEN\nunchanged: 0\n',
     })
     const recipient = await ks(['recipient'])
+    const signer = await ks(['recipient', '--signer'])
     writeSecretMount(secrets, {APM_SECRET_TOKEN: 'rotated'}, '2')
     assertRun(await ks(['sync', secrets, '--prune']), {code: 0, stdout: 'updated: APM_SECRET_TOKEN\nunchanged: 0\n'})
-    assertRun(await ks(['recipient']), {code: 0, stderr: '', stdout: recipient.stdout})
+    assertRun(await ks(['recipient']), {code: 0, stdout: recipient.stdout})
+    assertRun(await ks(['recipient', '--signer']), {code: 0, stderr: '', stdout: signer.stdout})
   })
 
   it('a Beats v1 keystore stays Beats v1 (the Go apm-server keeps reading it)', async () => {

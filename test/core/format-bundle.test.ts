@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {generateX25519KeyPair, X25519KeyPair} from '../../src/core/crypto.js'
+import {generateX25519KeyPair, signingKeyPairOf, X25519KeyPair} from '../../src/core/crypto.js'
 import {MAX_KEYS} from '../../src/core/entries.js'
 import {isKeystoreError} from '../../src/core/errors.js'
 import {
@@ -15,7 +15,7 @@ import {
   sealBundle,
   sealPayload,
 } from '../../src/core/format/bundle.js'
-import {fingerprintOf} from '../../src/core/recipient.js'
+import {fingerprintOf, formatSigner} from '../../src/core/recipient.js'
 import {ALL_BYTES} from '../helpers/keystore.js'
 
 const ENTRIES: BundleEntry[] = [
@@ -28,7 +28,7 @@ function attempt(data: Buffer, pair: X25519KeyPair): BundleEntry[] | {code: stri
   try {
     const bundle = readBundle(data)
     if (!bundle.stanzaFor(pair.publicKey)) return {code: 'ENOTRECIPIENT', message: bundle.recipients.join(',')}
-    return openBundle(bundle, pair)
+    return openBundle(bundle, pair).entries
   } catch (error) {
     assert.ok(isKeystoreError(error), `not a KeystoreError: ${String(error)}`)
     return {code: error.code, message: error.message}
@@ -43,7 +43,7 @@ describe('core/format/bundle', () => {
   const host = generateX25519KeyPair()
   const other = generateX25519KeyPair()
   const stranger = generateX25519KeyPair()
-  const binary = sealBundle(ENTRIES, [host.publicKey, other.publicKey])
+  const binary = sealBundle(ENTRIES, [host.publicKey, other.publicKey], {created: Date.now()})
   const armored = armorBundle(binary)
 
   it('round trip: each recipient opens the same entries, from the armour and the binary form', () => {
@@ -76,11 +76,11 @@ describe('core/format/bundle', () => {
       assert.equal(data.includes(ALL_BYTES.subarray(0, 32)), false)
     }
 
-    assert.notDeepEqual(sealBundle(ENTRIES, [host.publicKey]).subarray(11), sealBundle(ENTRIES, [host.publicKey]).subarray(11))
+    assert.notDeepEqual(sealBundle(ENTRIES, [host.publicKey], {created: Date.now()}).subarray(11), sealBundle(ENTRIES, [host.publicKey], {created: Date.now()}).subarray(11))
   })
 
   describe('every changed, missing or added byte is refused', () => {
-    const small = sealBundle([{name: 'K', value: Buffer.from('v')}], [host.publicKey, other.publicKey])
+    const small = sealBundle([{name: 'K', value: Buffer.from('v')}], [host.publicKey, other.publicKey], {created: Date.now()})
     const smallArmored = armorBundle(small)
 
     for (const [label, data] of [
@@ -127,6 +127,45 @@ describe('core/format/bundle', () => {
     })
   })
 
+  describe('the signature: who sealed it, and when', () => {
+    const signer = signingKeyPairOf(generateX25519KeyPair().secretKey)
+    const body = Buffer.from([0, 0, 0, 1, 1, 0x4b, 0, 0, 0, 1, 0x76])
+
+    it('a signed bundle names its signer and time once its signature verifies; an unsigned one names none', () => {
+      const opened = openBundle(readBundle(sealBundle([{name: 'K', value: Buffer.from('v')}], [host.publicKey], {created: 1_800_000_000_000, signer})), host)
+      assert.deepEqual([formatSigner(opened.signer!), opened.created, entriesText(opened.entries)], [formatSigner(signer.publicKey), 1_800_000_000_000, ['K=76']])
+      const unsigned = openBundle(readBundle(sealBundle([{name: 'K', value: Buffer.from('v')}], [host.publicKey], {created: 5})), host)
+      assert.deepEqual([unsigned.signer, unsigned.created], [undefined, 5])
+    })
+
+    it('every byte of the signed prefix (flag, time, signer, signature) changed before sealing is refused', () => {
+      for (let at = 0; at < 105; at++) {
+        for (const mask of [0x01, 0x80]) {
+          const forged = sealPayload(body, [host.publicKey], {created: 1_800_000_000_000, signer, tamper: (prefix) => (prefix[at] ^= mask)})
+          const outcome = attempt(forged, host) as {code: string; message: string}
+          assert.ok(!Array.isArray(outcome), `prefix byte ${at} ^ 0x${mask.toString(16)} was accepted`)
+          assert.ok(['ESIGNER', 'EDECRYPT'].includes(outcome.code), `prefix byte ${at}: ${outcome.code}`)
+        }
+      }
+    })
+
+    it('a signature that does not verify names the signer it claims', () => {
+      const forged = sealPayload(body, [host.publicKey], {created: 1, signer, tamper: (prefix) => (prefix[104] ^= 1)})
+      assert.deepEqual(attempt(forged, host), {
+        code: 'ESIGNER',
+        message: `claims to be signed by ${formatSigner(signer.publicKey)}, but its signature does not match: it was forged or changed; ask its sender to seal it again, and check how it travelled`,
+      })
+    })
+
+    it('re-sealed by a recipient to another host under the same signature: refused (the signature covers every stanza)', () => {
+      // The signature of one bundle, copied into another sealed to someone else with the same entries and time.
+      let signature = Buffer.alloc(0)
+      sealPayload(body, [host.publicKey], {created: 7, signer, tamper: (prefix) => (signature = Buffer.from(prefix.subarray(41)))})
+      const moved = sealPayload(body, [other.publicKey], {created: 7, signer, tamper: (prefix) => signature.copy(prefix, 41)})
+      assert.equal((attempt(moved, other) as {code: string}).code, 'ESIGNER')
+    })
+  })
+
   describe('precise errors before any decryption (table)', () => {
     const text = armored.toString('latin1')
     const withHeader = (edit: (data: Buffer) => void) => {
@@ -135,11 +174,11 @@ describe('core/format/bundle', () => {
       return copy
     }
 
-    // A header declaring one byte more than a keystore may hold, and that many zero bytes after it.
+    // A header declaring one byte more than a keystore may hold (with the signed prefix and the tag), and that many zero bytes after it.
     const bigPayload = () => {
       const header = Buffer.from(binary.subarray(0, 11 + 2 * 88 + 28))
-      header.writeUInt32BE(256 * 1024 * 1024 + 17, header.length - 4)
-      return Buffer.concat([header, Buffer.alloc(256 * 1024 * 1024 + 17)])
+      header.writeUInt32BE(256 * 1024 * 1024 + 105 + 17, header.length - 4)
+      return Buffer.concat([header, Buffer.alloc(256 * 1024 * 1024 + 105 + 17)])
     }
 
     const cases: Array<[string, Buffer | (() => Buffer), string, string | RegExp]> = [
@@ -150,14 +189,15 @@ describe('core/format/bundle', () => {
       ['data after END', Buffer.from(`${text}more\n`), 'EFORMAT', 'has data after its END line; remove it'],
       ['a short line', Buffer.from(text.replace(/\n([A-Za-z0-9+/]{64})\n/, (_m, line: string) => `\n${line.slice(1)}\n`)), 'EFORMAT', /^has a line 2 of 63 characters/],
       ['a space', Buffer.from(text.replace(/\n([A-Za-z0-9+/]{64})\n/, (_m, line: string) => `\n ${line.slice(1)}\n`)), 'EFORMAT', 'has a character on line 2 that base64 does not use'],
-      ['version 2', withHeader((d) => (d[8] = 2)), 'EVERSION', 'is a sealed bundle of version 2; this build reads version 1, upgrade apm-server'],
+      ['version 3', withHeader((d) => (d[8] = 3)), 'EVERSION', 'is a sealed bundle of version 3; this build reads versions 1 and 2, upgrade apm-server'],
+      ['version 0', withHeader((d) => (d[8] = 0)), 'EVERSION', 'is a sealed bundle of version 0; this build reads versions 1 and 2, upgrade apm-server'],
       ['bad magic in the armour', armorBundle(withHeader((d) => (d[0] = 0x61))), 'EFORMAT', 'is not a sealed bundle (bad magic)'],
       ['no recipients', withHeader((d) => d.writeUInt16BE(0, 9)), 'EFORMAT', 'is sealed to no recipient'],
       ['too many recipients', withHeader((d) => d.writeUInt16BE(MAX_RECIPIENTS + 1, 9)), 'ELIMITS', /^is sealed to 1001 recipients, over the limit of 1000/],
       ['one recipient fewer', withHeader((d) => d.writeUInt16BE(1, 9)), 'EFORMAT', /^declares a \d+-byte payload but \d+ bytes follow its header/],
       ['a recipient twice', withHeader((d) => d.copy(d, 11 + 88, 11, 11 + 8)), 'EFORMAT', `names recipient ${fingerprintOf(host.publicKey)} twice`],
       ['a 4 GiB payload declared', withHeader((d) => d.writeUInt32BE(0xff_ff_ff_ff, 11 + 2 * 88 + 24)), 'EFORMAT', /^declares a 4294967295-byte payload but \d+ bytes follow/],
-      ['a payload over the keystore limit', bigPayload, 'ELIMITS', /^holds a 268435473-byte payload, more than a keystore may hold \(268435456 bytes\)/],
+      ['a payload over the keystore limit', bigPayload, 'ELIMITS', /^holds a 268435578-byte payload, more than a keystore may hold \(268435456 bytes\)/],
       ['an empty payload', withHeader((d) => d.writeUInt32BE(0, 11 + 2 * 88 + 24)).subarray(0, 11 + 2 * 88 + 28), 'EFORMAT', 'has a 0-byte payload, too short to hold any entries'],
       ['header cut short', binary.subarray(0, 50), 'EFORMAT', 'is truncated (header incomplete)'],
     ]
@@ -173,15 +213,15 @@ describe('core/format/bundle', () => {
 
   describe('limits', () => {
     it('seals to 1 to 1,000 recipients, each once', () => {
-      assert.throws(() => sealBundle(ENTRIES, []), {code: 'ELIMITS'})
+      assert.throws(() => sealBundle(ENTRIES, [], {created: Date.now()}), {code: 'ELIMITS'})
       const keys = Array.from({length: MAX_RECIPIENTS + 1}, (_, i) => Uint8Array.from(host.publicKey.map((byte, j) => (j === 0 ? byte ^ (i & 0xff) : j === 1 ? byte ^ (i >> 8) : byte))))
-      assert.throws(() => sealBundle(ENTRIES, keys), {code: 'ELIMITS', message: /not 1001; seal to fewer hosts/})
-      assert.deepEqual(readBundle(sealBundle(ENTRIES, [host.publicKey, host.publicKey])).recipients, [fingerprintOf(host.publicKey)])
+      assert.throws(() => sealBundle(ENTRIES, keys, {created: Date.now()}), {code: 'ELIMITS', message: /not 1001; seal to fewer hosts/})
+      assert.deepEqual(readBundle(sealBundle(ENTRIES, [host.publicKey, host.publicKey], {created: Date.now()})).recipients, [fingerprintOf(host.publicKey)])
     })
 
     it('refuses to seal more keys than a keystore may hold', () => {
       const many = Array.from({length: MAX_KEYS + 1}, (_, i) => ({name: `K${i}`, value: Buffer.from('v')}))
-      assert.throws(() => sealBundle(many, [host.publicKey]), {code: 'ELIMITS', message: /at most 100000 keys/})
+      assert.throws(() => sealBundle(many, [host.publicKey], {created: Date.now()}), {code: 'ELIMITS', message: /at most 100000 keys/})
     })
 
     it('a forged payload of more keys than a keystore may hold is refused once open: ELIMITS', () => {

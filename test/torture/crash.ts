@@ -329,7 +329,7 @@ function planFleetOp(state: Snapshot, random: () => number, cwd: string, nextNam
       async setup() {
         const keystore = await openKeystore(keystorePath(cwd), {password: async () => Buffer.from(state.password ?? '')})
         const entries = [...changed].map(([name, value]) => ({name, value: Buffer.from(value)}))
-        await fs.writeFile(bundle, armorBundle(sealBundle(entries, [keystore.hostKeyPair()!.publicKey])))
+        await fs.writeFile(bundle, armorBundle(sealBundle(entries, [keystore.hostKeyPair()!.publicKey], {created: Date.now()})))
       },
     }
   }

@@ -10,7 +10,7 @@ import {openKeystore} from '../../core/keystore.js'
 
 export default class Run extends BaseCommand<typeof Run> {
   static summary = 'Run a command with keystore entries as environment variables, their values masked in its output.'
-  static description = `Every entry (or those chosen with --key and --env) becomes an environment variable of the command: its name is the key's, or the NAME of --env NAME=KEY, which a key that is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*) needs. Values never pass through arguments. The keystore password variables are not passed on.
+  static description = `Every entry (or those chosen with --key and --env) becomes an environment variable of the command: its name is the key's, or the NAME of --env NAME=KEY, which a key that is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*) needs. Values never pass through arguments. The keystore password variables are not passed on. Entries whose names change how programs load code (LD_*, DYLD_*, NODE_OPTIONS, NODE_PATH, BASH_ENV, ENV, PATH, PYTHON*, PERL5LIB, RUBYOPT, JAVA_TOOL_OPTIONS, ...) are passed only when named with --key or --env, with a warning naming those skipped.
 
 The command's stdout and stderr pass through with every injected value replaced by "<concealed by apm-server>", also when a value is split across writes or lines; --no-mask turns this off and gives the command this terminal itself. stdin is the command's. SIGINT, SIGTERM and SIGHUP are sent on to it; the exit status is the command's, or 128 + the signal number when a signal ended it, as a shell reports it (127: command not found, 126: not executable).`
 
@@ -36,10 +36,13 @@ The command's stdout and stderr pass through with every injected value replaced 
     const wanted = chooseVariables(this.flags.key ?? [], this.flags.env ?? [])
     const {keystore: file} = await this.paths()
     const keystore = await openKeystore(file, this.openOptions())
-    const injected = new Map<string, Buffer>()
-    for (const [name, key] of wanted ?? keystore.keys().map((key) => [key, key] as const)) injected.set(checkName(name, key, wanted === undefined), keystore.get(key))
     // Loaded here, not at the top: every command's module is loaded at start-up, and keystore list must not pay for this.
-    const {childEnvironment, runChild} = await import('../../cli/run-child.js')
+    const {changesHowProgramsLoad, childEnvironment, runChild} = await import('../../cli/run-child.js')
+    const every = keystore.keys().map((key) => [key, key] as const)
+    const skipped = wanted ? [] : every.filter(([name]) => changesHowProgramsLoad(name)).map(([name]) => name)
+    if (skipped.length > 0) this.note(`not passed to the command: ${skipped.join(', ')}: variables that change how programs load code are passed only when named (--key ${skipped[0]})`)
+    const injected = new Map<string, Buffer>()
+    for (const [name, key] of wanted ?? every.filter(([name]) => !skipped.includes(name))) injected.set(checkName(name, key, wanted === undefined), keystore.get(key))
     const env = childEnvironment(process.env, injected)
     const short = [...injected].filter(([, value]) => value.length < 4).map(([name]) => name)
     if (this.flags.mask && short.length > 0) this.note(`the values of ${short.join(', ')} are shorter than 4 bytes: every occurrence of those bytes in the output is concealed too`)

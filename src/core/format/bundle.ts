@@ -1,16 +1,20 @@
 /**
- * The sealed bundle format, version 1: keystore entries readable only by the hosts they were sealed to.
+ * The sealed bundle format, version 2: keystore entries readable only by the hosts they were sealed to,
+ * signed by the keystore that sealed them.
  *
  *   offset   size   field
  *   0        8      magic "APMBUNDL"
- *   8        1      version (1)
+ *   8        1      version (2; 1 is still read)
  *   9        2      recipient count R (u16 BE, 1..MAX_RECIPIENTS)
  *   11       88 R   per recipient: fingerprint (8: SHA-256 of its public key), then the file key sealed to
  *                   it (80: an ephemeral X25519 public key, and a tweetnacl box of the 32-byte file key)
  *   11+88R   24     payload nonce
  *   35+88R   4      payload length P (u32 BE): exactly the bytes that follow
- *   39+88R   P      payload: secretbox of the entries under HMAC-SHA512(file key, purpose | bytes 0..39+88R)
+ *   39+88R   P      payload: secretbox of the plaintext under HMAC-SHA512(file key, purpose | bytes 0..39+88R)
  *
+ *   plaintext (version 2): signed (u8: 1 signed, 0 not), created (u64 BE, ms since the epoch), signer
+ *     (32: its Ed25519 public key, zeros when not signed), signature (64, zeros when not signed), entries
+ *   plaintext (version 1): entries
  *   entries: count (u32 BE), then per entry: name length (u8), name, value length (u32 BE), value
  *
  * As age does: a random file key per bundle, sealed to each recipient from a fresh ephemeral key, and the
@@ -18,13 +22,26 @@
  * count or length fails the payload, and the header needs no MAC of its own. Key names, values and their
  * number are all inside the payload; only the recipients' fingerprints (public) and the total size show.
  *
+ * Age's sealing is anonymous: anyone who knows a recipient (public by design) can seal to it. Version 2
+ * adds who sealed it: an Ed25519 signature by the sealing keystore's signing key (crypto.ts) over
+ * SHA-512(purpose | the whole header | the plaintext but the signature), so it covers every recipient's
+ * stanza (a recipient cannot re-seal it to another host under the sender's name), the creation time
+ * (what `import` judges a replay by) and the entries. It sits inside the payload: encrypted (observers
+ * do not learn the sender) and authenticated by the secretbox (it cannot be removed or changed without
+ * the payload failing). An unsigned bundle (`seal --stdin` without a signing keystore, and every version
+ * 1 bundle) says so, and `import` treats it as made by anyone.
+ *
  * ASCII armour (the default): the binary bundle in base64, 64 characters a line, between BEGIN and END
  * lines, ending in one newline. Both forms are read strictly: every size is checked against its cap and
  * every malformed byte refused with a precise error before any decryption; after that, one vague error
- * for all failures, so a bundle gives no oracle.
+ * for all failures, so a bundle gives no oracle (a signature that does not verify, only a holder of the
+ * file key can make, is named as such).
  */
 import {
   bindKey,
+  ED25519_PUBLIC_KEY_BYTES,
+  ED25519_SIGNATURE_BYTES,
+  Ed25519KeyPair,
   openSealedWithKeyPair,
   openSecretbox,
   randomBytesOf,
@@ -34,15 +51,20 @@ import {
   SECRETBOX_OVERHEAD_BYTES,
   sealSecretbox,
   sealToPublicKey,
+  sha512Of,
+  signDetached,
+  verifyDetached,
   X25519KeyPair,
 } from '../crypto.js'
 import {isValidKeyName, MAX_KEYS, MAX_VALUE_BYTES} from '../entries.js'
 import {KeystoreError} from '../errors.js'
 import {MAX_KEYSTORE_BYTES} from '../keystore-file.js'
-import {FINGERPRINT_BYTES, fingerprintBytes, formatFingerprint} from '../recipient.js'
+import {FINGERPRINT_BYTES, fingerprintBytes, formatFingerprint, formatSigner} from '../recipient.js'
 
 export const BUNDLE_MAGIC = Buffer.from('APMBUNDL', 'latin1')
-export const BUNDLE_VERSION = 1
+export const BUNDLE_VERSION = 2
+/** Version 1 bundles (unsigned, undated) are still opened. */
+const READABLE_VERSIONS: ReadonlySet<number> = new Set([1, BUNDLE_VERSION])
 /**
  * The most hosts one bundle is sealed to: each costs two X25519 operations (about 3 ms in tweetnacl) to
  * seal, so 1,000 seal in seconds; a larger fleet is sealed in several bundles.
@@ -54,11 +76,18 @@ const FIXED_BYTES = 11
 const STANZA_BYTES = FINGERPRINT_BYTES + SEALED_OVERHEAD_BYTES + SECRETBOX_KEY_BYTES
 const LENGTH_BYTES = 4
 const PAYLOAD_PURPOSE = 'apm-server bundle payload'
+const SIGNATURE_PURPOSE = 'apm-server bundle signature v2\0'
+/** The version 2 plaintext before the entries: signed flag, created, signer, signature. */
+const SIGNED_AT = 0
+const CREATED_AT = 1
+const SIGNER_AT = 9
+const SIGNATURE_AT = SIGNER_AT + ED25519_PUBLIC_KEY_BYTES
+const PREFIX_BYTES = SIGNATURE_AT + ED25519_SIGNATURE_BYTES
 
 export const ARMOR_BEGIN = '-----BEGIN APM-SERVER SEALED BUNDLE-----'
 export const ARMOR_END = '-----END APM-SERVER SEALED BUNDLE-----'
 const ARMOR_COLUMNS = 64
-const largestBinary = FIXED_BYTES + STANZA_BYTES * MAX_RECIPIENTS + SECRETBOX_NONCE_BYTES + LENGTH_BYTES + MAX_PAYLOAD_BYTES + SECRETBOX_OVERHEAD_BYTES
+const largestBinary = FIXED_BYTES + STANZA_BYTES * MAX_RECIPIENTS + SECRETBOX_NONCE_BYTES + LENGTH_BYTES + PREFIX_BYTES + MAX_PAYLOAD_BYTES + SECRETBOX_OVERHEAD_BYTES
 const largestBase64 = 4 * Math.ceil(largestBinary / 3)
 /** The largest bundle file, armoured: what a reader reads at most. */
 export const MAX_BUNDLE_FILE_BYTES = ARMOR_BEGIN.length + ARMOR_END.length + 2 + largestBase64 + Math.ceil(largestBase64 / ARMOR_COLUMNS)
@@ -75,33 +104,47 @@ function formatError(detail: string): KeystoreError {
   return new KeystoreError('EFORMAT', detail)
 }
 
+export interface SealOptions {
+  /** the sealing keystore's signing key pair; without it the bundle says it is not signed */
+  signer?: Ed25519KeyPair
+  /** when it is sealed, ms since the epoch (what `import` judges a replay by) */
+  created: number
+}
+
 /**
  * Seals `entries` to every public key in `recipients` (deduplicated): the binary form. Refuses (ELIMITS)
  * a bundle that no reader would accept. Names must be valid and values non-empty (the caller's checks).
  */
-export function sealBundle(entries: readonly BundleEntry[], recipients: readonly Uint8Array[]): Buffer {
+export function sealBundle(entries: readonly BundleEntry[], recipients: readonly Uint8Array[], options: SealOptions): Buffer {
   const plaintext = encodeEntries(entries)
   try {
-    return sealPayload(plaintext, recipients)
+    return sealPayload(plaintext, recipients, options)
   } finally {
     plaintext.fill(0)
   }
 }
 
 /**
- * Seals an encoded payload as it is: {@link sealBundle} after its checks, and the tests' forger.
+ * Seals encoded entries as they are: {@link sealBundle} after its checks, and the tests' forger
+ * (`version` 1 makes an old bundle; `tamper` changes the signed prefix after it is signed).
  * @internal
  */
-export function sealPayload(plaintext: Buffer, recipients: readonly Uint8Array[]): Buffer {
+export function sealPayload(
+  entries: Buffer,
+  recipients: readonly Uint8Array[],
+  options: Partial<SealOptions> & {version?: 1 | 2; tamper?: (prefix: Buffer) => void} = {},
+): Buffer {
   const unique = [...new Map(recipients.map((key) => [fingerprintBytes(key).toString('hex'), key])).values()]
   if (unique.length === 0 || unique.length > MAX_RECIPIENTS) {
     throw new KeystoreError('ELIMITS', `a bundle is sealed to 1 to ${MAX_RECIPIENTS} recipients, not ${unique.length}; seal to fewer hosts in each bundle`)
   }
 
+  const version = options.version ?? BUNDLE_VERSION
+  const prefix = Buffer.alloc(version === 1 ? 0 : PREFIX_BYTES)
   const fileKey = randomBytesOf(SECRETBOX_KEY_BYTES)
   const header = Buffer.alloc(FIXED_BYTES + STANZA_BYTES * unique.length + SECRETBOX_NONCE_BYTES + LENGTH_BYTES)
   BUNDLE_MAGIC.copy(header)
-  header[8] = BUNDLE_VERSION
+  header[8] = version
   header.writeUInt16BE(unique.length, 9)
   unique.forEach((key, i) => {
     const at = FIXED_BYTES + STANZA_BYTES * i
@@ -110,10 +153,28 @@ export function sealPayload(plaintext: Buffer, recipients: readonly Uint8Array[]
   })
   const nonceAt = header.length - SECRETBOX_NONCE_BYTES - LENGTH_BYTES
   randomBytesOf(SECRETBOX_NONCE_BYTES).copy(header, nonceAt)
-  header.writeUInt32BE(plaintext.length + SECRETBOX_OVERHEAD_BYTES, header.length - LENGTH_BYTES)
+  header.writeUInt32BE(prefix.length + entries.length + SECRETBOX_OVERHEAD_BYTES, header.length - LENGTH_BYTES)
+  if (version !== 1) {
+    prefix.writeBigUInt64BE(BigInt(options.created ?? Date.now()), CREATED_AT)
+    if (options.signer) {
+      prefix[SIGNED_AT] = 1
+      prefix.set(options.signer.publicKey, SIGNER_AT)
+      prefix.set(signDetached(signedDigest(header, prefix, entries), options.signer.secretKey), SIGNATURE_AT)
+    }
+
+    options.tamper?.(prefix)
+  }
+
+  const plaintext = Buffer.concat([prefix, entries])
   const payload = sealSecretbox(plaintext, header.subarray(nonceAt, nonceAt + SECRETBOX_NONCE_BYTES), bindKey(fileKey, PAYLOAD_PURPOSE, header))
+  plaintext.fill(0)
   fileKey.fill(0)
   return Buffer.concat([header, payload])
+}
+
+/** What the signature covers: the whole header, the plaintext prefix but the signature, the entries. */
+function signedDigest(header: Uint8Array, prefix: Buffer, entries: Uint8Array): Buffer {
+  return sha512Of(Buffer.from(SIGNATURE_PURPOSE, 'latin1'), header, prefix.subarray(0, SIGNATURE_AT), entries)
 }
 
 function encodeEntries(entries: readonly BundleEntry[]): Buffer {
@@ -159,6 +220,7 @@ export interface SealedBundle {
   header: Buffer
   nonce: Buffer
   payload: Buffer
+  version: number
 }
 
 /** Reads a bundle, armoured or binary, checking every header field; no decryption. */
@@ -200,8 +262,8 @@ function parseBinary(data: Buffer): SealedBundle {
   if (data.length < FIXED_BYTES) throw formatError('is truncated (header incomplete)')
   if (!data.subarray(0, BUNDLE_MAGIC.length).equals(BUNDLE_MAGIC)) throw formatError('is not a sealed bundle (bad magic)')
   const version = data[8]
-  if (version !== BUNDLE_VERSION) {
-    throw new KeystoreError('EVERSION', `is a sealed bundle of version ${version}; this build reads version ${BUNDLE_VERSION}, upgrade apm-server`)
+  if (!READABLE_VERSIONS.has(version)) {
+    throw new KeystoreError('EVERSION', `is a sealed bundle of version ${version}; this build reads versions 1 and ${BUNDLE_VERSION}, upgrade apm-server`)
   }
 
   const count = data.readUInt16BE(9)
@@ -214,11 +276,11 @@ function parseBinary(data: Buffer): SealedBundle {
     throw formatError(`declares a ${payloadLength}-byte payload but ${data.length - headerLength} bytes follow its header (truncated or extended)`)
   }
 
-  if (payloadLength > MAX_PAYLOAD_BYTES + SECRETBOX_OVERHEAD_BYTES) {
+  if (payloadLength > MAX_PAYLOAD_BYTES + PREFIX_BYTES + SECRETBOX_OVERHEAD_BYTES) {
     throw new KeystoreError('ELIMITS', `holds a ${payloadLength}-byte payload, more than a keystore may hold (${MAX_PAYLOAD_BYTES} bytes); seal fewer or smaller values`)
   }
 
-  if (payloadLength < SECRETBOX_OVERHEAD_BYTES + 4) throw formatError(`has a ${payloadLength}-byte payload, too short to hold any entries`)
+  if (payloadLength < SECRETBOX_OVERHEAD_BYTES + (version === 1 ? 0 : PREFIX_BYTES) + 4) throw formatError(`has a ${payloadLength}-byte payload, too short to hold any entries`)
 
   const stanzas = new Map<string, Buffer>()
   const recipients: string[] = []
@@ -234,6 +296,7 @@ function parseBinary(data: Buffer): SealedBundle {
   const header = data.subarray(0, headerLength)
   return {
     header,
+    version,
     nonce: header.subarray(headerLength - LENGTH_BYTES - SECRETBOX_NONCE_BYTES, headerLength - LENGTH_BYTES),
     payload: data.subarray(headerLength),
     recipients,
@@ -245,21 +308,47 @@ function openFailed(): KeystoreError {
   return new KeystoreError('EDECRYPT', BUNDLE_OPEN_FAILED_MESSAGE)
 }
 
+/** An opened bundle: its entries, and who sealed it when (checked: a signer is only named when its signature verified). */
+export interface OpenedBundle {
+  entries: BundleEntry[]
+  /** the signer's Ed25519 public key, or undefined when the bundle is not signed */
+  signer?: Uint8Array
+  /** when it was sealed (ms since the epoch), or undefined for a version 1 bundle */
+  created?: number
+}
+
 /** Opens a bundle sealed to `pair` (the caller checked it is: {@link SealedBundle.stanzaFor}). */
-export function openBundle(bundle: SealedBundle, pair: X25519KeyPair): BundleEntry[] {
+export function openBundle(bundle: SealedBundle, pair: X25519KeyPair): OpenedBundle {
   const stanza = bundle.stanzaFor(pair.publicKey)
   const fileKey = stanza && openSealedWithKeyPair(stanza, pair)
   if (!fileKey || fileKey.length !== SECRETBOX_KEY_BYTES) throw openFailed()
-  let plaintext: Uint8Array
+  let opened: Uint8Array
   try {
-    plaintext = openSecretbox(bundle.payload, bundle.nonce, bindKey(fileKey, PAYLOAD_PURPOSE, bundle.header))
+    opened = openSecretbox(bundle.payload, bundle.nonce, bindKey(fileKey, PAYLOAD_PURPOSE, bundle.header))
   } catch {
     throw openFailed()
   } finally {
     fileKey.fill(0)
   }
 
-  return decodeEntries(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength))
+  const plaintext = Buffer.from(opened.buffer, opened.byteOffset, opened.byteLength)
+  if (bundle.version === 1) return {entries: decodeEntries(plaintext)}
+  const prefix = plaintext.subarray(0, PREFIX_BYTES)
+  const entries = plaintext.subarray(PREFIX_BYTES)
+  const created = Number(prefix.readBigUInt64BE(CREATED_AT))
+  const signed = prefix[SIGNED_AT]
+  if (signed > 1 || !Number.isSafeInteger(created)) throw openFailed()
+  if (signed === 0) {
+    if (prefix.subarray(SIGNER_AT).some((byte) => byte !== 0)) throw openFailed()
+    return {created, entries: decodeEntries(entries)}
+  }
+
+  const signer = Buffer.from(prefix.subarray(SIGNER_AT, SIGNATURE_AT))
+  if (!verifyDetached(signedDigest(bundle.header, prefix, entries), prefix.subarray(SIGNATURE_AT, PREFIX_BYTES), signer)) {
+    throw new KeystoreError('ESIGNER', `claims to be signed by ${formatSigner(signer)}, but its signature does not match: it was forged or changed; ask its sender to seal it again, and check how it travelled`)
+  }
+
+  return {created, entries: decodeEntries(entries), signer}
 }
 
 /** The entries of an opened payload: authenticated, so only the sealer could have made it wrong. */
