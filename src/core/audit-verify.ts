@@ -70,7 +70,7 @@ export async function readAuditTrail(keystoreFile: string, options: OpenOptions 
   }
 
   report.entries = read.lines.map((line, i) => ({confirmed: false, line: i + 1, record: line.record}))
-  report.problem = checkChain(read.lines, report.entries, file) ?? checkAnchor(read.lines, anchor, report.format, file, keystoreFile)
+  report.problem = checkChain(read.lines, report.entries, file) ?? checkAnchor(read.lines, anchor, report.format, file, keystoreFile) ?? checkSequence(report.entries, anchor, file, keystoreFile)
   markConfirmed(report.entries, anchor)
   return report
 }
@@ -237,6 +237,38 @@ function checkAnchor(lines: Line[], anchor: AuditAnchor | undefined, format: Aud
   }
 
   return undefined
+}
+
+/**
+ * The crash story, checked: every line says, by `unconfirmed`, which line the keystore recorded when it
+ * was written (line k with u: line k-1-u), and a line that knew it (a change, or a refusal with the
+ * keystore open) must agree with the lines after it. Lines past a recorded line are the leftovers of
+ * commands that stopped before their keystore write: each later one counts all before it. A keystore put
+ * back from an older copy breaks that story (a change made after it, by a command that did write the
+ * keystore, is followed by a line, or the keystore, that says the keystore never recorded it), where
+ * crashes cannot. Linear: each line is compared with the last line that knew the keystore's record.
+ * One line past the keystore's record cannot be told from one crash.
+ */
+function checkSequence(entries: AuditEntry[], anchor: AuditAnchor | undefined, file: string, keystoreFile: string): AuditProblem | undefined {
+  let known: {line: number; recorded: number} | undefined
+  const follows = (recorded: number, by: string): AuditProblem | undefined => {
+    if (!known || known.line <= recorded || known.recorded === recorded) return undefined
+    return {
+      line: known.line,
+      message: `line ${known.line} of ${file} is a change made when keystore ${keystoreFile} recorded line ${known.recorded}, yet ${by} line ${recorded}: the keystore was put back from an older copy (a change, a rotation among them, was undone); check its values, then restore the pair from one backup or run keystore audit --restart`,
+    }
+  }
+
+  for (const {line, record} of entries) {
+    // A refusal made without the keystore open (a wrong password) did not know what it recorded.
+    if (!record || (record.result === 'failed' && record.unconfirmed === undefined)) continue
+    const recorded = line - 1 - (record.unconfirmed ?? 0)
+    const problem = follows(recorded, `line ${line} says it recorded only`)
+    if (problem) return problem
+    known = {line, recorded}
+  }
+
+  return anchor ? follows(anchor.lines, 'it now records only') : undefined
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {readFileSync, statSync, utimesSync, watch, writeFileSync} from 'node:fs'
+import {readFileSync, renameSync, statSync, utimesSync, watch, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {BIN, cleanEnv, CliOptions, makeTempDir, runCli, startChild} from '../helpers/cli.js'
@@ -128,6 +128,29 @@ describe('apm-server keystore audit', () => {
     const json = JSON.parse((await ks(['audit', '--verify', '--json'])).stdout)
     assert.deepEqual(json.entries.slice(-2).map((entry: {confirmed: boolean}) => entry.confirmed), [false, true])
     assert.equal(json.verified.ok, true)
+  })
+
+  it('an older copy of the keystore put back (a rotation undone) fails --verify, and still does after the next change', async () => {
+    await history()
+    const older = `${file}.older`
+    writeFileSync(older, readFileSync(file), {mode: 0o600})
+    for (const [args, input] of [[['add', 'TOKEN', '--stdin', '--force'], 'rotated'], [['add', 'OTHER', '--stdin'], VALUE]] as const) {
+      // eslint-disable-next-line no-await-in-loop -- a history, in order
+      const run = await ks([...args], {input})
+      assert.equal(run.code, 0, run.stderr)
+    }
+
+    renameSync(older, file)
+    const advice = 'the keystore was put back from an older copy (a change, a rotation among them, was undone); check its values, then restore the pair from one backup or run keystore audit --restart\n'
+    const undone = await ks(['audit', '--verify'])
+    assert.equal(undone.code, 1)
+    assert.equal(undone.stderr, `error: line 9 of ${trail} is a change made when keystore ${file} recorded line 8, yet it now records only line 7: ${advice}`)
+    // Two crashes in a row would have left line 9 counting line 8 as never confirmed; the next change cannot bless it.
+    const next = await ks(['add', 'LATER', '--stdin'], {input: VALUE})
+    assert.equal(next.code, 0, next.stderr)
+    const still = await ks(['audit', '--verify'])
+    assert.equal(still.code, 1)
+    assert.equal(still.stderr, `error: line 9 of ${trail} is a change made when keystore ${file} recorded line 8, yet line 10 says it recorded only line 7: ${advice}`)
   })
 
   it('a chained line appended past the anchor that apm-server would not write is damage: --verify exits 1 naming it; the text never prints a control character', async () => {
