@@ -4,12 +4,16 @@
  * reset with nothing in the log, and a reload failed with EMFILE). The server takes at most
  * {@link connectionCap} connections, leaving descriptors for its own files. Connections that have not
  * presented the secret token may hold at most half of them, and one address a sixteenth (the shares of
- * the memory budget): a connection past its address's share is closed at once, and one past the half
- * takes the place of an older connection without the token, which is closed (an agent's connection
- * presents its token within milliseconds of its opening, and the oldest of an address holding several
- * goes first; a silent one is closed within {@link HEADERS_TIMEOUT_MS} anyway, an idle one
- * {@link UNAUTHENTICATED_IDLE_MS} after its last answer). So clients without the token can never take
- * the descriptors agents with it need. Refusals are logged, counted.
+ * the memory budget). A new connection is never refused for those shares, only for the whole cap: it
+ * cannot have shown the token yet, and the agents of an address share it with whoever else connects
+ * from there (behind a proxy, NAT or a k8s Service, on the same host). So a connection past its
+ * address's share takes the place of that address's oldest connection without the token, and one past
+ * the half the place of an older one without the token (the oldest of an address holding several
+ * first), which is closed. An agent's connection presents its token within milliseconds of its opening,
+ * so it is the youngest of its address, not the oldest; a silent one is closed within
+ * {@link HEADERS_TIMEOUT_MS} anyway, an idle one {@link UNAUTHENTICATED_IDLE_MS} after its last answer.
+ * Connections that presented the token are never closed to make room: clients without it can never take
+ * the descriptors agents with it need. Closings are logged, counted.
  */
 import {readFileSync} from 'node:fs'
 import type {Socket} from 'node:net'
@@ -54,11 +58,12 @@ export function connectionCap(limit = descriptorLimit() ?? DEFAULT_DESCRIPTORS):
 /** Why a connection was refused or closed. */
 type Refusal = 'evicted' | 'per address' | 'total'
 
-/** Counts connections without the token, in all and per address, and refuses those past their share. */
+/** Counts connections without the token, in all and per address, and closes the oldest past their share. */
 export class ConnectionGate {
   /** connections that have not presented the token, by remote address and port, oldest first */
   private readonly withoutToken = new Map<string, {address: string; socket: Socket}>()
-  private readonly perAddress = new Map<string, number>()
+  /** the same by address, each address's oldest first (its first to close, without a scan) */
+  private readonly perAddress = new Map<string, Map<string, Socket>>()
   private readonly refused = new Map<Refusal, number>()
   private logTimer: NodeJS.Timeout | undefined
 
@@ -67,18 +72,26 @@ export class ConnectionGate {
     private readonly logger: Logger,
   ) {}
 
-  /** A new connection: false, counted as refused, when its address is past its share (the caller closes it). */
-  admit(socket: Socket): boolean {
+  /**
+   * A new connection, counted as without the token. Past its address's share it takes the place of that
+   * address's oldest connection without the token, past the half that of another (see {@link evict}).
+   * Only the whole cap (server.maxConnections, {@link dropped}) refuses a connection.
+   */
+  admit(socket: Socket): void {
     const address = addressOf(socket)
-    const own = this.perAddress.get(address) ?? 0
-    if (own >= Math.max(1, Math.floor(this.cap * ADDRESS_SHARE))) return this.refuse('per address')
-    if (this.withoutToken.size >= Math.max(1, Math.floor(this.cap * UNAUTHENTICATED_SHARE))) this.evict()
+    let own = this.perAddress.get(address)
+    if (own && own.size >= Math.max(1, Math.floor(this.cap * ADDRESS_SHARE))) {
+      this.close(own.keys().next().value!, 'per address')
+    } else if (this.withoutToken.size >= Math.max(1, Math.floor(this.cap * UNAUTHENTICATED_SHARE))) {
+      this.evict()
+    }
 
     const key = keyOf(socket)
     this.withoutToken.set(key, {address, socket})
-    this.perAddress.set(address, own + 1)
+    own = this.perAddress.get(address) ?? new Map<string, Socket>()
+    own.set(key, socket)
+    this.perAddress.set(address, own)
     socket.once('close', () => this.settle(key))
-    return true
   }
 
   /**
@@ -92,7 +105,7 @@ export class ConnectionGate {
     let seen = 0
     for (const [key, {address}] of this.withoutToken) {
       victim ??= key
-      if ((this.perAddress.get(address) ?? 0) > 1) {
+      if ((this.perAddress.get(address)?.size ?? 0) > 1) {
         victim = key
         break
       }
@@ -100,10 +113,15 @@ export class ConnectionGate {
       if (++seen >= EVICTION_SCAN) break
     }
 
-    const {socket} = this.withoutToken.get(victim!)!
-    this.settle(victim!)
+    this.close(victim!, 'evicted')
+  }
+
+  /** Closes the connection without the token `key` to make room for a new one, counted as `why`. */
+  private close(key: string, why: Refusal): void {
+    const {socket} = this.withoutToken.get(key)!
+    this.settle(key)
     socket.destroy()
-    this.refuse('evicted')
+    this.refuse(why)
   }
 
   /**
@@ -138,14 +156,14 @@ export class ConnectionGate {
     const address = this.withoutToken.get(key)?.address
     if (address === undefined) return false
     this.withoutToken.delete(key)
-    const left = (this.perAddress.get(address) ?? 1) - 1
-    if (left > 0) this.perAddress.set(address, left)
-    else this.perAddress.delete(address)
+    const own = this.perAddress.get(address)
+    own?.delete(key)
+    if (own?.size === 0) this.perAddress.delete(address)
     return true
   }
 
   /** Counts a refusal; the first of a quiet spell is logged at once, the rest of the next 10 s in one line. */
-  private refuse(why: Refusal): false {
+  private refuse(why: Refusal): void {
     this.refused.set(why, (this.refused.get(why) ?? 0) + 1)
     if (!this.logTimer) {
       this.logRefusals()
@@ -154,8 +172,6 @@ export class ConnectionGate {
         this.logRefusals()
       }, REFUSAL_LOG_MS).unref()
     }
-
-    return false
   }
 
   private logRefusals(): void {
@@ -165,7 +181,7 @@ export class ConnectionGate {
     const total = Object.values(counts).reduce((sum, count) => sum + count, 0)
     this.logger.warn(
       {cap: this.cap, refused: counts, unauthenticated: this.withoutToken.size},
-      `refused or closed ${total} connection${total === 1 ? '' : 's'} past the connection caps (${this.cap} in all, half of them without the secret token, a sixteenth of them per address); raise the open-files limit (ulimit -n) for more`,
+      `refused or closed ${total} connection${total === 1 ? '' : 's'} past the connection caps (${this.cap} in all, half of them without the secret token, a sixteenth of them per address, the oldest without the token closed first); raise the open-files limit (ulimit -n) for more`,
     )
   }
 }

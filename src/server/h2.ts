@@ -131,7 +131,8 @@ function takeOnlyListener(server: http.Server | https.Server, event: string): Co
 /**
  * Reads the first bytes of a cleartext connection until they are, or cannot be, the HTTP/2 preface,
  * then puts them back and hands the connection over, all within the 'data' callback, so that they are
- * read before anything that arrives later. A connection that sends too little for `timeoutMs` is closed.
+ * read before anything that arrives later. A connection that sends too little for `timeoutMs`, or closes its
+ * side before, is closed.
  */
 function sniff(socket: Socket, handOver: (isH2: boolean) => void, timeoutMs: number): void {
   let head: Buffer = Buffer.alloc(0)
@@ -139,7 +140,17 @@ function sniff(socket: Socket, handOver: (isH2: boolean) => void, timeoutMs: num
   const stop = () => {
     clearTimeout(timer)
     socket.off('data', onData)
+    socket.off('end', ended)
     socket.off('close', stop)
+  }
+
+  // A client that closes its side (FIN) before it was told apart can send nothing more: its connection is
+  // over. The HTTP/1 server accepts sockets half-open, so without this one would keep its descriptor and
+  // its address's share until the timer (break-new2 finding 1: a burst of such connections every 10 s
+  // held an address's share with no socket open).
+  const ended = () => {
+    stop()
+    socket.destroy()
   }
 
   const onData = (chunk: Buffer) => {
@@ -157,6 +168,7 @@ function sniff(socket: Socket, handOver: (isH2: boolean) => void, timeoutMs: num
   }
 
   socket.on('data', onData)
+  socket.once('end', ended)
   socket.once('close', stop)
   // Node's HTTP/1 listener, which this one stands in front of, handles a socket's errors from its first
   // moment; until the hand-over nothing else does, and an 'error' without a listener (a client's reset)

@@ -111,7 +111,7 @@ export function createListener(
   // A new connection has as long to show which protocol it speaks as to send its headers.
   const side = addHttp2(server, material !== undefined, onStream, HEADERS_TIMEOUT_MS, gate)
   server.on('connection', (socket: Socket) => {
-    if (gate && !gate.admit(socket)) return void socket.destroy()
+    gate?.admit(socket)
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
   })

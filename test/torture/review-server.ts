@@ -934,7 +934,7 @@ export async function checkPlantedConfig(_scale: Scale): Promise<CheckResult> {
  * Finding 8: no connection cap: ~1,000 silent connections without a token (kept 90-300 s each) exhausted
  * the server's descriptors; agents got ECONNRESET with nothing in the log, and a reload failed with
  * EMFILE. Now connections without the token hold at most half the cap (one address a sixteenth), the
- * newest taking the place of the oldest, silent ones are closed after 10 s, idle ones after 5 s, an answer to a request whose
+ * newest taking the place of the oldest (of its address, past the address's share: break-new2 finding 1), silent ones are closed after 10 s, idle ones after 5 s, an answer to a request whose
  * body is still to come closes its connection, and the refusals are logged.
  */
 export async function checkConnections(scale: Scale): Promise<CheckResult> {
