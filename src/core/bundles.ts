@@ -154,6 +154,12 @@ export interface Imported {
   created: null | string
 }
 
+/**
+ * How far ahead of this host's clock a bundle's sealing time may be: clocks kept by NTP differ by far
+ * less, and a bundle stamped further ahead would stay "newer" than every later import for that long.
+ */
+export const BUNDLE_CLOCK_SKEW_MS = 5 * 60_000
+
 export interface ImportOptions extends UpdateOptions {
   /** replace keys that exist with another value */
   force?: boolean
@@ -183,6 +189,7 @@ export async function importBundle(file: string, data: Buffer, label: string, op
     if (!pair || !bundle.stanzaFor(pair.publicKey)) throw notSealedToThisHost(label, bundle, pair)
     const opened = withLabel(label, () => openBundle(bundle, pair))
     checkSigner(label, opened, options.from ?? [])
+    checkClock(label, opened.created)
     const imported = addEntries(keystore, opened, label, options)
     if (options.expires !== undefined) for (const name of [...imported.added, ...imported.updated]) keystore.setExpiry(name, options.expires)
     return {
@@ -213,6 +220,17 @@ function checkSigner(label: string, opened: OpenedBundle, from: readonly Uint8Ar
   }
 }
 
+/** A bundle sealed in the future (by this host's clock) says one of the two clocks is wrong. */
+function checkClock(label: string, created: number | undefined): void {
+  const now = Date.now()
+  if (created === undefined || created - now <= BUNDLE_CLOCK_SKEW_MS) return
+  const ahead = Math.round((created - now) / 1000)
+  throw new KeystoreError(
+    'ECLOCK',
+    `${label} was sealed at ${new Date(created).toISOString()}, ${ahead} s ahead of this host's clock (${new Date(now).toISOString()}), more than the ${BUNDLE_CLOCK_SKEW_MS / 60_000} minutes allowed: the sealing host's clock runs ahead, or this one's behind; correct the clock that is wrong (NTP), then seal the bundle again; nothing was imported`,
+  )
+}
+
 function addEntries(keystore: Keystore, opened: OpenedBundle, label: string, options: ImportOptions): Omit<Imported, 'created' | 'signer'> {
   const result = {added: [] as string[], unchanged: 0, updated: [] as string[]}
   const {created, entries} = opened
@@ -227,14 +245,18 @@ function addEntries(keystore: Keystore, opened: OpenedBundle, label: string, opt
   // A replayed old bundle would roll a rotated value back: a value is replaced only by a newer bundle.
   const stale = options.allowOlder ? [] : conflicts.filter((name) => created === undefined || created < keystore.describe(name).updated)
   if (stale.length > 0) throw staleBundle(label, keystore, stale, created)
+  // A signed bundle's value is recorded as changed no earlier than it was sealed, so the next bundle from
+  // that sealer is judged by the sealer's own clock, not against this host's (break-new2 3: a sealer
+  // minutes ahead let a replay of its older bundle look newer than the value its newer one set here).
+  const notBefore = opened.signer ? created : undefined
   for (const {name, value} of entries) {
     if (!keystore.has(name)) {
-      keystore.set(name, value)
+      keystore.set(name, value, {notBefore})
       result.added.push(name)
     } else if (keystore.get(name).equals(value)) {
       result.unchanged++
     } else {
-      keystore.set(name, value, {overwrite: true})
+      keystore.set(name, value, {notBefore, overwrite: true})
       result.updated.push(name)
     }
   }

@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'ENOTRECIPIENT' // a sealed bundle not sealed to this host, or a host without a key
   | 'ESIGNER' // a sealed bundle not signed by a sender import --from names, or whose signature does not verify
   | 'ESTALE' // a sealed bundle older than a value it would replace (a replay): import --allow-older
+  | 'ECLOCK' // a sealed bundle dated ahead of this host's clock by more than BUNDLE_CLOCK_SKEW_MS
   | 'ESYNC' // files of a sync directory that cannot become keys
   | 'EAUDIT' // an audit trail that was changed, cut or does not match its keystore
 

@@ -191,8 +191,13 @@ export class Keystore {
     this.nativeVersion = NATIVE_VERSION
   }
 
-  /** Stores `value` under `name`. Refuses to replace an existing key unless `overwrite`. */
-  set(name: string, value: Buffer, options: {overwrite?: boolean} = {}): 'added' | 'updated' {
+  /**
+   * Stores `value` under `name`. Refuses to replace an existing key unless `overwrite`. The update time
+   * recorded is the latest of now, `notBefore` (ms since the epoch: a signed bundle's sealing time) and
+   * the one already recorded: a later change is never recorded as earlier, so a replayed older bundle
+   * cannot look newer than it when a clock (this host's, or the sealer's) was off.
+   */
+  set(name: string, value: Buffer, options: {overwrite?: boolean; notBefore?: number} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
     if (value.length === 0) throw new KeystoreError('EBADVALUE', `empty value for key ${name}; give a non-empty value`)
     if (value.length > MAX_VALUE_BYTES) {
@@ -205,7 +210,8 @@ export class Keystore {
       throw new KeystoreError('ELIMITS', `keystore ${this.path} already holds ${MAX_KEYS} keys, the most it may hold; remove keys first`)
     }
     const now = Date.now()
-    this.entries.set(name, {created: existing?.created ?? now, updated: now, value: Buffer.from(value)})
+    const updated = Math.max(now, options.notBefore ?? now, existing?.updated ?? now)
+    this.entries.set(name, {created: existing?.created ?? now, updated, value: Buffer.from(value)})
     // An expiry belongs to a value: a new value has none until it is given one.
     this.meta.expires?.delete(name)
     this.touched.add(name)

@@ -3,7 +3,7 @@ import {execFileSync} from 'node:child_process'
 import {copyFileSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {armorBundle, BUNDLE_OPEN_FAILED_MESSAGE, sealPayload} from '../../src/core/format/bundle.js'
+import {armorBundle, BUNDLE_OPEN_FAILED_MESSAGE, sealBundle, sealPayload} from '../../src/core/format/bundle.js'
 import {createKeystore, openKeystore, updateKeystore} from '../../src/core/keystore.js'
 import {fingerprintOf, formatSigner, parseRecipient} from '../../src/core/recipient.js'
 import {CliOptions, makeTempDir, runCli} from '../helpers/cli.js'
@@ -352,6 +352,38 @@ describe('apm-server keystore recipient, seal, import', () => {
       assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-v2')
       assertRun(await ks(['import', old, '--force', '--allow-older', '--from', signer, '--path.data', host1]), {code: 0, stdout: `Imported into ${at(host1)}: replaced APM_SECRET_TOKEN; 0 unchanged.\n`})
       assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-v1')
+    })
+
+    it('a sealer whose clock runs ahead: its replayed older bundle is still refused; a bundle over 5 minutes ahead is refused (break-new2 3)', async () => {
+      // The sealer's clock is 4 minutes ahead of this host's (a laptop without NTP): sealed here with
+      // that clock, signed by the workstation, as "keystore seal" on it would.
+      const signing = (await openKeystore(at(work))).hostSigningKeyPair()!
+      const to = [(await openKeystore(at(host1))).hostKeyPair()!.publicKey]
+      const sealAt = (file: string, value: string, created: number) =>
+        writeFileSync(file, armorBundle(sealBundle([{name: 'APM_SECRET_TOKEN', value: Buffer.from(value)}], to, {created, signer: signing})))
+      const ahead = Date.now() + 4 * 60_000
+      const [b, c] = [path.join(tmp.dir, 'b.bundle'), path.join(tmp.dir, 'c.bundle')]
+      sealAt(b, 'token-B', ahead)
+      sealAt(c, 'token-C', ahead + 5000)
+      assert.equal((await ks(['import', b, '--force', '--from', signer, '--path.data', host1])).code, 0)
+      assert.equal((await ks(['import', c, '--force', '--from', signer, '--path.data', host1])).code, 0)
+      const bytes = readFileSync(at(host1))
+      const replay = await ks(['import', b, '--force', '--from', signer, '--path.data', host1])
+      assert.equal(replay.code, 1, replay.stdout)
+      assert.equal(replay.stderr, `error: bundle ${b} was sealed at ${new Date(ahead).toISOString()}, before key APM_SECRET_TOKEN was last changed in ${at(host1)} (${new Date(ahead + 5000).toISOString()}): an old bundle replayed would roll it back; have it sealed again, or use --allow-older to restore the older value; nothing was imported\n`)
+      assert.deepEqual(readFileSync(at(host1)), bytes)
+      assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-C')
+      // Further ahead than 5 minutes: refused before anything is judged, naming the skew and the fix.
+      const future = path.join(tmp.dir, 'future.bundle')
+      const far = Date.now() + 10 * 60_000
+      sealAt(future, 'token-D', far)
+      const refused = await ks(['import', future, '--force', '--from', signer, '--path.data', host1])
+      assert.equal(refused.code, 1)
+      assert.match(
+        refused.stderr,
+        new RegExp(`^error: bundle ${future} was sealed at ${new Date(far).toISOString()}, \\d+ s ahead of this host's clock \\(\\S+Z\\), more than the 5 minutes allowed: the sealing host's clock runs ahead, or this one's behind; correct the clock that is wrong \\(NTP\\), then seal the bundle again; nothing was imported\n$`),
+      )
+      assert.deepEqual(readFileSync(at(host1)), bytes)
     })
 
     it('a version 1 bundle (unsigned, undated) still imports, as unsigned with the warning; it cannot replace a value without --allow-older', async () => {

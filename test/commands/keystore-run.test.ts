@@ -3,6 +3,7 @@
  * a value arrives split across writes or lines, --no-mask, exit status and signals as a shell has them.
  */
 import assert from 'node:assert/strict'
+import {execFileSync} from 'node:child_process'
 import {chmodSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -102,6 +103,39 @@ describe('apm-server keystore run', () => {
     const named = await ks(['--key', 'NODE_OPTIONS', '--env', 'PRE=LD_PRELOAD', '--no-mask', ...node('console.log(process.env.PRE)')])
     assertRun(named, {code: 0, stderr: '', stdout: '/nonexistent/evil\n'})
     assert.equal(readFileSync(marker, 'utf8'), 'x')
+  })
+
+  it('GIT_CONFIG_*, HOME, OPENSSL_CONF, proxies and other families that run code or redirect trust are passed only when named (break-new2 2)', async () => {
+    // GIT_CONFIG_COUNT/KEY_0/VALUE_0 set core.fsmonitor: a command `git status` runs.
+    const repo = path.join(tmp.dir, 'repo')
+    execFileSync('git', ['init', '-q', repo])
+    const marker = path.join(tmp.dir, 'git-ran')
+    const planted: Record<string, string> = {
+      GIT_CONFIG_COUNT: '1',
+      GIT_CONFIG_KEY_0: 'core.fsmonitor',
+      GIT_CONFIG_VALUE_0: `echo x > '${marker}'; false`,
+      HOME: '/nonexistent/home',
+      KUBECONFIG: '/nonexistent/kubeconfig',
+      OPENSSL_CONF: '/nonexistent/openssl.cnf',
+      XDG_CONFIG_HOME: '/nonexistent/config',
+      https_proxy: 'http://attacker.invalid:8080',
+      npm_config_script_shell: '/nonexistent/sh',
+    }
+    await updateKeystore(file, {password: passwordOf(PASSWORD)}, (keystore) => {
+      keystore.remove(['es.password'])
+      for (const [name, value] of Object.entries(planted)) keystore.set(name, Buffer.from(value))
+    })
+    const every = await ks(['--no-mask', '--', 'git', '-C', repo, 'status', '--short'])
+    assertRun(every, {
+      code: 0,
+      stderr: 'warning: not passed to the command: GIT_CONFIG_COUNT, GIT_CONFIG_KEY_0, GIT_CONFIG_VALUE_0, HOME, KUBECONFIG, OPENSSL_CONF, XDG_CONFIG_HOME, https_proxy, npm_config_script_shell: variables that change how programs load code are passed only when named (--key GIT_CONFIG_COUNT)\n',
+      stdout: '',
+    })
+    assert.throws(() => readFileSync(marker), 'GIT_CONFIG_* from the keystore ran a command in git status')
+    // Named on the command line: passed, as asked, and git runs the hook (so the check above can fail).
+    const named = await ks(['--key', 'GIT_CONFIG_COUNT', '--key', 'GIT_CONFIG_KEY_0', '--key', 'GIT_CONFIG_VALUE_0', '--no-mask', '--', 'git', '-C', repo, 'status', '--short'])
+    assert.equal(named.code, 0, named.stderr)
+    assert.equal(readFileSync(marker, 'utf8'), 'x\n')
   })
 
   it('refuses values an environment variable cannot hold, before the command runs', async () => {
