@@ -98,7 +98,10 @@ export function createListener(
         handler(req, res)
       }
     : handler
-  const server = material ? https.createServer({...options, ...material, ALPNProtocols: ALPN_PROTOCOLS}, serve) : http.createServer(options, serve)
+  // A TLS handshake is held to the headers' time too (Node's default is 120 s, before any header timer runs).
+  const server = material
+    ? https.createServer({...options, ...material, ALPNProtocols: ALPN_PROTOCOLS, handshakeTimeout: HEADERS_TIMEOUT_MS}, serve)
+    : http.createServer(options, serve)
   const sockets = new Set<Socket>()
   server.keepAliveTimeout = KEEP_ALIVE_MS
   server.headersTimeout = HEADERS_TIMEOUT_MS

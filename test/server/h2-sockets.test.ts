@@ -12,6 +12,7 @@ import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
+import {makeRedisCertificate} from '../helpers/redis.js'
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])
@@ -133,5 +134,29 @@ describe('cleartext connections that reset or half-close (src/server/h2.ts)', fu
     await new Promise((resolve) => setTimeout(resolve, 300))
     assert.equal(await getRoot(server.address.port), 200)
     assert.deepEqual(logLines.filter((line) => line.includes('internal error')), [])
+  })
+})
+
+describe('a TLS connection that never starts its handshake', function () {
+  this.timeout(60_000)
+
+  it('is closed by the server within the headers\' 10 s, not kept for Node\'s 120 s handshake default', async () => {
+    const tmp = makeTempDir('apm-tls-silent-')
+    const {cert, key} = makeRedisCertificate(tmp.dir)
+    const server = await startServer({...config(tmp.dir), ssl: {certificate: cert, enabled: true, key}}, createLogger({destination: {write: () => {}}}))
+    try {
+      const started = Date.now()
+      const waited = await new Promise<number>((resolve, reject) => {
+        const socket = net.connect(server.address.port, '127.0.0.1')
+        socket.resume()
+        socket.on('error', () => resolve(Date.now() - started))
+        socket.on('close', () => resolve(Date.now() - started))
+        setTimeout(() => reject(new Error('the server still held the silent connection after 30 s')), 30_000).unref()
+      })
+      assert.ok(waited < 15_000, `closed after ${waited} ms`)
+    } finally {
+      await server.close()
+      tmp.cleanup()
+    }
   })
 })
