@@ -1,30 +1,19 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import path from 'node:path'
 
 import {AUTH_FAILED, AUTH_MISSING, Authenticator, parseAuthorizationHeader, secretsEqual, tokenDigest, unknownSchemeMessage} from '../../src/server/auth.js'
 import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
+import {testServerConfig} from '../helpers/server-config.js'
 
 const TOKEN = 'secret-token-123'
 const METADATA = JSON.stringify({metadata: {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'auth-test'}}})
 const BODY = `${METADATA}\n${JSON.stringify({transaction: {id: 'a1', name: 'GET /'}})}\n`
 
 function config(dir: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
-  return {
-    anonymous: {allowAgent: ['rum-js', 'js-base'], allowService: [], enabled: false, rateLimit: {eventLimit: 300, ipLimit: 1000}},
-    host: '127.0.0.1:0',
-    maxEventSize: 307_200,
-    output: {filename: 'apm-server', numberOfFiles: 7, path: path.join(dir, 'out'), rotateEveryKb: 10_240},
-    paths: {config: dir, data: dir, home: dir, logs: dir},
-    rum: {allowOrigins: ['*'], enabled: false},
-    secretToken: TOKEN,
-    secretTokenGracePeriodMs: 0,
-    ssl: {enabled: false},
-    ...overrides,
-  }
+  return testServerConfig(dir, {secretToken: TOKEN, ...overrides})
 }
 
 function send(url: string, options: {method?: string; path: string; headers?: Record<string, string>; body?: string}) {

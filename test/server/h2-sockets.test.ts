@@ -6,29 +6,19 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import http2 from 'node:http2'
 import net from 'node:net'
-import path from 'node:path'
 
 import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
+import {testServerConfig} from '../helpers/server-config.js'
 import {makeRedisCertificate} from '../helpers/redis.js'
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 function config(dir: string): ServerConfig {
-  return {
-    anonymous: {allowAgent: ['rum-js', 'js-base'], allowService: [], enabled: false, rateLimit: {eventLimit: 300, ipLimit: 1000}},
-    host: '127.0.0.1:0',
-    maxEventSize: 307_200,
-    output: {filename: 'apm-server', numberOfFiles: 7, path: path.join(dir, 'out'), rotateEveryKb: 10_240},
-    paths: {config: dir, data: dir, home: dir, logs: dir},
-    rum: {allowOrigins: ['*'], enabled: false},
-    secretToken: 'a-token',
-    secretTokenGracePeriodMs: 0,
-    ssl: {enabled: false},
-  }
+  return testServerConfig(dir)
 }
 
 function getRoot(port: number): Promise<number> {

@@ -21,23 +21,13 @@ import {ANONYMOUS_DECODED_RATE_EXCEEDED} from '../../src/server/limits.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer, StartOptions} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
+import {testServerConfig} from '../helpers/server-config.js'
 import {encode, grpcCall, grpcFrame, kv, logsRequest, metricsRequest, RESOURCE, toOtlpJson, tracesRequest} from '../helpers/otlp.js'
 
 const TOKEN = 'otlp-test-token'
 
 function config(dir: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
-  return {
-    anonymous: {allowAgent: ['rum-js', 'js-base'], allowService: [], enabled: false, rateLimit: {eventLimit: 300, ipLimit: 1000}},
-    host: '127.0.0.1:0',
-    maxEventSize: 307_200,
-    output: {filename: 'apm-server', numberOfFiles: 7, path: path.join(dir, 'out'), rotateEveryKb: 10_240},
-    paths: {config: dir, data: dir, home: dir, logs: dir},
-    rum: {allowOrigins: ['*'], enabled: false},
-    secretToken: TOKEN,
-    secretTokenGracePeriodMs: 0,
-    ssl: {enabled: false},
-    ...overrides,
-  }
+  return testServerConfig(dir, {secretToken: TOKEN, ...overrides})
 }
 
 interface Reply {

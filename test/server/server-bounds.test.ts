@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import net from 'node:net'
-import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {gzipSync} from 'node:zlib'
 
@@ -14,6 +13,7 @@ import type {ServerConfig} from '../../src/server/config/server-config.js'
 import {createLogger} from '../../src/server/logger.js'
 import {RunningServer, startServer, StartOptions} from '../../src/server/server.js'
 import {makeTempDir} from '../helpers/cli.js'
+import {testServerConfig} from '../helpers/server-config.js'
 
 const TOKEN = 'bounds-test-token'
 const RUM_METADATA = JSON.stringify({metadata: {service: {agent: {name: 'rum-js', version: '5.16.0'}, name: 'web'}}})
@@ -22,17 +22,7 @@ const ndjson = (...lines: string[]) => lines.map((line) => `${line}\n`).join('')
 const deep = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`
 
 function config(dir: string): ServerConfig {
-  return {
-    anonymous: {allowAgent: ['rum-js', 'js-base'], allowService: [], enabled: true, rateLimit: {eventLimit: 300, ipLimit: 1000}},
-    host: '127.0.0.1:0',
-    maxEventSize: 307_200,
-    output: {filename: 'apm-server', numberOfFiles: 7, path: path.join(dir, 'out'), rotateEveryKb: 10_240},
-    paths: {config: dir, data: dir, home: dir, logs: dir},
-    rum: {allowOrigins: ['*'], enabled: true},
-    secretToken: TOKEN,
-    secretTokenGracePeriodMs: 0,
-    ssl: {enabled: false},
-  }
+  return testServerConfig(dir, {anonymous: {allowAgent: ['rum-js', 'js-base'], allowService: [], enabled: true, rateLimit: {eventLimit: 300, ipLimit: 1000}}, rum: {allowOrigins: ['*'], enabled: true}, secretToken: TOKEN})
 }
 
 interface Reply {
