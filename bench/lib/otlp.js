@@ -29,9 +29,9 @@ function id(bytes, seed) {
   return Buffer.from((seed.toString(16).padStart(bytes * 2, '0') + 'a1b2c3d4e5f60718293a4b5c6d7e8f90').slice(0, bytes * 2), 'hex')
 }
 
-/** An ExportTraceServiceRequest of `count` spans from one service, as protobuf. */
-export function otlpTracesBody(count) {
-  const now = BigInt(Date.now()) * 1_000_000n
+/** An ExportTraceServiceRequest of `count` spans from one service, as protobuf; `nowMs` dates them (tests fix it). */
+export function otlpTracesBody(count, nowMs = Date.now()) {
+  const now = BigInt(nowMs) * 1_000_000n
   const spans = []
   for (let i = 0; i < count; i++) {
     const start = now + BigInt(i) * 1000n
