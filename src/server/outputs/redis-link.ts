@@ -208,3 +208,15 @@ function transportWords(code: string): string {
   }
   return words[code] ?? (code.startsWith('ERR_TLS') || code.includes('CERT') ? 'TLS failed' : 'connection failed')
 }
+
+type Credentials = {password?: string; username?: string}
+
+/**
+ * The credentials for one host: a URL's own win; its password without a user name means Redis's default
+ * user, so the shared user name is not taken with it. Only the fields that are set.
+ */
+export function hostCredentials(own: Credentials, shared: Credentials): Credentials {
+  const password = own.password ?? shared.password
+  const username = own.username ?? (own.password === undefined ? shared.username : undefined)
+  return {...(password === undefined ? {} : {password}), ...(username === undefined ? {} : {username})}
+}

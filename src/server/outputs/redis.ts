@@ -21,7 +21,7 @@ import type {RedisOutputConfig, ServerConfig} from '../config/server-config.js'
 import type {Logger} from '../logger.js'
 import {Output, OutputFullError, OutputStats} from './output.js'
 import {Batch, RedisHost} from './redis-host.js'
-import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
+import {hostCredentials, LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
 import {encodeCommand, lineLength, LineParts} from './redis-resp.js'
 import {readTlsOptions, TlsByHost} from './redis-tls.js'
 
@@ -326,16 +326,12 @@ export class RedisOutput implements Output {
 /** Where host `index` is, with the credentials in force (a URL's own win). */
 function linkTarget(config: RedisOutputConfig, index: number, credentials: Credentials, tls: TlsByHost): LinkTarget {
   const host = config.hosts[index]
-  const own = credentials.hosts[index]
-  const password = own.password ?? credentials.password
-  const username = own.username ?? (own.password === undefined ? credentials.username : undefined)
   return {
     db: config.db,
     host: host.host,
     port: host.port,
     timeoutMs: config.timeoutMs,
-    ...(password === undefined ? {} : {password}),
-    ...(username === undefined ? {} : {username}),
+    ...hostCredentials(credentials.hosts[index], credentials),
     ...(tls[index] === undefined ? {} : {tls: tls[index]}),
   }
 }

@@ -12,7 +12,7 @@ import path from 'node:path'
 import tls from 'node:tls'
 
 import type {RedisOutputConfig, ServerConfig} from '../config/server-config.js'
-import {RedisLink, RedisLinkError} from './redis-link.js'
+import {hostCredentials, RedisLink, RedisLinkError} from './redis-link.js'
 import {readTlsOptions} from './redis-tls.js'
 
 export interface OutputTestStep {
@@ -86,15 +86,12 @@ async function testRedisHost(config: RedisOutputConfig, index: number, tlsOption
   }
 
   try {
-    const password = host.password ?? config.password
-    const username = host.username ?? (host.password === undefined ? config.username : undefined)
     const link = await RedisLink.open({
       db: config.db,
       host: host.host,
       port: host.port,
       timeoutMs: config.timeoutMs,
-      ...(password === undefined ? {} : {password}),
-      ...(username === undefined ? {} : {username}),
+      ...hostCredentials(host, config),
       ...(tlsOptions === undefined ? {} : {tls: tlsOptions}),
     })
     link.close()
