@@ -13,6 +13,7 @@ import {RUM_DISABLED_MESSAGE} from '../../src/server/api/rum.js'
 import {RunningServer, startServer} from '../../src/server/server.js'
 import {makeTempDir, runCli} from '../helpers/cli.js'
 import {killStartedServers, open, send, SendOptions, startRun} from '../helpers/run-server.js'
+import {testServerConfig} from '../helpers/server-config.js'
 
 const TOKEN = 'server-test-token'
 const NODE_METADATA = JSON.stringify({metadata: {service: {agent: {name: 'nodejs', version: '4.18.0'}, name: 'svc'}}})
@@ -22,18 +23,7 @@ const ndjson = (...lines: string[]) => lines.map((line) => `${line}\n`).join('')
 const BODY = ndjson(NODE_METADATA, event(1), event(2))
 
 function serverConfig(dir: string, overrides: Partial<ServerConfig> = {}): ServerConfig {
-  return {
-    anonymous: {allowAgent: ['rum-js', 'js-base'], allowService: [], enabled: false, rateLimit: {eventLimit: 300, ipLimit: 1000}},
-    host: '127.0.0.1:0',
-    maxEventSize: 307_200,
-    output: {filename: 'apm-server', numberOfFiles: 7, path: path.join(dir, 'out'), rotateEveryKb: 10_240},
-    paths: {config: dir, data: dir, home: dir, logs: dir},
-    rum: {allowOrigins: ['*'], enabled: false},
-    secretToken: TOKEN,
-    secretTokenGracePeriodMs: 0,
-    ssl: {enabled: false},
-    ...overrides,
-  }
+  return testServerConfig(dir, {secretToken: TOKEN, ...overrides})
 }
 
 const bearer = (token = TOKEN) => ({Authorization: `Bearer ${token}`})
