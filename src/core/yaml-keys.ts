@@ -15,11 +15,11 @@ export type KeyProblem =
 
 /**
  * The first key problem under `root` (a document's `contents`), in document order within each mapping,
- * or undefined. Keys are compared as the strings they become in JavaScript objects (`1` and `"1"` are one
+ * or undefined; with `skipNonScalarKeys`, duplicates only. Keys are compared as the strings they become in JavaScript objects (`1` and `"1"` are one
  * key there), which is stricter than YAML, never looser. Aliases are not followed: the node they name is
  * checked where it is written. Iterative, so no nesting depth overflows the stack.
  */
-export function findKeyProblem(root: unknown): KeyProblem | undefined {
+export function findKeyProblem(root: unknown, options: {skipNonScalarKeys?: boolean} = {}): KeyProblem | undefined {
   const pending: unknown[] = [root]
   while (pending.length > 0) {
     const node = pending.pop()
@@ -27,7 +27,13 @@ export function findKeyProblem(root: unknown): KeyProblem | undefined {
       const seen = new Map<string, Scalar>()
       for (const pair of node.items) {
         const key = pair.key as Node | null
-        if (!isScalar(key)) return {key, kind: 'not-scalar', pair}
+        if (!isScalar(key)) {
+          // The server's loader names such a key itself, where it reads the setting.
+          if (!options.skipNonScalarKeys) return {key, kind: 'not-scalar', pair}
+          pending.push(pair.value)
+          continue
+        }
+
         const name = String(key.value)
         const first = seen.get(name)
         if (first) return {first, key, kind: 'duplicate'}

@@ -7,10 +7,11 @@
 import type {Stats} from 'node:fs'
 import path from 'node:path'
 
-import {isMap, isPair, isScalar, isSeq, LineCounter, Node, parseDocument, Scalar, YAMLMap} from 'yaml'
+import {isMap, isScalar, LineCounter, Node, parseDocument, Scalar, YAMLMap} from 'yaml'
 
 import {readRegularFile, RefusedFileError} from '../../core/bounded-read.js'
 import {isKeystoreError, KeystoreError} from '../../core/errors.js'
+import {findKeyProblem} from '../../core/yaml-keys.js'
 import {clip} from '../limits.js'
 import {ConfigError, FileState, LoadOptions} from './server-config.js'
 import {LEGACY_TOKEN, Setting, TOKEN} from './settings.js'
@@ -179,33 +180,10 @@ const OVERRIDE = /^([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)=(.*)$/s
 // checked by firstDuplicateKey instead.
 const YAML_OPTIONS = {prettyErrors: false, schema: 'core', uniqueKeys: false} as const
 
-/**
- * The first key written twice in one mapping anywhere under `root` (as the library's uniqueKeys would
- * find, comparing keys as the strings they name), in one pass over the document. Iterative: nesting
- * depth cannot overflow the stack.
- */
+/** The first key written twice in one mapping anywhere under `root` (core/yaml-keys.ts, in one pass). */
 function firstDuplicateKey(root: unknown): {key: Scalar; first: Scalar} | undefined {
-  const pending: unknown[] = [root]
-  while (pending.length > 0) {
-    const node = pending.pop()
-    if (isMap(node)) {
-      const seen = new Map<string, Scalar>()
-      for (const pair of node.items) {
-        pending.push(pair.value)
-        if (!isScalar(pair.key)) continue
-        const name = String(pair.key.value)
-        const first = seen.get(name)
-        if (first) return {first, key: pair.key}
-        seen.set(name, pair.key)
-      }
-    } else if (isSeq(node)) {
-      for (const item of node.items) pending.push(item)
-    } else if (isPair(node)) {
-      pending.push(node.value)
-    }
-  }
-
-  return undefined
+  const problem = findKeyProblem(root, {skipNonScalarKeys: true})
+  return problem?.kind === 'duplicate' ? problem : undefined
 }
 
 const MAX_YAML_NOTES = 20
