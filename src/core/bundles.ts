@@ -242,8 +242,9 @@ function addEntries(keystore: Keystore, opened: OpenedBundle, label: string, opt
     )
   }
 
-  // A replayed old bundle would roll a rotated value back: a value is replaced only by a newer bundle.
-  const stale = options.allowOlder ? [] : conflicts.filter((name) => created === undefined || created < keystore.describe(name).updated)
+  // A replayed old bundle would roll a rotated value back: a value is replaced only by a bundle sealed
+  // after it last changed (a change made after an import is recorded later than the bundle it imported).
+  const stale = options.allowOlder ? [] : conflicts.filter((name) => created === undefined || created <= keystore.describe(name).updated)
   if (stale.length > 0) throw staleBundle(label, keystore, stale, created)
   // A signed bundle's value is recorded as changed no earlier than it was sealed, so the next bundle from
   // that sealer is judged by the sealer's own clock, not against this host's (break-new2 3: a sealer

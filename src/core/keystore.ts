@@ -194,8 +194,8 @@ export class Keystore {
   /**
    * Stores `value` under `name`. Refuses to replace an existing key unless `overwrite`. The update time
    * recorded is the latest of now, `notBefore` (ms since the epoch: a signed bundle's sealing time) and
-   * the one already recorded: a later change is never recorded as earlier, so a replayed older bundle
-   * cannot look newer than it when a clock (this host's, or the sealer's) was off.
+   * just after the one already recorded: a later change is always recorded as later, so a replayed
+   * bundle cannot look as new as it when a clock (this host's, or the sealer's) was off.
    */
   set(name: string, value: Buffer, options: {overwrite?: boolean; notBefore?: number} = {}): 'added' | 'updated' {
     assertValidKeyName(name)
@@ -210,7 +210,7 @@ export class Keystore {
       throw new KeystoreError('ELIMITS', `keystore ${this.path} already holds ${MAX_KEYS} keys, the most it may hold; remove keys first`)
     }
     const now = Date.now()
-    const updated = Math.max(now, options.notBefore ?? now, existing?.updated ?? now)
+    const updated = Math.max(now, options.notBefore ?? now, existing ? existing.updated + 1 : now)
     this.entries.set(name, {created: existing?.created ?? now, updated, value: Buffer.from(value)})
     // An expiry belongs to a value: a new value has none until it is given one.
     this.meta.expires?.delete(name)

@@ -373,6 +373,15 @@ describe('apm-server keystore recipient, seal, import', () => {
       assert.equal(replay.stderr, `error: bundle ${b} was sealed at ${new Date(ahead).toISOString()}, before key APM_SECRET_TOKEN was last changed in ${at(host1)} (${new Date(ahead + 5000).toISOString()}): an old bundle replayed would roll it back; have it sealed again, or use --allow-older to restore the older value; nothing was imported\n`)
       assert.deepEqual(readFileSync(at(host1)), bytes)
       assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-C')
+      // A rotation made here afterwards (this host's clock is behind the recorded time): the replay of the
+      // newest bundle cannot undo it either.
+      const local = await ks(['add', 'APM_SECRET_TOKEN', '--stdin', '--force', '--path.data', host1], {input: 'token-local'})
+      assert.equal(local.code, 0, local.stderr)
+      const undo = await ks(['import', c, '--force', '--from', signer, '--path.data', host1])
+      assert.equal(undo.code, 1, undo.stdout)
+      assert.match(undo.stderr, /^error: bundle .* before key APM_SECRET_TOKEN was last changed in .*; nothing was imported\n$/)
+      assert.equal((await openKeystore(at(host1))).get('APM_SECRET_TOKEN').toString(), 'token-local')
+      const rotated = readFileSync(at(host1))
       // Further ahead than 5 minutes: refused before anything is judged, naming the skew and the fix.
       const future = path.join(tmp.dir, 'future.bundle')
       const far = Date.now() + 10 * 60_000
@@ -383,7 +392,7 @@ describe('apm-server keystore recipient, seal, import', () => {
         refused.stderr,
         new RegExp(`^error: bundle ${future} was sealed at ${new Date(far).toISOString()}, \\d+ s ahead of this host's clock \\(\\S+Z\\), more than the 5 minutes allowed: the sealing host's clock runs ahead, or this one's behind; correct the clock that is wrong \\(NTP\\), then seal the bundle again; nothing was imported\n$`),
       )
-      assert.deepEqual(readFileSync(at(host1)), bytes)
+      assert.deepEqual(readFileSync(at(host1)), rotated)
     })
 
     it('a version 1 bundle (unsigned, undated) still imports, as unsigned with the warning; it cannot replace a value without --allow-older', async () => {
