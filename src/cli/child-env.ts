@@ -65,7 +65,15 @@ const LOADER_NAMES: ReadonlySet<string> = new Set([
   'NODE_OPTIONS', 'NODE_PATH', 'NODE_REPL_EXTERNAL_MODULE', 'NODE_EXTRA_CA_CERTS', 'NODE_TLS_REJECT_UNAUTHORIZED',
   // The TLS trust of OpenSSL, curl, Python requests and most other clients: a planted CA file or
   // directory lets another host pose as the one the command talks to.
-  'SSL_CERT_FILE', 'SSL_CERT_DIR', 'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE',
+  'SSL_CERT_FILE', 'SSL_CERT_DIR', 'CURL_CA_BUNDLE', 'REQUESTS_CA_BUNDLE', 'AWS_CA_BUNDLE',
+  // TLS session keys written to a file of the entry's choosing: every connection, and the token in it,
+  // can be decrypted by whoever reads that file (OpenSSL-based clients, Python, curl, Firefox/Chrome).
+  'SSLKEYLOGFILE',
+  // glibc tunables change the allocator and security features of every dynamically linked program.
+  'GLIBC_TUNABLES',
+  // rc files of curl and wget (proxies, CA files, headers, -K config) and GnuPG's home (its keys and
+  // trust); Go's toolchain download and checksum database; rustc run through a wrapper command.
+  'CURL_HOME', 'WGETRC', 'GNUPGHOME', 'GOTOOLCHAIN', 'GOINSECURE', 'GOSUMDB', 'GONOSUMDB', 'RUSTC_WRAPPER',
   // Proxies: every request (and the token in its Authorization header) goes through the host named.
   'HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY', 'FTP_PROXY',
   // Perl, Ruby, PHP, Tcl: libraries and options (-M, -r) loaded before the script.
@@ -104,8 +112,11 @@ const LOADER_PREFIXES: readonly string[] = [
   // The XDG base directories: where every tool finds its config (git, pip, systemd --user, ...), data
   // (desktop entries, which name commands) and runtime sockets.
   'XDG_',
-  // npm reads any setting from npm_config_NAME (script-shell, node-options, registry, cafile, ...).
+  // npm reads any setting from npm_config_NAME (script-shell, node-options, registry, cafile, ...); pip
+  // from PIP_NAME (index-url, trusted-host, cert); RubyGems from GEM_HOME/GEM_PATH (gems loaded).
   'NPM_CONFIG_',
+  'PIP_',
+  'GEM_',
 ]
 
 /** True for a variable that changes how programs load code or whom they trust (see {@link LOADER_NAMES}). */
