@@ -155,6 +155,17 @@ describe('OTLP (in-process)', function () {
       assert.match(many.error, /send smaller batches/)
     })
 
+    it('a JSON number out of a double\'s range (a time of 1e400) is a 400, not a null timestamp in the output', async () => {
+      const {url} = await start()
+      const json = toOtlpJson(tracesRequest()).toString('utf8').replace(/"startTimeUnixNano":"?\d+"?/, '"startTimeUnixNano":1e400')
+      assert.match(json, /1e400/)
+      const reply = await post(url, '/v1/traces', Buffer.from(json), {...JSON_TYPE, ...bearer()})
+      assert.equal(reply.status, 400, reply.body.toString())
+      assert.match(JSON.parse(reply.body.toString()).message, /startTimeUnixNano is a number out of range/)
+      await server!.close()
+      assert.deepEqual(await output(), [])
+    })
+
     it('a span with an id of the wrong length is rejected alone: 200 with partial_success, the others land', async () => {
       const {url} = await start()
       const request = tracesRequest() as {resourceSpans: Array<{scopeSpans: Array<{spans: Array<Record<string, unknown>>}>}>}

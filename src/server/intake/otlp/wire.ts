@@ -12,6 +12,7 @@
 import protobuf from 'protobufjs/light.js'
 
 import {JSON_TOO_DEEP, JSON_TOO_MANY, jsonValueCount} from '../../../core/format/json-guard.js'
+import {clip} from '../../limits.js'
 import {BYTES_PER_DECODED_VALUE, OTLP_MAX_DEPTH, OTLP_MAX_JSON_DEPTH, OTLP_MAX_VALUES} from './limits.js'
 import {OTLP_SCHEMA} from './schema.js'
 
@@ -162,6 +163,9 @@ const HEX = /^(?:[\da-f]{2})*$/i
  * they are turned into bytes as they are parsed, so that protobufjs takes them as they are.
  */
 function reviveIds(key: string, value: unknown): unknown {
+  // JSON.parse turns a literal out of a double's range (1e400) into Infinity, which no field may hold
+  // (OTLP/JSON spells a double's infinity "Infinity"): written out, it would be a null timestamp.
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new BadMessage(`failed to unmarshal request body: ${clip(key, 64)} is a number out of range`)
   if (typeof value !== 'string' || !ID_FIELDS.has(key)) return value
   if (!HEX.test(value)) throw new BadMessage(`failed to unmarshal request body: ${key} is not hex`)
   return Buffer.from(value, 'hex')
