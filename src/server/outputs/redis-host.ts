@@ -10,11 +10,7 @@ import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
 /** Events sent as one unit, until acknowledged or given up. `id`s grow in the order the events were written. */
 export interface Batch {
   id: number
-  /** encoded (./redis-resp.ts): one RPUSH of all its events (datatype list), or one PUBLISH per event (channel) */
-  commands: Buffer[]
-  /** events in it */
-  events: number
-  /** bytes of its commands */
+  lines: Buffer[]
   bytes: number
   /** sends that failed so far */
   tries: number
@@ -23,15 +19,13 @@ export interface Batch {
 export interface HostEvents {
   /** the host can take a batch */
   ready(host: RedisHost): void
-  /**
-   * A batch was answered: `failed` holds its commands that were not acknowledged (none: all were), with
-   * the events in them and the reason.
-   */
-  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; events: number}, reason?: RedisLinkError): void
+  /** a batch was answered: `failed` holds its events that were not acknowledged (none: all were), with the reason */
+  answered(host: RedisHost, batch: Batch, failed: Buffer[], reason?: RedisLinkError): void
 }
 
 export interface HostOptions {
   datatype: 'channel' | 'list'
+  key: string
   backoff: {initMs: number; maxMs: number}
 }
 
@@ -101,9 +95,10 @@ export class RedisHost {
   send(batch: Batch): void {
     const link = this.link!
     this.inFlight.add(batch)
-    this.stats.published += batch.events
-    if (batch.tries > 0) this.stats.retried += batch.events
-    void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands).then((results) => this.answer(link, batch, results))
+    this.stats.published += batch.lines.length
+    if (batch.tries > 0) this.stats.retried += batch.lines.length
+    const commands: Array<['publish' | 'rpush', Buffer[]]> = this.options.datatype === 'list' ? [['rpush', batch.lines]] : batch.lines.map((line) => ['publish', [line]])
+    void link.send(commands, this.options.key).then((results) => this.answer(link, batch, results))
   }
 
   /** Stops reconnecting and closes the connection: what is in flight fails. */
@@ -115,18 +110,16 @@ export class RedisHost {
 
   private answer(link: RedisLink, batch: Batch, results: Array<RedisLinkError | undefined>): void {
     this.inFlight.delete(batch)
-    const commands = batch.commands.filter((_command, index) => results[index] !== undefined)
-    // An RPUSH is all or none; each PUBLISH is one event.
-    const events = commands.length === 0 ? 0 : this.options.datatype === 'list' ? batch.events : commands.length
+    const failed = this.options.datatype === 'list' ? (results[0] ? batch.lines : []) : batch.lines.filter((_line, index) => results[index] !== undefined)
     const reason = results.find((result) => result !== undefined)
-    this.stats.acknowledged += batch.events - events
+    this.stats.acknowledged += batch.lines.length - failed.length
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {
       this.draining = true
       this.logger.warn({'error.message': reason.message, 'redis.host': this.label}, 'redis output: Redis refused a batch; reconnecting after the backoff')
     }
 
-    this.events.answered(this, batch, {commands, events}, reason)
+    this.events.answered(this, batch, failed, reason)
     if (this.draining && this.inFlight.size === 0 && link === this.link) link.close(reason)
     else if (this.canTake) this.events.ready(this)
   }
