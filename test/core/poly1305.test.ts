@@ -3,11 +3,17 @@
  * every length around the block and chunk sizes, and against RFC 8439's test vector.
  */
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {randomBytes, randomInt} from 'node:crypto'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
 import nacl from 'tweetnacl'
 
 import {poly1305, poly1305Verify} from '../../src/core/poly1305.js'
+import {POLY1305_WASM_BASE64} from '../../src/core/wasm/poly1305-module.js'
+import {ROOT} from '../helpers/cli.js'
 
 interface NaclLowLevel {
   crypto_onetimeauth(out: Uint8Array, outAt: number, m: Uint8Array, mAt: number, length: number, key: Uint8Array): number
@@ -105,5 +111,18 @@ describe('core/poly1305', () => {
     const changed = Buffer.from(message)
     changed[999] ^= 1
     assert.equal(poly1305Verify(right, 0, changed, 0, changed.length, key), false)
+  })
+
+  it('the committed module is what src/core/wasm/poly1305.wat assembles to (where wabt is installed)', function () {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'apm-poly1305-'))
+    try {
+      const wasm = path.join(dir, 'poly1305.wasm')
+      const result = spawnSync('wat2wasm', [path.join(ROOT, 'src', 'core', 'wasm', 'poly1305.wat'), '-o', wasm])
+      if (result.error) this.skip()
+      assert.equal(result.status, 0, result.stderr.toString())
+      assert.equal(readFileSync(wasm).toString('base64'), POLY1305_WASM_BASE64, 'run "node scripts/build-wasm.js"')
+    } finally {
+      rmSync(dir, {force: true, recursive: true})
+    }
   })
 })
