@@ -8,6 +8,7 @@ import nacl from 'tweetnacl'
 import XSalsa20 from 'xsalsa20'
 
 import {DECRYPT_FAILED_MESSAGE, KeystoreError} from './errors.js'
+import {poly1305, poly1305Verify} from './poly1305.js'
 
 export interface Argon2Params {
   /** memory in KiB */
@@ -75,15 +76,9 @@ export function bindKeyToHeader(master: Buffer, header: Buffer): Uint8Array {
   return createHmac('sha512', master).update('apm-server keystore header').update(header).digest().subarray(0, 32)
 }
 
-/** tweetnacl's low-level API: NaCl's C functions, (output, position, input, position, length, ...); not in its d.ts. */
-interface NaclLowLevel {
-  crypto_onetimeauth(out: Uint8Array, outAt: number, m: Uint8Array, mAt: number, length: number, key: Uint8Array): number
-  crypto_onetimeauth_verify(tag: Uint8Array, tagAt: number, m: Uint8Array, mAt: number, length: number, key: Uint8Array): number
-}
-
 // The same XSalsa20-Poly1305 as nacl.secretbox, without its byte-by-byte copies of the message in and
-// out (a large share of the time on keystores of thousands of keys): boxes are built in place here.
-const {crypto_onetimeauth: poly1305, crypto_onetimeauth_verify: poly1305Verify} = (nacl as unknown as {lowlevel: NaclLowLevel}).lowlevel
+// out (a large share of the time on keystores of thousands of keys): boxes are built in place here, with
+// XSalsa20 and Poly1305 in WebAssembly.
 
 /**
  * XORs `data` in place with the XSalsa20 stream of `nonce` and `key`, from the stream's start, as
@@ -135,7 +130,7 @@ function decryptSecretbox(box: Uint8Array, nonce: Uint8Array, key: Uint8Array, v
   out.set(box.subarray(SECRETBOX_OVERHEAD_BYTES), POLY1305_KEY_BYTES)
   xsalsa20Xor(out, nonce, key)
   // The tag is checked against the ciphertext, still intact in `box`, before any plaintext is returned.
-  if (verify && poly1305Verify(box, 0, box, SECRETBOX_OVERHEAD_BYTES, length, out) !== 0) {
+  if (verify && !poly1305Verify(box, 0, box, SECRETBOX_OVERHEAD_BYTES, length, out)) {
     out.fill(0)
     throw new KeystoreError('EDECRYPT', DECRYPT_FAILED_MESSAGE)
   }

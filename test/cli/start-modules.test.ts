@@ -43,6 +43,9 @@ const START_SOURCES = new Set([
   'src/core/keystore-file.ts',
   'src/core/keystore.ts',
   'src/core/password-env.ts',
+  // secretbox's Poly1305 in WebAssembly, and its module's bytes
+  'src/core/poly1305.ts',
+  'src/core/wasm/poly1305-module.ts',
   'src/core/references.ts',
   'src/core/settings.ts',
   // the strict-perms walk of the keystore path and the config file, before anything is read

@@ -365,6 +365,8 @@ describe('core/format/native', () => {
       ['a length given as a string', [['A', '3'], ['B', 3]]],
       ['lengths that do not fill the values', [['A', 3], ['B', 4]]],
       ['entries that are not an array', {A: 3, B: 3}],
+      ['a name nested in an array', [[['A'], 3], ['B', 3]]],
+      ['a length nested in an array', [['A', [3]], ['B', 3]]],
     ]
     for (const [label, rows] of cases) {
       it(`refuses ${label}`, async function () {
@@ -373,6 +375,15 @@ describe('core/format/native', () => {
         await assertKeystoreError(decodeNative(data, noPasswordExpected()), 'EFORMAT', MALFORMED)
       })
     }
+
+    it('refuses an index of more arrays and objects than MAX_KEYS rows can hold, before it is parsed', async function () {
+      if (await forgeCalibrated()) this.skip()
+      // Well-formed rows, and a field of MAX_KEYS empty arrays: JSON.parse would make every one of them.
+      const extra = `[${'[],'.repeat(MAX_KEYS)}[]]`
+      const index = (digest: string) => Buffer.from(`{"entries":[["A",3],["B",3]],"values":"${digest}","x":${extra}}`)
+      const data = await forgeNative({index, values, version: 1}, Math.random)
+      await assertKeystoreError(decodeNative(data, noPasswordExpected()), 'EFORMAT', MALFORMED)
+    })
 
     it('opens the same values under well-formed rows', async function () {
       if (await forgeCalibrated()) this.skip()

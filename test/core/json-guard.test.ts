@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {jsonDepthWithin} from '../../src/core/format/json-guard.js'
+import {jsonBracketsWithin, jsonDepthWithin} from '../../src/core/format/json-guard.js'
 
 describe('core/format/json-guard jsonDepthWithin', () => {
   const table: Array<[string, number, boolean]> = [
@@ -34,5 +34,29 @@ describe('core/format/json-guard jsonDepthWithin', () => {
 
   it('refuses 40 MiB of "[" at once', () => {
     assert.equal(jsonDepthWithin(Buffer.alloc(40 * 1024 * 1024, 0x5b), 3), false)
+  })
+})
+
+describe('core/format/json-guard jsonBracketsWithin', () => {
+  const table: Array<[string, number, boolean]> = [
+    ['', 0, true],
+    ['{}', 1, true],
+    ['{}', 0, false],
+    ['{"entries":[["A",1],["B",2]],"values":"x"}', 4, true],
+    ['{"entries":[["A",1],["B",2]],"values":"x"}', 3, false],
+    ['{"entries":[[["A"]]]}', 4, true], // no depth bound: the reader checks the structure
+    ['"[[[["', 3, false], // brackets inside a string count too: it errs on refusing
+    ['"{{{{"', 4, true],
+    ['[]]]]]', 1, true], // closing brackets cost nothing to parse
+  ]
+  for (const [json, containers, expected] of table) {
+    it(`${JSON.stringify(json)} within ${containers} containers: ${expected}`, () => {
+      assert.equal(jsonBracketsWithin(json, containers), expected)
+    })
+  }
+
+  it('refuses 40 MiB of "[" or of "{" at once', () => {
+    assert.equal(jsonBracketsWithin('['.repeat(40 * 1024 * 1024), 100_005), false)
+    assert.equal(jsonBracketsWithin('{'.repeat(40 * 1024 * 1024), 100_005), false)
   })
 })

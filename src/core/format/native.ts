@@ -49,7 +49,7 @@ import {
 } from '../crypto.js'
 import {Entries, Entry, isValidKeyName, MAX_KEYS} from '../entries.js'
 import {DECRYPT_FAILED_MESSAGE, EncodeLimitError, KeystoreError} from '../errors.js'
-import {jsonDepthWithin} from './json-guard.js'
+import {jsonBracketsWithin} from './json-guard.js'
 
 export const NATIVE_MAGIC = Buffer.from('APMKEYS\0', 'latin1')
 /** The version new keystores, `upgrade` and keystores with metadata are written in. */
@@ -442,15 +442,16 @@ interface Index {
 }
 
 // {"entries": [[name, length], ...], "meta": {"audit": {...}, "expires": {...}, ...}, "values": "..."}:
-// three levels, one array per key plus two, and the metadata object with its two objects.
-const INDEX_DEPTH = 3
+// one array per key plus two, and the metadata object with its two objects. Rows and metadata nested
+// deeper are refused by the checks after parsing; a field version 1 ignores may nest, within the count.
 const INDEX_CONTAINERS = MAX_KEYS + 5
 
 function parseIndex(plaintext: Buffer, version: NativeVersion): Index {
-  if (!jsonDepthWithin(plaintext, INDEX_DEPTH, INDEX_CONTAINERS)) throw malformedPayload()
+  const text = plaintext.toString('utf8')
+  if (!jsonBracketsWithin(text, INDEX_CONTAINERS)) throw malformedPayload()
   let parsed: unknown
   try {
-    parsed = JSON.parse(plaintext.toString('utf8'))
+    parsed = JSON.parse(text)
   } catch {
     throw malformedPayload()
   }

@@ -23,14 +23,26 @@ protobuf.configure()
 // A second bound on nesting, inside protobufjs's own decoder (the walk below comes first).
 protobuf.Reader.recursionLimit = OTLP_MAX_DEPTH
 
-const ROOT = protobuf.Root.fromJSON(OTLP_SCHEMA)
+let root: protobuf.Root | undefined
+
+/**
+ * A type of the OTLP schema. The schema's types are built when an OTLP message is first read or written,
+ * not when the server starts: building them (protobufjs's Root.fromJSON of the three signals) was about
+ * 7 ms of every `apm-server run` start, before "listening", on servers that may never get an OTLP
+ * request; the first one pays it instead.
+ */
+function lookupType(name: string): protobuf.Type {
+  root ??= protobuf.Root.fromJSON(OTLP_SCHEMA)
+  return root.lookupType(name)
+}
+
 const COLLECTOR = 'opentelemetry.proto.collector'
 
 export type Signal = 'logs' | 'metrics' | 'traces'
 
 interface SignalTypes {
-  request: protobuf.Type
-  response: protobuf.Type
+  readonly request: protobuf.Type
+  readonly response: protobuf.Type
   /** the partial_success counter of this signal's response */
   rejectedField: 'rejectedDataPoints' | 'rejectedLogRecords' | 'rejectedSpans'
   /** the gRPC method, `/package.Service/Export` */
@@ -39,11 +51,17 @@ interface SignalTypes {
 
 function signalTypes(signal: Signal, service: string, message: string, rejectedField: SignalTypes['rejectedField']): SignalTypes {
   const base = `${COLLECTOR}.${signal === 'traces' ? 'trace' : signal}.v1`
+  let request: protobuf.Type | undefined
+  let response: protobuf.Type | undefined
   return {
     grpcPath: `/${base}.${service}/Export`,
     rejectedField,
-    request: ROOT.lookupType(`${base}.Export${message}ServiceRequest`),
-    response: ROOT.lookupType(`${base}.Export${message}ServiceResponse`),
+    get request() {
+      return (request ??= lookupType(`${base}.Export${message}ServiceRequest`))
+    },
+    get response() {
+      return (response ??= lookupType(`${base}.Export${message}ServiceResponse`))
+    },
   }
 }
 
@@ -53,7 +71,8 @@ export const SIGNALS: Readonly<Record<Signal, SignalTypes>> = {
   traces: signalTypes('traces', 'TraceService', 'Trace', 'rejectedSpans'),
 }
 
-const STATUS = ROOT.lookupType('google.rpc.Status')
+let status: protobuf.Type | undefined
+const statusType = () => (status ??= lookupType('google.rpc.Status'))
 
 export type Encoding = 'json' | 'protobuf'
 
@@ -205,7 +224,8 @@ export function encodeResponse(signal: Signal, encoding: Encoding, rejected: num
 /** A google.rpc.Status (gRPC code and message), the body of an OTLP/HTTP error, in `encoding`. */
 export function encodeStatus(encoding: Encoding, code: number, message: string): Buffer {
   if (encoding === 'json') return Buffer.from(JSON.stringify({code, message}))
-  return Buffer.from(STATUS.encode(STATUS.fromObject({code, message})).finish())
+  const type = statusType()
+  return Buffer.from(type.encode(type.fromObject({code, message})).finish())
 }
 
 /** Decodes an export response (tests, the benchmark's check): its rejected count and message. */
@@ -218,6 +238,7 @@ export function decodeResponse(signal: Signal, bytes: Uint8Array): {rejected: nu
 
 /** Decodes a google.rpc.Status (tests). */
 export function decodeStatus(bytes: Uint8Array): {code: number; message: string} {
-  const status = STATUS.toObject(STATUS.decode(bytes)) as {code?: number; message?: string}
-  return {code: status.code ?? 0, message: status.message ?? ''}
+  const type = statusType()
+  const decoded = type.toObject(type.decode(bytes)) as {code?: number; message?: string}
+  return {code: decoded.code ?? 0, message: decoded.message ?? ''}
 }
