@@ -1,8 +1,9 @@
 /**
  * Poly1305, the one-time authenticator of NaCl's secretbox, in WebAssembly (./wasm/poly1305.wat). Written
- * here because no maintained package offers it outside JavaScript or a native addon, and Node's crypto has
- * no raw Poly1305: tweetnacl's JavaScript ran interpreted over every byte a command seals or opens, a CLI
- * being over before V8 optimises it (adding one key to 1,000: about 94 KB, ~6 ms of the command).
+ * here because Node's crypto has no raw Poly1305, JavaScript ones (tweetnacl's, @noble/ciphers') run
+ * interpreted over every byte a command seals or opens, a CLI being over before V8 optimises them (adding
+ * one key to 1,000: about 94 KB, ~6 ms of the command), and libsodium-wrappers, which has it in
+ * WebAssembly, takes 70-80 ms here to load and get ready: more than the whole command.
  * test/core/poly1305.test.ts holds it to tweetnacl's tags on random keys and messages, and to RFC 8439.
  */
 import {timingSafeEqual} from 'node:crypto'
