@@ -10,7 +10,11 @@ import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
 /** Events sent as one unit, until acknowledged or given up. `id`s grow in the order the events were written. */
 export interface Batch {
   id: number
-  lines: Buffer[]
+  /** encoded (./redis-resp.ts): one RPUSH of all its events (datatype list), or one PUBLISH per event (channel) */
+  commands: Buffer[]
+  /** events in it */
+  events: number
+  /** bytes of its commands */
   bytes: number
   /** sends that failed so far */
   tries: number
@@ -19,13 +23,15 @@ export interface Batch {
 export interface HostEvents {
   /** the host can take a batch */
   ready(host: RedisHost): void
-  /** a batch was answered: `failed` holds its events that were not acknowledged (none: all were), with the reason */
-  answered(host: RedisHost, batch: Batch, failed: Buffer[], reason?: RedisLinkError): void
+  /**
+   * A batch was answered: `failed` holds its commands that were not acknowledged (none: all were), with
+   * the events in them and the reason.
+   */
+  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; events: number}, reason?: RedisLinkError): void
 }
 
 export interface HostOptions {
   datatype: 'channel' | 'list'
-  key: string
   backoff: {initMs: number; maxMs: number}
 }
 
@@ -95,10 +101,9 @@ export class RedisHost {
   send(batch: Batch): void {
     const link = this.link!
     this.inFlight.add(batch)
-    this.stats.published += batch.lines.length
-    if (batch.tries > 0) this.stats.retried += batch.lines.length
-    const commands: Array<['publish' | 'rpush', Buffer[]]> = this.options.datatype === 'list' ? [['rpush', batch.lines]] : batch.lines.map((line) => ['publish', [line]])
-    void link.send(commands, this.options.key).then((results) => this.answer(link, batch, results))
+    this.stats.published += batch.events
+    if (batch.tries > 0) this.stats.retried += batch.events
+    void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands).then((results) => this.answer(link, batch, results))
   }
 
   /** Stops reconnecting and closes the connection: what is in flight fails. */
@@ -110,16 +115,18 @@ export class RedisHost {
 
   private answer(link: RedisLink, batch: Batch, results: Array<RedisLinkError | undefined>): void {
     this.inFlight.delete(batch)
-    const failed = this.options.datatype === 'list' ? (results[0] ? batch.lines : []) : batch.lines.filter((_line, index) => results[index] !== undefined)
+    const commands = batch.commands.filter((_command, index) => results[index] !== undefined)
+    // An RPUSH is all or none; each PUBLISH is one event.
+    const events = commands.length === 0 ? 0 : this.options.datatype === 'list' ? batch.events : commands.length
     const reason = results.find((result) => result !== undefined)
-    this.stats.acknowledged += batch.lines.length - failed.length
+    this.stats.acknowledged += batch.events - events
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {
       this.draining = true
       this.logger.warn({'error.message': reason.message, 'redis.host': this.label}, 'redis output: Redis refused a batch; reconnecting after the backoff')
     }
 
-    this.events.answered(this, batch, failed, reason)
+    this.events.answered(this, batch, {commands, events}, reason)
     if (this.draining && this.inFlight.size === 0 && link === this.link) link.close(reason)
     else if (this.canTake) this.events.ready(this)
   }
