@@ -120,6 +120,11 @@ export class RedisHost {
     const events = commands.length === 0 ? 0 : this.options.datatype === 'list' ? batch.events : commands.length
     const reason = results.find((result) => result !== undefined)
     this.stats.acknowledged += batch.events - events
+    if (reason?.unsent) {
+      // Not written after all (the connection was gone): not counted as sent.
+      this.stats.published -= batch.events
+      if (batch.tries > 0) this.stats.retried -= batch.events
+    }
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {
       this.draining = true

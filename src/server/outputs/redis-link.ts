@@ -34,6 +34,8 @@ export class RedisLinkError extends Error {
   constructor(
     readonly kind: 'auth' | 'refused' | 'transport',
     message: string,
+    /** set when the commands were never written: the connection was already gone (not a failed try) */
+    readonly unsent = false,
   ) {
     super(message)
     this.name = 'RedisLinkError'
@@ -123,11 +125,19 @@ export class RedisLink {
    * destroyed: the unanswered fail.
    */
   async send(name: 'publish' | 'rpush', commands: readonly Buffer[]): Promise<Array<RedisLinkError | undefined>> {
-    if (this.closed) return commands.map(() => this.closeReason ?? new RedisLinkError('transport', 'the connection closed'))
+    const {stream} = this.client
+    // The peer's close ends the socket's writable side ('end') before ioredis sees 'close': in between,
+    // ioredis refuses each command at once, so a batch sent and sent again there spent every try in a
+    // millisecond, unwritten. The link is gone from the first refusal on; what it did not write is unsent.
+    if (!this.closed && (this.client.status !== 'ready' || !stream?.writable)) this.destroy(new RedisLinkError('transport', 'the connection closed'))
+    if (this.closed) {
+      const reason = this.closeReason ?? new RedisLinkError('transport', 'the connection closed')
+      return commands.map(() => new RedisLinkError(reason.kind, reason.message, true))
+    }
+
     this.allowance += commands.length * REPLY_BYTES_PER_COMMAND
     const timer = setTimeout(() => this.destroy(new RedisLinkError('transport', `no reply within ${this.target.timeoutMs / 1000} s`)), this.target.timeoutMs)
     // Corked, the commands of a batch leave in one write (one system call), as a pipeline's do.
-    const {stream} = this.client
     stream?.cork()
     const replies = commands.map((encoded) => this.client.sendCommand(new EncodedCommand(name, encoded)) as Promise<unknown>)
     stream?.uncork()

@@ -265,6 +265,13 @@ export class RedisOutput implements Output {
       return
     }
 
+    // A send the connection never wrote (it was already gone) is no try: back in line as it was.
+    if (reason?.unsent) {
+      this.requeue(batch)
+      this.pump()
+      return
+    }
+
     // Sent again, but only what Redis did not acknowledge.
     let bytes = 0
     for (const command of failed.commands) bytes += command.length
@@ -281,8 +288,19 @@ export class RedisOutput implements Output {
     }
 
     this.counts.retried += failed.events
-    this.ready.unshift(batch)
+    this.requeue(batch)
     this.pump()
+  }
+
+  /**
+   * Back in line in the order written (the oldest batch first, before every newer one): the batches of a
+   * cut connection fail in the order sent, and each put first in turn went back reversed, the oldest
+   * last, the one every later flush waits for.
+   */
+  private requeue(batch: Batch): void {
+    const before = this.ready.findIndex((other) => other.id > batch.id)
+    if (before === -1) this.ready.push(batch)
+    else this.ready.splice(before, 0, batch)
   }
 
   private settle(batch: Batch): void {
