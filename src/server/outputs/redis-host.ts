@@ -2,7 +2,8 @@
  * One host of the Redis output: its connection kept up (reconnected `backoff.init` after a failure,
  * doubling up to `backoff.max`, back to `backoff.init` once connected, as Beats' backoff client does),
  * the batches it has in flight (Redis answers a pipeline in order), and its counters. A batch is one
- * RPUSH of its events (datatype list: atomic, all or none) or one PUBLISH per event (channel).
+ * RPUSH of its events (datatype list: atomic, all or none; after a cut connection, a few RPUSHes of
+ * parts of it) or one PUBLISH per event (channel).
  */
 import type {Logger} from '../logger.js'
 import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
@@ -14,6 +15,8 @@ export interface Batch {
   commands: Buffer[]
   /** events in it */
   events: number
+  /** events in each of its commands (an RPUSH split after a cut holds part of the batch) */
+  counts: number[]
   /** bytes of its commands */
   bytes: number
   /** sends that failed so far */
@@ -27,7 +30,7 @@ export interface HostEvents {
    * A batch was answered: `failed` holds its commands that were not acknowledged (none: all were), with
    * the events in them and the reason.
    */
-  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; events: number}, reason?: RedisLinkError): void
+  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason?: RedisLinkError): void
 }
 
 export interface HostOptions {
@@ -101,9 +104,20 @@ export class RedisHost {
   send(batch: Batch): void {
     const link = this.link!
     this.inFlight.add(batch)
-    this.stats.published += batch.events
-    if (batch.tries > 0) this.stats.retried += batch.events
-    void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands).then((results) => this.answer(link, batch, results))
+    const sending = this.sending(batch)
+    this.stats.published += sending.events
+    if (batch.tries > 0) this.stats.retried += sending.events
+    void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands.slice(0, sending.commands)).then((results) => this.answer(link, batch, results))
+  }
+
+  /**
+   * What of the batch goes in this send: all of it, but of a list batch split after a cut connection
+   * (several RPUSHes) only the first part, acknowledged before the next is written: written at once, the
+   * parts would all be on the wire again before the first reply, and cut again with it.
+   */
+  private sending(batch: Batch): {commands: number; events: number} {
+    if (this.options.datatype === 'channel' || batch.commands.length === 1) return {commands: batch.commands.length, events: batch.events}
+    return {commands: 1, events: batch.counts[0]}
   }
 
   /** Stops reconnecting and closes the connection: what is in flight fails. */
@@ -115,15 +129,18 @@ export class RedisHost {
 
   private answer(link: RedisLink, batch: Batch, results: Array<RedisLinkError | undefined>): void {
     this.inFlight.delete(batch)
-    const commands = batch.commands.filter((_command, index) => results[index] !== undefined)
-    // An RPUSH is all or none; each PUBLISH is one event.
-    const events = commands.length === 0 ? 0 : this.options.datatype === 'list' ? batch.events : commands.length
+    // An RPUSH is all or none; each PUBLISH is one event. Commands past the results were not in this send.
+    const failedAt = batch.commands.map((_command, index) => index).filter((index) => index >= results.length || results[index] !== undefined)
+    const commands = failedAt.map((index) => batch.commands[index])
+    const counts = failedAt.map((index) => batch.counts[index])
+    const events = counts.reduce((sum, count) => sum + count, 0)
     const reason = results.find((result) => result !== undefined)
     this.stats.acknowledged += batch.events - events
     if (reason?.unsent) {
       // Not written after all (the connection was gone): not counted as sent.
-      this.stats.published -= batch.events
-      if (batch.tries > 0) this.stats.retried -= batch.events
+      const {events: sent} = this.sending(batch)
+      this.stats.published -= sent
+      if (batch.tries > 0) this.stats.retried -= sent
     }
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {
@@ -131,7 +148,7 @@ export class RedisHost {
       this.logger.warn({'error.message': reason.message, 'redis.host': this.label}, 'redis output: Redis refused a batch; reconnecting after the backoff')
     }
 
-    this.events.answered(this, batch, {commands, events}, reason)
+    this.events.answered(this, batch, {commands, counts, events}, reason)
     if (this.draining && this.inFlight.size === 0 && link === this.link) link.close(reason)
     else if (this.canTake) this.events.ready(this)
   }

@@ -10,6 +10,7 @@
  * garbage of it all; bench/RESULTS.md, Redis section). A RESP bulk string is `$<length>\r\n<bytes>\r\n`
  * (https://redis.io/docs/latest/develop/reference/protocol-spec/), so each line is copied exactly once,
  * from the parts the intake gave (the metadata head and the event's own bytes), into the command.
+ * A command a cut connection failed is split in two for its next send (splitCommand).
  */
 
 /** One line of the output: the concatenation of these parts (kept as given until the batch is encoded). */
@@ -84,4 +85,41 @@ export function encodeCommand(name: Buffer, key: Buffer, lines: readonly LinePar
   writer.bulk([key], key.length)
   for (const [index, line] of lines.entries()) writer.bulk(line, lengths[index])
   return writer.buffer
+}
+
+/** The offset just past the `\r\n` that ends the header starting at `at` (`*<n>` or `$<n>`), and its number. */
+function readHeader(command: Buffer, at: number): {n: number; next: number} {
+  let n = 0
+  let offset = at + 1
+  while (command[offset] !== CR) n = n * 10 + command[offset++] - ZERO
+  return {n, next: offset + CRLF_LENGTH}
+}
+
+/**
+ * A command of ours (encodeCommand) with `name key` and two or more lines, as two commands: the first
+ * half of its lines and the rest, each `name key line...`. Undefined for one line. Each line's bytes are
+ * copied once more: only a batch sent again pays it.
+ */
+export function splitCommand(command: Buffer): [Buffer, Buffer] | undefined {
+  const {n: count, next} = readHeader(command, 0)
+  if (count < 4) return undefined
+  /** where each argument starts: name, key, then the lines */
+  const starts: number[] = []
+  let offset = next
+  for (let index = 0; index < count; index++) {
+    starts.push(offset)
+    const header = readHeader(command, offset)
+    offset = header.next + header.n + CRLF_LENGTH
+  }
+
+  const lines = count - 2
+  const half = Math.floor(lines / 2)
+  const nameAndKey = command.subarray(starts[0], starts[2])
+  const piece = (n: number, from: number, to: number) => {
+    const header = Buffer.alloc(framed(n + 2, false))
+    new Writer(header).header('*', n + 2)
+    return Buffer.concat([header, nameAndKey, command.subarray(from, to)])
+  }
+
+  return [piece(half, starts[2], starts[2 + half]), piece(lines - half, starts[2 + half], command.length)]
 }

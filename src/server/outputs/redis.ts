@@ -6,9 +6,10 @@
  * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at the end
  * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
  * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
- * fails is sent again, first in line, to whichever host is up; after `max_retries` failed sends it is
- * dropped (never an event answered 202: its request's flush rejects). An acknowledged batch is never
- * sent again.
+ * fails is sent again, ahead of newer ones, to whichever host is up (an RPUSH a cut connection failed,
+ * in halves, one at a time: a link that carries only a few KiB still carries them); after `max_retries`
+ * sends in a row that got none of it acknowledged it is dropped (never an event answered 202: its
+ * request's flush rejects). An acknowledged batch or part is never sent again.
  *
  * Bounded: events not yet acknowledged are held up to {@link QUEUE_BYTES}; past it a write is refused,
  * and a flush that Redis does not answer within `timeout` rejects. Both are {@link OutputFullError}s:
@@ -22,7 +23,7 @@ import type {Logger} from '../logger.js'
 import {Output, OutputFullError, OutputStats} from './output.js'
 import {Batch, RedisHost} from './redis-host.js'
 import {hostCredentials, LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
-import {encodeCommand, lineLength, LineParts} from './redis-resp.js'
+import {encodeCommand, lineLength, LineParts, splitCommand} from './redis-resp.js'
 import {readTlsOptions, TlsByHost} from './redis-tls.js'
 
 /** Events held until Redis acknowledged them, at most (the client's encoded copy in flight comes on top: see maxQueuedBytes). */
@@ -229,7 +230,8 @@ export class RedisOutput implements Output {
     let bytes = 0
     for (const command of commands) bytes += command.length
     this.queuedBytes += bytes - lineBytes
-    const batch: Batch = {bytes, commands, events: lines.length, id, tries: 0}
+    const counts = this.config.datatype === 'list' ? [lines.length] : lines.map(() => 1)
+    const batch: Batch = {bytes, commands, counts, events: lines.length, id, tries: 0}
     this.unsettled.set(id, batch)
     this.ready.push(batch)
     this.pump()
@@ -258,7 +260,7 @@ export class RedisOutput implements Output {
     return idle[this.turn++ % idle.length]
   }
 
-  private answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; events: number}, reason?: RedisLinkError): void {
+  private answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason?: RedisLinkError): void {
     this.counts.published += batch.events - failed.events
     if (failed.events === 0) {
       this.settle(batch)
@@ -272,14 +274,18 @@ export class RedisOutput implements Output {
       return
     }
 
-    // Sent again, but only what Redis did not acknowledge.
+    // Sent again, but only what Redis did not acknowledge; after a cut connection, each RPUSH in halves.
+    const {commands, counts} = reason?.kind === 'transport' ? halves(failed) : failed
     let bytes = 0
-    for (const command of failed.commands) bytes += command.length
+    for (const command of commands) bytes += command.length
     this.queuedBytes -= batch.bytes - bytes
-    batch.commands = failed.commands
+    batch.commands = commands
+    batch.counts = counts
+    // A try is a send that got nothing acknowledged: one that got part of the batch through made progress,
+    // and what is left has its max_retries again (bounded: every such send takes events off the batch).
+    batch.tries = failed.events === batch.events ? batch.tries + 1 : 0
     batch.events = failed.events
     batch.bytes = bytes
-    batch.tries++
     const {maxRetries} = this.config
     if (maxRetries >= 0 && batch.tries > maxRetries) {
       host.stats.failed += failed.events
@@ -339,6 +345,29 @@ export class RedisOutput implements Output {
     const oldest = this.unsettled.keys().next().value
     return oldest !== undefined && oldest <= id
   }
+}
+
+/**
+ * Each RPUSH of more than one event as two, half its events each: a connection that is cut after a few
+ * KiB (a proxy, a load balancer, a flaky link) fails an RPUSH bigger than what it carries every time,
+ * however often it is sent, and every command behind it; halves get through, the first ones at least.
+ */
+function halves(failed: {commands: Buffer[]; counts: number[]}): {commands: Buffer[]; counts: number[]} {
+  const commands: Buffer[] = []
+  const counts: number[] = []
+  for (const [index, command] of failed.commands.entries()) {
+    const count = failed.counts[index]
+    const split = count > 1 ? splitCommand(command) : undefined
+    if (split) {
+      commands.push(...split)
+      counts.push(Math.floor(count / 2), count - Math.floor(count / 2))
+    } else {
+      commands.push(command)
+      counts.push(count)
+    }
+  }
+
+  return {commands, counts}
 }
 
 /** Where host `index` is, with the credentials in force (a URL's own win). */
