@@ -28,9 +28,10 @@ export interface HostEvents {
   ready(host: RedisHost): void
   /**
    * A batch was answered: `failed` holds its commands that were not acknowledged (none: all were), with
-   * the events in them and the reason.
+   * the events in them and the reason; `behind` when its connection had already failed a batch sent
+   * before it (answers come in the order sent): it failed for the one in front, not for its own sake.
    */
-  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason?: RedisLinkError): void
+  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason: RedisLinkError | undefined, behind: boolean): void
 }
 
 export interface HostOptions {
@@ -46,6 +47,15 @@ export class RedisHost {
   private link: RedisLink | undefined
   private state: 'closed' | 'connecting' | 'ready' | 'waiting' = 'waiting'
   private readonly inFlight = new Set<Batch>()
+  /**
+   * Batches in flight at most now: one after a connection failed under a batch, doubling with each
+   * acknowledged send up to MAX_IN_FLIGHT. Whatever is in flight is on the wire before the first reply
+   * comes back, so a link that is cut after a few KiB would cut all of it, each time, however small the
+   * first batch got (a batch sent again is split: see redis.ts).
+   */
+  private window = MAX_IN_FLIGHT
+  /** the connections lost under a batch */
+  private readonly failedOn = new WeakSet<RedisLink>()
   private backoffMs: number
   private timer: NodeJS.Timeout | undefined
   /** set when Redis refused a command: no new batches; the connection is renewed once the ones in flight are answered */
@@ -70,7 +80,7 @@ export class RedisHost {
 
   /** Up, with room in its pipeline. */
   get canTake(): boolean {
-    return this.up && this.inFlight.size < MAX_IN_FLIGHT
+    return this.up && this.inFlight.size < this.window
   }
 
   private get isClosed(): boolean {
@@ -136,6 +146,8 @@ export class RedisHost {
     const events = counts.reduce((sum, count) => sum + count, 0)
     const reason = results.find((result) => result !== undefined)
     this.stats.acknowledged += batch.events - events
+    if (reason?.kind === 'transport' && !reason.unsent) this.window = 1
+    else if (events < batch.events) this.window = Math.min(this.window * 2, MAX_IN_FLIGHT)
     if (reason?.unsent) {
       // Not written after all (the connection was gone): not counted as sent.
       const {events: sent} = this.sending(batch)
@@ -148,7 +160,11 @@ export class RedisHost {
       this.logger.warn({'error.message': reason.message, 'redis.host': this.label}, 'redis output: Redis refused a batch; reconnecting after the backoff')
     }
 
-    this.events.answered(this, batch, {commands, counts, events}, reason)
+    // A refusal is the batch's own; a lost connection is charged to the first batch it failed.
+    const lost = reason?.kind === 'transport' && !reason.unsent
+    const behind = lost && this.failedOn.has(link)
+    if (lost) this.failedOn.add(link)
+    this.events.answered(this, batch, {commands, counts, events}, reason, behind)
     if (this.draining && this.inFlight.size === 0 && link === this.link) link.close(reason)
     else if (this.canTake) this.events.ready(this)
   }

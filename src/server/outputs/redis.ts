@@ -94,7 +94,7 @@ export class RedisOutput implements Output {
     const options = {backoff: config.backoff, datatype: config.datatype}
     this.hosts = config.hosts.map(
       (host, index) =>
-        new RedisHost(host.label, () => this.targetOf(index, tls), options, {answered: (from, batch, failed, reason) => this.answered(from, batch, failed, reason), ready: () => this.pump()}, logger),
+        new RedisHost(host.label, () => this.targetOf(index, tls), options, {answered: (from, batch, failed, reason, behind) => this.answered(from, batch, failed, reason, behind), ready: () => this.pump()}, logger),
     )
   }
 
@@ -260,7 +260,7 @@ export class RedisOutput implements Output {
     return idle[this.turn++ % idle.length]
   }
 
-  private answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason?: RedisLinkError): void {
+  private answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason: RedisLinkError | undefined, behind: boolean): void {
     this.counts.published += batch.events - failed.events
     if (failed.events === 0) {
       this.settle(batch)
@@ -281,9 +281,12 @@ export class RedisOutput implements Output {
     this.queuedBytes -= batch.bytes - bytes
     batch.commands = commands
     batch.counts = counts
-    // A try is a send that got nothing acknowledged: one that got part of the batch through made progress,
-    // and what is left has its max_retries again (bounded: every such send takes events off the batch).
-    batch.tries = failed.events === batch.events ? batch.tries + 1 : 0
+    // A try is a send that got nothing acknowledged, for its own sake: one that got part of the batch
+    // through made progress, and what is left has its max_retries again (bounded: every such send takes
+    // events off the batch); one behind another batch its connection failed lost only its turn (bounded:
+    // each failed connection charges the first batch it failed).
+    if (failed.events < batch.events) batch.tries = 0
+    else if (!behind) batch.tries++
     batch.events = failed.events
     batch.bytes = bytes
     const {maxRetries} = this.config

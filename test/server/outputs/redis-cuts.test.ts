@@ -114,6 +114,25 @@ describe('outputs/redis: connections that break (real redis-server)', function (
     }
   })
 
+  it('a link cut after 64 KiB every time, 8 batches of 40 KiB in flight: every flush resolves, every event in the list (max_retries 2)', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    try {
+      output = await RedisOutput.open(config(proxy.port, {bulkMaxSize: 40, maxRetries: 2}), logger)
+      const ids = Array.from({length: 320}, (_, index) => `many-${index}`)
+      for (const id of ids) output.write(line(id))
+      await output.flush()
+      const stored = await idsInRedis()
+      assert.deepEqual(
+        ids.filter((id) => !stored.has(id)),
+        [],
+      )
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
   it('a batch sent while the connection is closing (no longer writable, not yet closed) is sent again on the next one, not given up (max_retries 0)', async () => {
     output = await RedisOutput.open(config(redis.port, {maxRetries: 0}), logger)
     // The moment a peer's close makes: the socket's writable side ended, ioredis not told yet.
