@@ -2,7 +2,8 @@
  * One host of the Redis output: its connection kept up (reconnected `backoff.init` after a failure,
  * doubling up to `backoff.max`, back to `backoff.init` once connected, as Beats' backoff client does),
  * the batches it has in flight (Redis answers a pipeline in order), and its counters. A batch is one
- * RPUSH of its events (datatype list: atomic, all or none) or one PUBLISH per event (channel).
+ * RPUSH of its events (datatype list: atomic, all or none; after a cut connection, a few RPUSHes of
+ * parts of it) or one PUBLISH per event (channel).
  */
 import type {Logger} from '../logger.js'
 import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
@@ -10,7 +11,13 @@ import {LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
 /** Events sent as one unit, until acknowledged or given up. `id`s grow in the order the events were written. */
 export interface Batch {
   id: number
-  lines: Buffer[]
+  /** encoded (./redis-resp.ts): one RPUSH of all its events (datatype list), or one PUBLISH per event (channel) */
+  commands: Buffer[]
+  /** events in it */
+  events: number
+  /** events in each of its commands (an RPUSH split after a cut holds part of the batch) */
+  counts: number[]
+  /** bytes of its commands */
   bytes: number
   /** sends that failed so far */
   tries: number
@@ -19,13 +26,16 @@ export interface Batch {
 export interface HostEvents {
   /** the host can take a batch */
   ready(host: RedisHost): void
-  /** a batch was answered: `failed` holds its events that were not acknowledged (none: all were), with the reason */
-  answered(host: RedisHost, batch: Batch, failed: Buffer[], reason?: RedisLinkError): void
+  /**
+   * A batch was answered: `failed` holds its commands that were not acknowledged (none: all were), with
+   * the events in them and the reason; `behind` when its connection had already failed a batch sent
+   * before it (answers come in the order sent): it failed for the one in front, not for its own sake.
+   */
+  answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason: RedisLinkError | undefined, behind: boolean): void
 }
 
 export interface HostOptions {
   datatype: 'channel' | 'list'
-  key: string
   backoff: {initMs: number; maxMs: number}
 }
 
@@ -37,6 +47,15 @@ export class RedisHost {
   private link: RedisLink | undefined
   private state: 'closed' | 'connecting' | 'ready' | 'waiting' = 'waiting'
   private readonly inFlight = new Set<Batch>()
+  /**
+   * Batches in flight at most now: one after a connection failed under a batch, doubling with each
+   * acknowledged send up to MAX_IN_FLIGHT. Whatever is in flight is on the wire before the first reply
+   * comes back, so a link that is cut after a few KiB would cut all of it, each time, however small the
+   * first batch got (a batch sent again is split: see redis.ts).
+   */
+  private window = MAX_IN_FLIGHT
+  /** the connections lost under a batch */
+  private readonly failedOn = new WeakSet<RedisLink>()
   private backoffMs: number
   private timer: NodeJS.Timeout | undefined
   /** set when Redis refused a command: no new batches; the connection is renewed once the ones in flight are answered */
@@ -61,7 +80,7 @@ export class RedisHost {
 
   /** Up, with room in its pipeline. */
   get canTake(): boolean {
-    return this.up && this.inFlight.size < MAX_IN_FLIGHT
+    return this.up && this.inFlight.size < this.window
   }
 
   private get isClosed(): boolean {
@@ -95,10 +114,20 @@ export class RedisHost {
   send(batch: Batch): void {
     const link = this.link!
     this.inFlight.add(batch)
-    this.stats.published += batch.lines.length
-    if (batch.tries > 0) this.stats.retried += batch.lines.length
-    const commands: Array<['publish' | 'rpush', Buffer[]]> = this.options.datatype === 'list' ? [['rpush', batch.lines]] : batch.lines.map((line) => ['publish', [line]])
-    void link.send(commands, this.options.key).then((results) => this.answer(link, batch, results))
+    const sending = this.sending(batch)
+    this.stats.published += sending.events
+    if (batch.tries > 0) this.stats.retried += sending.events
+    void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands.slice(0, sending.commands)).then((results) => this.answer(link, batch, results))
+  }
+
+  /**
+   * What of the batch goes in this send: all of it, but of a list batch split after a cut connection
+   * (several RPUSHes) only the first part, acknowledged before the next is written: written at once, the
+   * parts would all be on the wire again before the first reply, and cut again with it.
+   */
+  private sending(batch: Batch): {commands: number; events: number} {
+    if (this.options.datatype === 'channel' || batch.commands.length === 1) return {commands: batch.commands.length, events: batch.events}
+    return {commands: 1, events: batch.counts[0]}
   }
 
   /** Stops reconnecting and closes the connection: what is in flight fails. */
@@ -110,16 +139,32 @@ export class RedisHost {
 
   private answer(link: RedisLink, batch: Batch, results: Array<RedisLinkError | undefined>): void {
     this.inFlight.delete(batch)
-    const failed = this.options.datatype === 'list' ? (results[0] ? batch.lines : []) : batch.lines.filter((_line, index) => results[index] !== undefined)
+    // An RPUSH is all or none; each PUBLISH is one event. Commands past the results were not in this send.
+    const failedAt = batch.commands.map((_command, index) => index).filter((index) => index >= results.length || results[index] !== undefined)
+    const commands = failedAt.map((index) => batch.commands[index])
+    const counts = failedAt.map((index) => batch.counts[index])
+    const events = counts.reduce((sum, count) => sum + count, 0)
     const reason = results.find((result) => result !== undefined)
-    this.stats.acknowledged += batch.lines.length - failed.length
+    this.stats.acknowledged += batch.events - events
+    if (reason?.kind === 'transport' && !reason.unsent) this.window = 1
+    else if (events < batch.events) this.window = Math.min(this.window * 2, MAX_IN_FLIGHT)
+    if (reason?.unsent) {
+      // Not written after all (the connection was gone): not counted as sent.
+      const {events: sent} = this.sending(batch)
+      this.stats.published -= sent
+      if (batch.tries > 0) this.stats.retried -= sent
+    }
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {
       this.draining = true
       this.logger.warn({'error.message': reason.message, 'redis.host': this.label}, 'redis output: Redis refused a batch; reconnecting after the backoff')
     }
 
-    this.events.answered(this, batch, failed, reason)
+    // A refusal is the batch's own; a lost connection is charged to the first batch it failed.
+    const lost = reason?.kind === 'transport' && !reason.unsent
+    const behind = lost && this.failedOn.has(link)
+    if (lost) this.failedOn.add(link)
+    this.events.answered(this, batch, {commands, counts, events}, reason, behind)
     if (this.draining && this.inFlight.size === 0 && link === this.link) link.close(reason)
     else if (this.canTake) this.events.ready(this)
   }

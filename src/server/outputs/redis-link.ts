@@ -12,7 +12,7 @@
 import type {ConnectionOptions} from 'node:tls'
 
 import createDebug from 'debug'
-import {Redis} from 'ioredis'
+import {Command, Redis} from 'ioredis'
 
 keepClientDebugOff()
 
@@ -34,6 +34,8 @@ export class RedisLinkError extends Error {
   constructor(
     readonly kind: 'auth' | 'refused' | 'transport',
     message: string,
+    /** set when the commands were never written: the connection was already gone (not a failed try) */
+    readonly unsent = false,
   ) {
     super(message)
     this.name = 'RedisLinkError'
@@ -118,24 +120,30 @@ export class RedisLink {
   }
 
   /**
-   * Sends the commands in one pipeline; resolves with each one's error (undefined: acknowledged). When
-   * the replies do not all come within `timeout`, the connection is destroyed: the unanswered fail.
+   * Writes the commands (each encoded by ./redis-resp.ts) in one write; resolves with each one's error
+   * (undefined: acknowledged). When the replies do not all come within `timeout`, the connection is
+   * destroyed: the unanswered fail.
    */
-  async send(commands: Array<[name: 'publish' | 'rpush', args: Buffer[]]>, key: string): Promise<Array<RedisLinkError | undefined>> {
-    if (this.closed) return commands.map(() => this.closeReason ?? new RedisLinkError('transport', 'the connection closed'))
+  async send(name: 'publish' | 'rpush', commands: readonly Buffer[]): Promise<Array<RedisLinkError | undefined>> {
+    const {stream} = this.client
+    // The peer's close ends the socket's writable side ('end') before ioredis sees 'close': in between,
+    // ioredis refuses each command at once, so a batch sent and sent again there spent every try in a
+    // millisecond, unwritten. The link is gone from the first refusal on; what it did not write is unsent.
+    if (!this.closed && (this.client.status !== 'ready' || !stream?.writable)) this.destroy(new RedisLinkError('transport', 'the connection closed'))
+    if (this.closed) {
+      const reason = this.closeReason ?? new RedisLinkError('transport', 'the connection closed')
+      return commands.map(() => new RedisLinkError(reason.kind, reason.message, true))
+    }
+
     this.allowance += commands.length * REPLY_BYTES_PER_COMMAND
-    const pipeline = this.client.pipeline()
-    for (const [name, args] of commands) pipeline[name](key, ...(args as [Buffer]))
     const timer = setTimeout(() => this.destroy(new RedisLinkError('transport', `no reply within ${this.target.timeoutMs / 1000} s`)), this.target.timeoutMs)
+    // Corked, the commands of a batch leave in one write (one system call), as a pipeline's do.
+    stream?.cork()
+    const replies = commands.map((encoded) => this.client.sendCommand(new EncodedCommand(name, encoded)) as Promise<unknown>)
+    stream?.uncork()
     try {
-      const results = (await pipeline.exec()) ?? []
-      return commands.map((_command, index) => {
-        const error = results[index]?.[0]
-        return error ? (this.closeReason ?? this.describe(error, false)) : undefined
-      })
-    } catch (error) {
-      const reason = this.closeReason ?? this.describe(error as Error, false)
-      return commands.map(() => reason)
+      const results = await Promise.allSettled(replies)
+      return results.map((result) => (result.status === 'fulfilled' ? undefined : (this.closeReason ?? this.describe(result.reason as Error, false))))
     } finally {
       clearTimeout(timer)
     }
@@ -179,6 +187,23 @@ export class RedisLink {
     this.closed = true
     this.closeReason ??= reason
     this.onClose(this.closeReason)
+  }
+}
+
+/**
+ * A command whose bytes are already encoded: ioredis queues it, writes it as it is and matches its reply,
+ * as for any command; it holds no arguments of its own to encode (or to show in a trace).
+ */
+class EncodedCommand extends Command {
+  constructor(
+    name: string,
+    private readonly encoded: Buffer,
+  ) {
+    super(name, [], {replyEncoding: null})
+  }
+
+  override toWritable(): Buffer {
+    return this.encoded
   }
 }
 

@@ -6,9 +6,10 @@
  * event answered 202 is in Redis. Events are batched (at most `bulk_max_size` a batch, cut at the end
  * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
  * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
- * fails is sent again, first in line, to whichever host is up; after `max_retries` failed sends it is
- * dropped (never an event answered 202: its request's flush rejects). An acknowledged batch is never
- * sent again.
+ * fails is sent again, ahead of newer ones, to whichever host is up (an RPUSH a cut connection failed,
+ * in halves, one at a time: a link that carries only a few KiB still carries them); after `max_retries`
+ * sends in a row that got none of it acknowledged it is dropped (never an event answered 202: its
+ * request's flush rejects). An acknowledged batch or part is never sent again.
  *
  * Bounded: events not yet acknowledged are held up to {@link QUEUE_BYTES}; past it a write is refused,
  * and a flush that Redis does not answer within `timeout` rejects. Both are {@link OutputFullError}s:
@@ -22,12 +23,23 @@ import type {Logger} from '../logger.js'
 import {Output, OutputFullError, OutputStats} from './output.js'
 import {Batch, RedisHost} from './redis-host.js'
 import {hostCredentials, LinkTarget, RedisLink, RedisLinkError} from './redis-link.js'
+import {encodeCommand, lineLength, LineParts, splitCommand} from './redis-resp.js'
 import {readTlsOptions, TlsByHost} from './redis-tls.js'
 
 /** Events held until Redis acknowledged them, at most (the client's encoded copy in flight comes on top: see maxQueuedBytes). */
 export const QUEUE_BYTES = 32 * 1024 * 1024
 /** A batch is cut at this size whatever bulk_max_size says: one RPUSH stays a few MiB. */
 export const BATCH_MAX_BYTES = 4 * 1024 * 1024
+
+const RPUSH = Buffer.from('RPUSH')
+const PUBLISH = Buffer.from('PUBLISH')
+
+/** The batch being written: its lines as the intake gave them, encoded into commands once it is sealed. */
+interface OpenBatch {
+  id: number
+  lines: LineParts[]
+  bytes: number
+}
 
 interface Waiter {
   /** the id of the last batch written before the flush */
@@ -52,7 +64,8 @@ export class RedisOutput implements Output {
   /** Our queue, and as much again for the copies the client encodes and the socket holds while a batch is in flight. */
   readonly maxQueuedBytes = 2 * QUEUE_BYTES
   private readonly hosts: RedisHost[]
-  private open: Batch
+  private open: OpenBatch
+  private readonly key: Buffer
   private nextId = 1
   /** sealed batches waiting for a host, oldest first (a batch sent again goes first) */
   private readonly ready: Batch[] = []
@@ -77,10 +90,11 @@ export class RedisOutput implements Output {
   ) {
     this.credentials = credentialsOf(config)
     this.open = this.newBatch()
-    const options = {backoff: config.backoff, datatype: config.datatype, key: config.key}
+    this.key = Buffer.from(config.key)
+    const options = {backoff: config.backoff, datatype: config.datatype}
     this.hosts = config.hosts.map(
       (host, index) =>
-        new RedisHost(host.label, () => this.targetOf(index, tls), options, {answered: (from, batch, failed, reason) => this.answered(from, batch, failed, reason), ready: () => this.pump()}, logger),
+        new RedisHost(host.label, () => this.targetOf(index, tls), options, {answered: (from, batch, failed, reason, behind) => this.answered(from, batch, failed, reason, behind), ready: () => this.pump()}, logger),
     )
   }
 
@@ -115,15 +129,17 @@ export class RedisOutput implements Output {
 
   write(line: string | readonly Buffer[]): void {
     if (this.closed) throw new Error('the output is closed')
-    const data = typeof line === 'string' ? Buffer.from(line) : line.length === 1 ? line[0] : Buffer.concat(line)
-    if (this.queuedBytes + data.length > QUEUE_BYTES) {
+    // The parts are kept as given (the metadata head and the event's bytes) until the batch is encoded.
+    const parts = typeof line === 'string' ? [Buffer.from(line)] : line
+    const bytes = lineLength(parts)
+    if (this.queuedBytes + bytes > QUEUE_BYTES) {
       this.fail(1, new OutputFullError(`the Redis output's queue is full (${QUEUE_BYTES / 2 ** 20} MiB not yet acknowledged by Redis)`))
       return
     }
 
-    this.open.lines.push(data)
-    this.open.bytes += data.length
-    this.queuedBytes += data.length
+    this.open.lines.push(parts)
+    this.open.bytes += bytes
+    this.queuedBytes += bytes
     const {bulkMaxSize} = this.config
     if ((bulkMaxSize > 0 && this.open.lines.length >= bulkMaxSize) || this.open.bytes >= BATCH_MAX_BYTES) this.seal()
     else this.scheduled ??= setImmediate(() => this.seal())
@@ -160,11 +176,11 @@ export class RedisOutput implements Output {
       clearTimeout(timer)
     }
 
-    const left = [...this.unsettled.values()].reduce((sum, batch) => sum + batch.lines.length, 0)
+    const left = [...this.unsettled.values()].reduce((sum, batch) => sum + batch.events, 0)
     for (const host of this.hosts) host.close()
     if (left > 0) {
       this.logger.warn({'events.unacknowledged': left}, `redis output: ${left} events were not acknowledged by Redis before the shutdown timeout; they may be missing`)
-      for (const batch of this.unsettled.values()) this.giveUp(batch, batch.lines.length, new OutputFullError('the output closed before Redis acknowledged the events'))
+      for (const batch of this.unsettled.values()) this.giveUp(batch, batch.events, new OutputFullError('the output closed before Redis acknowledged the events'))
     }
 
     this.logger.info({hosts: this.stats().hosts}, 'redis output: closed')
@@ -174,7 +190,7 @@ export class RedisOutput implements Output {
     const hosts: NonNullable<OutputStats['hosts']> = {}
     for (const host of this.hosts) hosts[host.label] = {...host.stats}
     let pending = 0
-    for (const batch of this.unsettled.values()) pending += batch.lines.length
+    for (const batch of this.unsettled.values()) pending += batch.events
     return {failed: this.counts.failed, hosts, pending, published: this.counts.published, retried: this.counts.retried}
   }
 
@@ -198,18 +214,25 @@ export class RedisOutput implements Output {
     return linkTarget(this.config, index, this.credentials, tls)
   }
 
-  private newBatch(): Batch {
-    return {bytes: 0, id: this.nextId++, lines: [], tries: 0}
+  private newBatch(): OpenBatch {
+    return {bytes: 0, id: this.nextId++, lines: []}
   }
 
   /** The batch being written is complete: queued for a host, and a new one started. */
   private seal(): void {
     if (this.scheduled) clearImmediate(this.scheduled)
     this.scheduled = undefined
-    if (this.open.lines.length === 0) return
-    const batch = this.open
+    const {bytes: lineBytes, id, lines} = this.open
+    if (lines.length === 0) return
     this.open = this.newBatch()
-    this.unsettled.set(batch.id, batch)
+    // Encoded once, here: the lines' parts are let go, and a batch sent again is sent as it is.
+    const commands = this.config.datatype === 'list' ? [encodeCommand(RPUSH, this.key, lines)] : lines.map((line) => encodeCommand(PUBLISH, this.key, [line]))
+    let bytes = 0
+    for (const command of commands) bytes += command.length
+    this.queuedBytes += bytes - lineBytes
+    const counts = this.config.datatype === 'list' ? [lines.length] : lines.map(() => 1)
+    const batch: Batch = {bytes, commands, counts, events: lines.length, id, tries: 0}
+    this.unsettled.set(id, batch)
     this.ready.push(batch)
     this.pump()
   }
@@ -237,31 +260,56 @@ export class RedisOutput implements Output {
     return idle[this.turn++ % idle.length]
   }
 
-  private answered(host: RedisHost, batch: Batch, failed: Buffer[], reason?: RedisLinkError): void {
-    const done = batch.lines.length - failed.length
-    this.counts.published += done
-    if (failed.length === 0) {
+  private answered(host: RedisHost, batch: Batch, failed: {commands: Buffer[]; counts: number[]; events: number}, reason: RedisLinkError | undefined, behind: boolean): void {
+    this.counts.published += batch.events - failed.events
+    if (failed.events === 0) {
       this.settle(batch)
       return
     }
 
-    // Sent again, but only what Redis did not acknowledge.
-    let bytes = 0
-    for (const line of failed) bytes += line.length
-    this.queuedBytes -= batch.bytes - bytes
-    batch.lines = failed
-    batch.bytes = bytes
-    batch.tries++
-    const {maxRetries} = this.config
-    if (maxRetries >= 0 && batch.tries > maxRetries) {
-      host.stats.failed += failed.length
-      this.giveUp(batch, failed.length, new OutputFullError(`Redis did not acknowledge ${failed.length} events after ${batch.tries} sends: ${reason?.message ?? 'no reply'}`))
+    // A send the connection never wrote (it was already gone) is no try: back in line as it was.
+    if (reason?.unsent) {
+      this.requeue(batch)
+      this.pump()
       return
     }
 
-    this.counts.retried += failed.length
-    this.ready.unshift(batch)
+    // Sent again, but only what Redis did not acknowledge; after a cut connection, each RPUSH in halves.
+    const {commands, counts} = reason?.kind === 'transport' ? halves(failed) : failed
+    let bytes = 0
+    for (const command of commands) bytes += command.length
+    this.queuedBytes -= batch.bytes - bytes
+    batch.commands = commands
+    batch.counts = counts
+    // A try is a send that got nothing acknowledged, for its own sake: one that got part of the batch
+    // through made progress, and what is left has its max_retries again (bounded: every such send takes
+    // events off the batch); one behind another batch its connection failed lost only its turn (bounded:
+    // each failed connection charges the first batch it failed).
+    if (failed.events < batch.events) batch.tries = 0
+    else if (!behind) batch.tries++
+    batch.events = failed.events
+    batch.bytes = bytes
+    const {maxRetries} = this.config
+    if (maxRetries >= 0 && batch.tries > maxRetries) {
+      host.stats.failed += failed.events
+      this.giveUp(batch, failed.events, new OutputFullError(`Redis did not acknowledge ${failed.events} events after ${batch.tries} sends: ${reason?.message ?? 'no reply'}`))
+      return
+    }
+
+    this.counts.retried += failed.events
+    this.requeue(batch)
     this.pump()
+  }
+
+  /**
+   * Back in line in the order written (the oldest batch first, before every newer one): the batches of a
+   * cut connection fail in the order sent, and each put first in turn went back reversed, the oldest
+   * last, the one every later flush waits for.
+   */
+  private requeue(batch: Batch): void {
+    const before = this.ready.findIndex((other) => other.id > batch.id)
+    if (before === -1) this.ready.push(batch)
+    else this.ready.splice(before, 0, batch)
   }
 
   private settle(batch: Batch): void {
@@ -300,6 +348,29 @@ export class RedisOutput implements Output {
     const oldest = this.unsettled.keys().next().value
     return oldest !== undefined && oldest <= id
   }
+}
+
+/**
+ * Each RPUSH of more than one event as two, half its events each: a connection that is cut after a few
+ * KiB (a proxy, a load balancer, a flaky link) fails an RPUSH bigger than what it carries every time,
+ * however often it is sent, and every command behind it; halves get through, the first ones at least.
+ */
+function halves(failed: {commands: Buffer[]; counts: number[]}): {commands: Buffer[]; counts: number[]} {
+  const commands: Buffer[] = []
+  const counts: number[] = []
+  for (const [index, command] of failed.commands.entries()) {
+    const count = failed.counts[index]
+    const split = count > 1 ? splitCommand(command) : undefined
+    if (split) {
+      commands.push(...split)
+      counts.push(Math.floor(count / 2), count - Math.floor(count / 2))
+    } else {
+      commands.push(command)
+      counts.push(count)
+    }
+  }
+
+  return {commands, counts}
 }
 
 /** Where host `index` is, with the credentials in force (a URL's own win). */

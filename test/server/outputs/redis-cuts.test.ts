@@ -1,0 +1,145 @@
+/**
+ * The Redis output over connections that break (a real redis-server, test/helpers/redis.ts): a
+ * connection that is cut after a few KiB every time (a proxy, a load balancer) still gets every event
+ * through, in pieces; a batch sent while the connection is closing is sent again, not given up.
+ */
+import assert from 'node:assert/strict'
+import net from 'node:net'
+
+import type {RedisOutputConfig} from '../../../src/server/config/server-config.js'
+import {createLogger} from '../../../src/server/logger.js'
+import {RedisOutput} from '../../../src/server/outputs/redis.js'
+import {RedisInstance, startRedis, stopAllRedis} from '../../helpers/redis.js'
+
+const PASSWORD = 'redis-Pa55-word'
+const HEAD = Buffer.from('{"metadata":{"service":{"agent":{"name":"nodejs","version":"4.18.0"},"name":"svc"}},')
+
+function config(port: number, overrides: Partial<RedisOutputConfig> = {}): RedisOutputConfig {
+  return {
+    backoff: {initMs: 20, maxMs: 20},
+    bulkMaxSize: 2048,
+    datatype: 'list',
+    db: 0,
+    hosts: [{host: '127.0.0.1', label: `127.0.0.1:${port}`, port}],
+    key: 'apm-server',
+    loadbalance: true,
+    maxRetries: 3,
+    password: PASSWORD,
+    ssl: {certificateAuthorities: [], enabled: false, verificationMode: 'full'},
+    timeoutMs: 10_000,
+    ...overrides,
+  }
+}
+
+const line = (id: string) => [HEAD, Buffer.from(`"transaction":{"id":"${id}","name":"${'x'.repeat(900)}"}}`)]
+
+/** A proxy to `port` that closes each connection once `budget` bytes went through it (both ways). */
+async function cuttingProxy(port: number, budget: number): Promise<{port: number; connections: () => number; close: () => Promise<void>}> {
+  const sockets = new Set<net.Socket>()
+  let connections = 0
+  const server = net.createServer((client) => {
+    connections++
+    const upstream = net.connect(port, '127.0.0.1')
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.on('close', () => sockets.delete(socket))
+    }
+
+    let left = budget
+    const pass = (from: net.Socket, to: net.Socket) =>
+      from.on('data', (chunk: Buffer) => {
+        left -= chunk.length
+        to.write(left <= 0 ? chunk.subarray(0, chunk.length + left) : chunk)
+        if (left <= 0) {
+          client.destroy()
+          upstream.destroy()
+        }
+      })
+    pass(client, upstream)
+    pass(upstream, client)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+    connections: () => connections,
+    port: (server.address() as net.AddressInfo).port,
+  }
+}
+
+describe('outputs/redis: connections that break (real redis-server)', function () {
+  this.timeout(60_000)
+  let output: RedisOutput | undefined
+  let redis: RedisInstance
+  const logger = createLogger({destination: {write: () => {}}, level: 'error'})
+  beforeEach(async () => {
+    redis = await startRedis({password: PASSWORD})
+  })
+  afterEach(async () => {
+    await output?.close(Date.now())
+    output = undefined
+    await stopAllRedis()
+  })
+
+  async function idsInRedis(): Promise<Set<string>> {
+    const client = redis.client()
+    try {
+      return new Set((await client.lrange('apm-server', 0, -1)).map((element) => (JSON.parse(element) as {transaction: {id: string}}).transaction.id))
+    } finally {
+      client.disconnect()
+    }
+  }
+
+  it('a link cut after 64 KiB every time: a flush of a 300 KiB batch resolves, every event in the list (max_retries 3)', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    try {
+      output = await RedisOutput.open(config(proxy.port), logger)
+      const ids = Array.from({length: 300}, (_, index) => `cut-${index}`)
+      for (const id of ids) output.write(line(id))
+      await output.flush()
+      const stored = await idsInRedis()
+      assert.deepEqual(
+        ids.filter((id) => !stored.has(id)),
+        [],
+      )
+      assert.ok(proxy.connections() > 2, 'the proxy did cut connections')
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
+  it('a link cut after 64 KiB every time, 8 batches of 40 KiB in flight: every flush resolves, every event in the list (max_retries 2)', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    try {
+      output = await RedisOutput.open(config(proxy.port, {bulkMaxSize: 40, maxRetries: 2}), logger)
+      const ids = Array.from({length: 320}, (_, index) => `many-${index}`)
+      for (const id of ids) output.write(line(id))
+      await output.flush()
+      const stored = await idsInRedis()
+      assert.deepEqual(
+        ids.filter((id) => !stored.has(id)),
+        [],
+      )
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
+  it('a batch sent while the connection is closing (no longer writable, not yet closed) is sent again on the next one, not given up (max_retries 0)', async () => {
+    output = await RedisOutput.open(config(redis.port, {maxRetries: 0}), logger)
+    // The moment a peer's close makes: the socket's writable side ended, ioredis not told yet.
+    const host = (output as unknown as {hosts: Array<{link: {client: {stream: net.Socket}}}>}).hosts[0]
+    host.link.client.stream.end()
+    output.write(line('closing-1'))
+    await output.flush()
+    assert.deepEqual([...(await idsInRedis())], ['closing-1'])
+  })
+})
