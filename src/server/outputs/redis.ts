@@ -274,6 +274,9 @@ export class RedisOutput implements Output {
       return
     }
 
+    // Retried: the events this send carried and lost, not the parts of a split batch waiting their turn
+    // (only its first RPUSH was sent), which were counted again after every part acknowledged.
+    const lost = reason === undefined ? 0 : this.config.datatype === 'list' && batch.commands.length > 1 ? failed.counts[0] : failed.events
     // Sent again, but only what Redis did not acknowledge; after a cut connection, each RPUSH in halves.
     const {commands, counts} = reason?.kind === 'transport' ? halves(failed) : failed
     let bytes = 0
@@ -296,7 +299,7 @@ export class RedisOutput implements Output {
       return
     }
 
-    this.counts.retried += failed.events
+    this.counts.retried += lost
     this.requeue(batch)
     this.pump()
   }

@@ -133,6 +133,26 @@ describe('outputs/redis: connections that break (real redis-server)', function (
     }
   })
 
+  it('a link cut after 64 KiB every time: retried counts the events of the sends that failed, not the parts of a batch waiting their turn', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    try {
+      output = await RedisOutput.open(config(proxy.port), logger)
+      for (let index = 0; index < 300; index++) output.write(line(`count-${index}`))
+      await output.flush()
+      const stats = output.stats()
+      const host = stats.hosts![`127.0.0.1:${proxy.port}`]
+      // Every event sent and not acknowledged was in a failed send and sent again (none was given up).
+      assert.equal(stats.failed, 0)
+      assert.equal(stats.published, 300)
+      assert.equal(stats.retried, host.published - host.acknowledged)
+      assert.equal(host.acknowledged, 300)
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
   it('a batch sent while the connection is closing (no longer writable, not yet closed) is sent again on the next one, not given up (max_retries 0)', async () => {
     output = await RedisOutput.open(config(redis.port, {maxRetries: 0}), logger)
     // The moment a peer's close makes: the socket's writable side ended, ioredis not told yet.
