@@ -7,9 +7,10 @@
  * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
  * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
  * fails is sent again, ahead of newer ones, to whichever host is up (an RPUSH a cut connection failed,
- * in halves, one at a time: a link that carries only a few KiB still carries them); after `max_retries`
- * sends in a row that got none of it acknowledged it is dropped (never an event answered 202: its
- * request's flush rejects). An acknowledged batch or part is never sent again.
+ * in halves, alone on its connection: a link that carries only a few KiB still carries them); after
+ * `max_retries` sends in a row that got none of it acknowledged, not counting a cut RPUSH that could be
+ * halved, it is dropped (never an event answered 202: its request's flush rejects). An acknowledged
+ * batch or part is never sent again.
  *
  * Bounded: events not yet acknowledged are held up to {@link QUEUE_BYTES}; past it a write is refused,
  * and a flush that Redis does not answer within `timeout` rejects. Both are {@link OutputFullError}s:
@@ -287,9 +288,13 @@ export class RedisOutput implements Output {
     // A try is a send that got nothing acknowledged, for its own sake: one that got part of the batch
     // through made progress, and what is left has its max_retries again (bounded: every such send takes
     // events off the batch); one behind another batch its connection failed lost only its turn (bounded:
-    // each failed connection charges the first batch it failed).
+    // each failed connection charges the first batch it failed). An RPUSH of several events that a cut
+    // connection failed is no try either: its halves are the next one (bounded: log2 of its events).
+    // Counted, a batch of 1 MiB through a link cut after 64 KiB was given up before a part small enough
+    // went through.
+    const halved = reason?.kind === 'transport' && this.config.datatype === 'list' && failed.counts[0] > 1
     if (failed.events < batch.events) batch.tries = 0
-    else if (!behind) batch.tries++
+    else if (!behind && !halved) batch.tries++
     batch.events = failed.events
     batch.bytes = bytes
     const {maxRetries} = this.config

@@ -33,8 +33,11 @@ function config(port: number, overrides: Partial<RedisOutputConfig> = {}): Redis
 
 const line = (id: string) => [HEAD, Buffer.from(`"transaction":{"id":"${id}","name":"${'x'.repeat(900)}"}}`)]
 
-/** A proxy to `port` that closes each connection once `budget` bytes went through it (both ways). */
-async function cuttingProxy(port: number, budget: number): Promise<{port: number; connections: () => number; close: () => Promise<void>}> {
+/**
+ * A proxy to `port` that closes each connection once `budget` bytes went through it (both ways), or
+ * with `rpush` set, as soon as the client sends an RPUSH (a link that carries none).
+ */
+async function cuttingProxy(port: number, budget: number, rpush = false): Promise<{port: number; connections: () => number; close: () => Promise<void>}> {
   const sockets = new Set<net.Socket>()
   let connections = 0
   const server = net.createServer((client) => {
@@ -49,7 +52,7 @@ async function cuttingProxy(port: number, budget: number): Promise<{port: number
     let left = budget
     const pass = (from: net.Socket, to: net.Socket) =>
       from.on('data', (chunk: Buffer) => {
-        left -= chunk.length
+        left -= rpush && from === client && chunk.includes('RPUSH') ? Infinity : chunk.length
         to.write(left <= 0 ? chunk.subarray(0, chunk.length + left) : chunk)
         if (left <= 0) {
           client.destroy()
@@ -146,6 +149,41 @@ describe('outputs/redis: connections that break (real redis-server)', function (
       assert.equal(stats.published, 300)
       assert.equal(stats.retried, host.published - host.acknowledged)
       assert.equal(host.acknowledged, 300)
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
+  it('a link cut after 64 KiB every time: one 1 MiB batch (bulk_max_size 2048) gets through, halved as often as it takes (max_retries 3)', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    try {
+      output = await RedisOutput.open(config(proxy.port), logger)
+      const ids = Array.from({length: 1000}, (_, index) => `big-${index}`)
+      for (const id of ids) output.write(line(id))
+      await output.flush()
+      const stored = await idsInRedis()
+      assert.deepEqual(
+        ids.filter((id) => !stored.has(id)),
+        [],
+      )
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
+  it('a link that cuts every RPUSH: a 1000-event batch is given up after its halvings and max_retries, the flush rejects', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024, true)
+    try {
+      output = await RedisOutput.open(config(proxy.port), logger)
+      for (let index = 0; index < 1000; index++) output.write(line(`dead-${index}`))
+      await assert.rejects(output.flush(), /Redis did not acknowledge 1000 events after 4 sends/)
+      // log2(1000) halvings, then max_retries 3 + 1 sends of one event: about 14 connections, not endless.
+      assert.ok(proxy.connections() <= 16, `${proxy.connections()} connections`)
+      assert.equal(output.stats().failed, 1000)
     } finally {
       await output?.close(Date.now())
       output = undefined
