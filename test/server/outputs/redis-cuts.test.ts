@@ -136,6 +136,26 @@ describe('outputs/redis: connections that break (real redis-server)', function (
     }
   })
 
+  it('a link cut after 64 KiB every time: three 200 KiB batches (bulk_max_size 200) all get through, none given up behind the first (max_retries 3)', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    try {
+      output = await RedisOutput.open(config(proxy.port, {bulkMaxSize: 200}), logger)
+      const ids = Array.from({length: 600}, (_, index) => `many-${index}`)
+      for (const id of ids) output.write(line(id))
+      await output.flush()
+      const stored = await idsInRedis()
+      assert.deepEqual(
+        ids.filter((id) => !stored.has(id)),
+        [],
+      )
+      assert.equal(output.stats().failed, 0)
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
+
   it('a link cut after 64 KiB every time: retried counts the events of the sends that failed, not the parts of a batch waiting their turn', async () => {
     const proxy = await cuttingProxy(redis.port, 64 * 1024)
     try {
