@@ -149,7 +149,9 @@ export class RedisOutput implements Output {
   /** Resolves once Redis acknowledged every event written so far; rejects when one is given up or Redis does not answer within `timeout`. */
   flush(): Promise<void> {
     this.seal()
-    const through = this.nextId - 1
+    // The last batch sealed, not the open one (its id is taken): events written after this flush go
+    // there, and waiting for them made a request wait on (and time out behind) another request's events.
+    const through = this.open.id - 1
     if (!this.pendingThrough(through)) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {

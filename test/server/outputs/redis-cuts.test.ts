@@ -74,6 +74,43 @@ async function cuttingProxy(port: number, budget: number, rpush = false): Promis
   }
 }
 
+/**
+ * A proxy to `port` that stops forwarding what the client sends from the first RPUSH holding `marker`
+ * on (a Redis that stalls, a link that black-holes): everything before it goes through and is answered.
+ */
+async function stallingProxy(port: number, marker: string): Promise<{port: number; close: () => Promise<void>}> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1')
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.on('close', () => sockets.delete(socket))
+    }
+
+    let stalled = false
+    client.on('data', (chunk: Buffer) => {
+      if (stalled) return
+      const at = chunk.indexOf(marker)
+      if (at !== -1) {
+        stalled = true
+        chunk = chunk.subarray(0, chunk.lastIndexOf('*3\r\n$5\r\nRPUSH', at))
+      }
+      upstream.write(chunk)
+    })
+    upstream.on('data', (chunk: Buffer) => client.write(chunk))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+    port: (server.address() as net.AddressInfo).port,
+  }
+}
+
 describe('outputs/redis: connections that break (real redis-server)', function () {
   this.timeout(60_000)
   let output: RedisOutput | undefined
@@ -219,5 +256,21 @@ describe('outputs/redis: connections that break (real redis-server)', function (
     output.write(line('closing-1'))
     await output.flush()
     assert.deepEqual([...(await idsInRedis())], ['closing-1'])
+  })
+  it('a flush waits for the events written before it, not for a batch written after it that Redis does not answer', async () => {
+    const proxy = await stallingProxy(redis.port, 'stalled-')
+    try {
+      output = await RedisOutput.open(config(proxy.port, {timeoutMs: 2000}), logger)
+      output.write(line('first-1'))
+      const flushed = output.flush()
+      // Another request's event, written in the same tick, goes in the next batch, to a Redis that stalls.
+      output.write(line('stalled-2'))
+      await flushed
+      assert.deepEqual([...(await idsInRedis())], ['first-1'])
+    } finally {
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
   })
 })
