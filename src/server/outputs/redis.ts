@@ -167,6 +167,7 @@ export class RedisOutput implements Output {
     this.closed = true
     this.seal()
     if (this.unsettled.size > 0) {
+      for (const host of this.hosts) host.hurry()
       let timer: NodeJS.Timeout | undefined
       await Promise.race([
         new Promise<void>((resolve) => {

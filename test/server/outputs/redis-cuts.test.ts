@@ -273,4 +273,17 @@ describe('outputs/redis: connections that break (real redis-server)', function (
       await proxy.close()
     }
   })
+  it('a stop while a host waits out a long backoff: Redis is back, the queued events are sent before the shutdown deadline, not dropped at it', async () => {
+    output = await RedisOutput.open(config(redis.port, {backoff: {initMs: 60_000, maxMs: 60_000}}), logger)
+    await redis.kill()
+    output.write(line('queued-1'))
+    const flushed = output.flush().catch(() => {})
+    // The connection is lost: the host reconnects in 60 s (backoff.max), longer than the shutdown timeout.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    await redis.start()
+    await output.close(Date.now() + 3000)
+    await flushed
+    assert.deepEqual([...(await idsInRedis())], ['queued-1'])
+    assert.equal(output.stats().failed, 0)
+  })
 })
