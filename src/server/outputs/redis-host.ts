@@ -19,8 +19,10 @@ export interface Batch {
   counts: number[]
   /** bytes of its commands */
   bytes: number
-  /** sends that failed so far */
+  /** failed sends that count against max_retries (see redis.ts) */
   tries: number
+  /** set once a send of it failed: its events were all on the wire then, so each later send is a retry */
+  resent: boolean
 }
 
 export interface HostEvents {
@@ -116,7 +118,7 @@ export class RedisHost {
     this.inFlight.add(batch)
     const sending = this.sending(batch)
     this.stats.published += sending.events
-    if (batch.tries > 0) this.stats.retried += sending.events
+    if (batch.resent) this.stats.retried += sending.events
     void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands.slice(0, sending.commands)).then((results) => this.answer(link, batch, results))
   }
 
@@ -163,7 +165,7 @@ export class RedisHost {
       // Not written after all (the connection was gone): not counted as sent.
       const {events: sent} = this.sending(batch)
       this.stats.published -= sent
-      if (batch.tries > 0) this.stats.retried -= sent
+      if (batch.resent) this.stats.retried -= sent
     }
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {

@@ -235,7 +235,7 @@ export class RedisOutput implements Output {
     for (const command of commands) bytes += command.length
     this.queuedBytes += bytes - lineBytes
     const counts = this.config.datatype === 'list' ? [lines.length] : lines.map(() => 1)
-    const batch: Batch = {bytes, commands, counts, events: lines.length, id, tries: 0}
+    const batch: Batch = {bytes, commands, counts, events: lines.length, id, resent: false, tries: 0}
     this.unsettled.set(id, batch)
     this.ready.push(batch)
     this.pump()
@@ -296,6 +296,9 @@ export class RedisOutput implements Output {
     // Counted, a batch of 1 MiB through a link cut after 64 KiB was given up before a part small enough
     // went through.
     const halved = reason?.kind === 'transport' && this.config.datatype === 'list' && failed.counts[0] > 1
+    // (A send that failed had all the batch's events on the wire: a split batch's rest was in the RPUSH
+    // that was cut. Every later send of them is a retry, for the host's count, whatever max_retries says.)
+    if (reason !== undefined) batch.resent = true
     if (failed.events < batch.events) batch.tries = 0
     else if (!behind && !halved) batch.tries++
     batch.events = failed.events

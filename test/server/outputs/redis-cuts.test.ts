@@ -206,6 +206,8 @@ describe('outputs/redis: connections that break (real redis-server)', function (
       assert.equal(stats.published, 300)
       assert.equal(stats.retried, host.published - host.acknowledged)
       assert.equal(host.acknowledged, 300)
+      // The host sent those events again: its own retried says so too (halves and rests included).
+      assert.equal(host.retried, stats.retried)
     } finally {
       await output?.close(Date.now())
       output = undefined
