@@ -1,6 +1,6 @@
 /**
  * One connection to one Redis host, through ioredis: TLS as configured, HELLO/AUTH with the username and
- * password, SELECT of the database, then pipelined commands whose replies are the acknowledgement.
+ * password, SELECT of the database (refused: no connection), then pipelined commands whose replies are the acknowledgement.
  *
  * The library's reconnection, offline queue and resending of unanswered commands are off: the output
  * decides when to reconnect and what to send again (./redis-host.ts), so a command is never sent twice
@@ -82,7 +82,6 @@ export class RedisLink {
     const client = new Redis({
       autoResendUnfulfilledCommands: false,
       connectTimeout: target.timeoutMs,
-      db: target.db,
       disableClientInfo: true,
       enableOfflineQueue: false,
       host: target.host,
@@ -108,6 +107,16 @@ export class RedisLink {
     })
     try {
       await Promise.race([client.connect(), deadline])
+      // SELECTed here, not by the library: its handshake only emits a refused SELECT (a database out of
+      // range, an ACL user without +select) and goes on, on database 0, where every event then went.
+      if (target.db !== 0) {
+        await Promise.race([
+          client.select(target.db).catch((error: Error) => {
+            throw link.describe(error, false)
+          }),
+          deadline,
+        ])
+      }
     } catch (error) {
       client.disconnect()
       throw link.closeReason ?? (error instanceof RedisLinkError ? error : link.describe(first ?? (error as Error), true))
