@@ -21,6 +21,8 @@ export interface Batch {
   bytes: number
   /** failed sends that count against max_retries (see redis.ts) */
   tries: number
+  /** PUBLISHes of a channel batch sent at once, halved by each cut connection (undefined: all of them) */
+  perSend?: number
   /** set once a send of it failed: its events were all on the wire then, so each later send is a retry */
   resent: boolean
 }
@@ -125,10 +127,17 @@ export class RedisHost {
   /**
    * What of the batch goes in this send: all of it, but of a list batch split after a cut connection
    * (several RPUSHes) only the first part, acknowledged before the next is written: written at once, the
-   * parts would all be on the wire again before the first reply, and cut again with it.
+   * parts would all be on the wire again before the first reply, and cut again with it. Of a channel
+   * batch, its first perSend PUBLISHes.
    */
-  private sending(batch: Batch): {commands: number; events: number} {
-    if (this.options.datatype === 'channel' || batch.commands.length === 1) return {commands: batch.commands.length, events: batch.events}
+  sending(batch: Batch): {commands: number; events: number} {
+    if (this.options.datatype === 'channel') {
+      // One event a PUBLISH: after a cut, the first perSend of them, for the same reason.
+      const commands = Math.min(batch.commands.length, batch.perSend ?? Infinity)
+      return {commands, events: commands}
+    }
+
+    if (batch.commands.length === 1) return {commands: 1, events: batch.events}
     return {commands: 1, events: batch.counts[0]}
   }
 

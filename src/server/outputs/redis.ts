@@ -7,7 +7,8 @@
  * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
  * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
  * fails is sent again, ahead of newer ones, to whichever host is up (an RPUSH a cut connection failed,
- * in halves, alone on its connection: a link that carries only a few KiB still carries them); after
+ * in halves, alone on its connection, and PUBLISHes half as many at a time: a link that carries only a
+ * few KiB still carries them); after
  * `max_retries` sends in a row that got none of it acknowledged, not counting a cut RPUSH that could be
  * halved, it is dropped (never an event answered 202: its request's flush rejects). An acknowledged
  * batch or part is never sent again.
@@ -280,7 +281,8 @@ export class RedisOutput implements Output {
 
     // Retried: the events this send carried and lost, not the parts of a split batch waiting their turn
     // (only its first RPUSH was sent), which were counted again after every part acknowledged.
-    const lost = reason === undefined ? 0 : this.config.datatype === 'list' && batch.commands.length > 1 ? failed.counts[0] : failed.events
+    const sent = host.sending(batch)
+    const lost = reason === undefined ? 0 : this.config.datatype === 'list' && batch.commands.length > 1 ? failed.counts[0] : failed.events - (batch.events - sent.events)
     // Sent again, but only what Redis did not acknowledge; after a cut connection, each RPUSH in halves.
     const {commands, counts} = reason?.kind === 'transport' ? halves(failed) : failed
     let bytes = 0
@@ -295,7 +297,10 @@ export class RedisOutput implements Output {
     // connection failed is no try either: its halves are the next one (bounded: log2 of its events).
     // Counted, a batch of 1 MiB through a link cut after 64 KiB was given up before a part small enough
     // went through.
-    const halved = reason?.kind === 'transport' && this.config.datatype === 'list' && failed.counts[0] > 1
+    // PUBLISHes are one event each: a channel batch's next send after a cut carries half as many of them
+    // (its PUBLISHes, all written at once, were cut the same way however often they were sent).
+    const halved = reason?.kind === 'transport' && (this.config.datatype === 'list' ? failed.counts[0] > 1 : sent.commands > 1)
+    if (halved && this.config.datatype === 'channel') batch.perSend = Math.floor(sent.commands / 2)
     // (A send that failed had all the batch's events on the wire: a split batch's rest was in the RPUSH
     // that was cut. Every later send of them is a retry, for the host's count, whatever max_retries says.)
     if (reason !== undefined) batch.resent = true

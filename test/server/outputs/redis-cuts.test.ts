@@ -288,4 +288,28 @@ describe('outputs/redis: connections that break (real redis-server)', function (
     assert.deepEqual([...(await idsInRedis())], ['queued-1'])
     assert.equal(output.stats().failed, 0)
   })
+  it('datatype channel, a link cut after 64 KiB every time: a flush of 300 KiB of PUBLISHes resolves, every event published (max_retries 3)', async () => {
+    const proxy = await cuttingProxy(redis.port, 64 * 1024)
+    const subscriber = redis.client()
+    try {
+      const received = new Set<string>()
+      await subscriber.subscribe('apm-server')
+      subscriber.on('message', (_channel: string, message: string) => received.add((JSON.parse(message) as {transaction: {id: string}}).transaction.id))
+      output = await RedisOutput.open(config(proxy.port, {datatype: 'channel'}), logger)
+      const ids = Array.from({length: 300}, (_, index) => `pub-${index}`)
+      for (const id of ids) output.write(line(id))
+      await output.flush()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.deepEqual(
+        ids.filter((id) => !received.has(id)),
+        [],
+      )
+      assert.equal(output.stats().failed, 0)
+    } finally {
+      subscriber.disconnect()
+      await output?.close(Date.now())
+      output = undefined
+      await proxy.close()
+    }
+  })
 })
