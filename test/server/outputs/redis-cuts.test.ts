@@ -9,6 +9,7 @@ import net from 'node:net'
 import type {RedisOutputConfig} from '../../../src/server/config/server-config.js'
 import {createLogger} from '../../../src/server/logger.js'
 import {RedisOutput} from '../../../src/server/outputs/redis.js'
+import {RedisLink} from '../../../src/server/outputs/redis-link.js'
 import {RedisInstance, startRedis, stopAllRedis} from '../../helpers/redis.js'
 
 const PASSWORD = 'redis-Pa55-word'
@@ -108,6 +109,68 @@ async function stallingProxy(port: number, marker: string): Promise<{port: numbe
         server.close(() => resolve())
       }),
     port: (server.address() as net.AddressInfo).port,
+  }
+}
+
+/**
+ * A "Redis" that answers INFO and every other command with `:1` until `turn()` is called; from then
+ * on, it answers the next command with a bulk string that never ends.
+ */
+async function turningRedis(): Promise<{port: number; turn: () => void; close: () => Promise<void>}> {
+  let turned = false
+  const sockets = new Set<net.Socket>()
+  // allowHalfOpen: the client's FIN does not stop it (a hostile server streams on until it is reset).
+  const server = net.createServer({allowHalfOpen: true}, (socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => sockets.delete(socket))
+    let pending = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk])
+      // Whole commands: *<n>, then n bulk strings.
+      for (;;) {
+        const args: string[] = []
+        let at = pending.indexOf('\r\n')
+        if (pending[0] !== 0x2a || at === -1) return
+        const count = Number(pending.subarray(1, at).toString())
+        at += 2
+        for (let index = 0; index < count; index++) {
+          const end = pending.indexOf('\r\n', at)
+          if (end === -1) return
+          const length = Number(pending.subarray(at + 1, end).toString())
+          if (pending.length < end + 2 + length + 2) return
+          args.push(pending.subarray(end + 2, end + 2 + length).toString())
+          at = end + 2 + length + 2
+        }
+
+        pending = pending.subarray(at)
+        if (!turned) {
+          socket.write(args[0].toUpperCase() === 'INFO' ? '$11\r\nloading:0\r\n\r\n' : ':1\r\n')
+          continue
+        }
+
+        socket.write('$2000000000\r\n')
+        const chunk64 = Buffer.alloc(64 * 1024, 0x61)
+        const pump = () => {
+          while (!socket.destroyed && socket.write(chunk64));
+        }
+        socket.on('drain', pump)
+        pump()
+        return
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+    port: (server.address() as net.AddressInfo).port,
+    turn: () => {
+      turned = true
+    },
   }
 }
 
@@ -310,6 +373,30 @@ describe('outputs/redis: connections that break (real redis-server)', function (
       await output?.close(Date.now())
       output = undefined
       await proxy.close()
+    }
+  })
+  it('a "Redis" that answers 10,000 commands, then one reply that never ends: the connection is cut within the reply bound, not after what the earlier replies left unused', async () => {
+    const fake = await turningRedis()
+    try {
+      const link = await RedisLink.open({db: 0, host: '127.0.0.1', port: fake.port, timeoutMs: 10_000})
+      const command = Buffer.from('*3\r\n$7\r\nPUBLISH\r\n$1\r\nk\r\n$1\r\nv\r\n')
+      for (let index = 0; index < 100; index++) {
+        // eslint-disable-next-line no-await-in-loop -- one pipeline after the other, as a long-lived connection sends them
+        assert.deepEqual(await link.send('publish', Array.from({length: 100}, () => command)), Array.from({length: 100}, () => undefined))
+      }
+
+      const received = () => (link as unknown as {received: number}).received
+      const before = received()
+      fake.turn()
+      const [result] = await link.send('publish', [command])
+      assert.match(result!.message, /is it Redis\?/)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      // What the endless reply got into the client before the cut: the reply guard's 256 KiB (and the
+      // chunk that crossed it), not 10,000 commands' worth (~600 KiB) of allowance the short replies left.
+      const taken = received() - before
+      assert.ok(taken <= 256 * 1024 + 128 * 1024, `${taken} bytes of the endless reply read before the connection was cut`)
+    } finally {
+      await fake.close()
     }
   })
 })
