@@ -36,10 +36,10 @@ interface Fake {
 }
 
 /** A TCP server on a free loopback port doing `onSocket` to each connection. */
-async function fakeServer(onSocket: (socket: net.Socket) => void): Promise<Fake> {
+async function fakeServer(onSocket: (socket: net.Socket) => void, allowHalfOpen = false): Promise<Fake> {
   const sockets = new Set<net.Socket>()
   const fake = {close: async () => {}, connections: 0, port: 0}
-  const server = net.createServer((socket) => {
+  const server = net.createServer({allowHalfOpen}, (socket) => {
     fake.connections++
     sockets.add(socket)
     socket.on('error', () => {})
@@ -140,7 +140,7 @@ function scenarios(): Scenario[] {
       },
     },
     {
-      name: 'a "Redis" that answers one bulk string that never ends',
+      name: 'a "Redis" that answers one bulk string that never ends, deaf to the client\'s FIN',
       setUp: async () => {
         const chunk = Buffer.alloc(64 * 1024, 0x61)
         const fake = await fakeServer((socket) => {
@@ -152,7 +152,8 @@ function scenarios(): Scenario[] {
             socket.on('drain', pump)
             pump()
           })
-        })
+          // Deaf to the client's FIN: it streams until the connection is reset.
+        }, true)
         return {close: fake.close, host: fake.port}
       },
     },

@@ -19,8 +19,12 @@ export interface Batch {
   counts: number[]
   /** bytes of its commands */
   bytes: number
-  /** sends that failed so far */
+  /** failed sends that count against max_retries (see redis.ts) */
   tries: number
+  /** PUBLISHes of a channel batch sent at once, halved by each cut connection (undefined: all of them) */
+  perSend?: number
+  /** set once a send of it failed: its events were all on the wire then, so each later send is a retry */
+  resent: boolean
 }
 
 export interface HostEvents {
@@ -116,18 +120,36 @@ export class RedisHost {
     this.inFlight.add(batch)
     const sending = this.sending(batch)
     this.stats.published += sending.events
-    if (batch.tries > 0) this.stats.retried += sending.events
+    if (batch.resent) this.stats.retried += sending.events
     void link.send(this.options.datatype === 'list' ? 'rpush' : 'publish', batch.commands.slice(0, sending.commands)).then((results) => this.answer(link, batch, results))
   }
 
   /**
    * What of the batch goes in this send: all of it, but of a list batch split after a cut connection
    * (several RPUSHes) only the first part, acknowledged before the next is written: written at once, the
-   * parts would all be on the wire again before the first reply, and cut again with it.
+   * parts would all be on the wire again before the first reply, and cut again with it. Of a channel
+   * batch, its first perSend PUBLISHes.
    */
-  private sending(batch: Batch): {commands: number; events: number} {
-    if (this.options.datatype === 'channel' || batch.commands.length === 1) return {commands: batch.commands.length, events: batch.events}
+  sending(batch: Batch): {commands: number; events: number} {
+    if (this.options.datatype === 'channel') {
+      // One event a PUBLISH: after a cut, the first perSend of them, for the same reason.
+      const commands = Math.min(batch.commands.length, batch.perSend ?? Infinity)
+      return {commands, events: commands}
+    }
+
+    if (batch.commands.length === 1) return {commands: 1, events: batch.events}
     return {commands: 1, events: batch.counts[0]}
+  }
+
+  /**
+   * At a stop: a host waiting out its backoff (up to backoff.max, 60 s) reconnects now, and from
+   * backoff.init again, so what is queued is retried until the shutdown deadline, not dropped at it.
+   */
+  hurry(): void {
+    this.backoffMs = this.options.backoff.initMs
+    if (this.state !== 'waiting') return
+    clearTimeout(this.timer)
+    void this.connect()
   }
 
   /** Stops reconnecting and closes the connection: what is in flight fails. */
@@ -152,7 +174,7 @@ export class RedisHost {
       // Not written after all (the connection was gone): not counted as sent.
       const {events: sent} = this.sending(batch)
       this.stats.published -= sent
-      if (batch.tries > 0) this.stats.retried -= sent
+      if (batch.resent) this.stats.retried -= sent
     }
     // A refusal (WRONGTYPE, OOM, NOPERM, LOADING...): finish what is in flight, then a new connection after the backoff, as Beats does.
     if (reason?.kind === 'refused' && link === this.link && !this.draining) {

@@ -1,6 +1,6 @@
 /**
  * One connection to one Redis host, through ioredis: TLS as configured, HELLO/AUTH with the username and
- * password, SELECT of the database, then pipelined commands whose replies are the acknowledgement.
+ * password, SELECT of the database (refused: no connection), then pipelined commands whose replies are the acknowledgement.
  *
  * The library's reconnection, offline queue and resending of unanswered commands are off: the output
  * decides when to reconnect and what to send again (./redis-host.ts), so a command is never sent twice
@@ -59,7 +59,8 @@ export interface LinkTarget {
  * check's INFO, a few KiB) and errors. A reply to RPUSH or PUBLISH is an integer of at most 24 bytes.
  */
 const REPLY_ALLOWANCE_BYTES = 256 * 1024
-const REPLY_BYTES_PER_COMMAND = 64
+/** An integer reply, or a refusal's line (Redis 7's NOPERM on a channel is 86 bytes: at 64, honest refusals of a full pipeline tripped the guard). */
+const REPLY_BYTES_PER_COMMAND = 128
 
 /** Redis's replies that refuse the credentials (Redis 6+ ACLs, and the older AUTH). */
 const AUTH_REFUSALS = /^(WRONGPASS|NOAUTH|NOPERM|ERR invalid (username-)?password|ERR AUTH|ERR Client sent AUTH)/i
@@ -69,6 +70,8 @@ export class RedisLink {
   onClose: (error: RedisLinkError) => void = () => {}
   private received = 0
   private allowance = REPLY_ALLOWANCE_BYTES
+  /** commands sent and not yet answered */
+  private unanswered = 0
   private closeReason: RedisLinkError | undefined
   private closed = false
 
@@ -82,7 +85,6 @@ export class RedisLink {
     const client = new Redis({
       autoResendUnfulfilledCommands: false,
       connectTimeout: target.timeoutMs,
-      db: target.db,
       disableClientInfo: true,
       enableOfflineQueue: false,
       host: target.host,
@@ -108,6 +110,16 @@ export class RedisLink {
     })
     try {
       await Promise.race([client.connect(), deadline])
+      // SELECTed here, not by the library: its handshake only emits a refused SELECT (a database out of
+      // range, an ACL user without +select) and goes on, on database 0, where every event then went.
+      if (target.db !== 0) {
+        await Promise.race([
+          client.select(target.db).catch((error: Error) => {
+            throw link.describe(error, false)
+          }),
+          deadline,
+        ])
+      }
     } catch (error) {
       client.disconnect()
       throw link.closeReason ?? (error instanceof RedisLinkError ? error : link.describe(first ?? (error as Error), true))
@@ -136,6 +148,7 @@ export class RedisLink {
     }
 
     this.allowance += commands.length * REPLY_BYTES_PER_COMMAND
+    this.unanswered += commands.length
     const timer = setTimeout(() => this.destroy(new RedisLinkError('transport', `no reply within ${this.target.timeoutMs / 1000} s`)), this.target.timeoutMs)
     // Corked, the commands of a batch leave in one write (one system call), as a pipeline's do.
     stream?.cork()
@@ -146,6 +159,10 @@ export class RedisLink {
       return results.map((result) => (result.status === 'fulfilled' ? undefined : (this.closeReason ?? this.describe(result.reason as Error, false))))
     } finally {
       clearTimeout(timer)
+      // What answered replies left unused is not kept: added up over a long-lived connection (an integer
+      // reply is ~5 bytes of its 128), it let a server that turned hostile stream hundreds of MiB.
+      this.unanswered -= commands.length
+      this.allowance = Math.min(this.allowance, this.received + REPLY_ALLOWANCE_BYTES + this.unanswered * REPLY_BYTES_PER_COMMAND)
     }
   }
 
@@ -179,6 +196,9 @@ export class RedisLink {
   private destroy(reason: RedisLinkError): void {
     this.closeReason ??= reason
     this.client.disconnect()
+    // disconnect() only ends our side and waits up to 2 s for the server's: one that does not close
+    // (a hostile one streaming a reply) went on filling the reply parser, 1.4 GB in 300 ms on loopback.
+    this.client.stream?.destroy()
     this.gone(reason)
   }
 

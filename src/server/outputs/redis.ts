@@ -7,7 +7,8 @@
  * of the tick they were written in or at a flush) and pipelined to the hosts (./redis-host.ts): to the
  * least busy connected host with `loadbalance`, else to one host until it fails. A batch whose send
  * fails is sent again, ahead of newer ones, to whichever host is up (an RPUSH a cut connection failed,
- * in halves, alone on its connection: a link that carries only a few KiB still carries them); after
+ * in halves, alone on its connection, and PUBLISHes half as many at a time: a link that carries only a
+ * few KiB still carries them); after
  * `max_retries` sends in a row that got none of it acknowledged, not counting a cut RPUSH that could be
  * halved, it is dropped (never an event answered 202: its request's flush rejects). An acknowledged
  * batch or part is never sent again.
@@ -149,7 +150,9 @@ export class RedisOutput implements Output {
   /** Resolves once Redis acknowledged every event written so far; rejects when one is given up or Redis does not answer within `timeout`. */
   flush(): Promise<void> {
     this.seal()
-    const through = this.nextId - 1
+    // The last batch sealed, not the open one (its id is taken): events written after this flush go
+    // there, and waiting for them made a request wait on (and time out behind) another request's events.
+    const through = this.open.id - 1
     if (!this.pendingThrough(through)) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -165,6 +168,7 @@ export class RedisOutput implements Output {
     this.closed = true
     this.seal()
     if (this.unsettled.size > 0) {
+      for (const host of this.hosts) host.hurry()
       let timer: NodeJS.Timeout | undefined
       await Promise.race([
         new Promise<void>((resolve) => {
@@ -232,7 +236,7 @@ export class RedisOutput implements Output {
     for (const command of commands) bytes += command.length
     this.queuedBytes += bytes - lineBytes
     const counts = this.config.datatype === 'list' ? [lines.length] : lines.map(() => 1)
-    const batch: Batch = {bytes, commands, counts, events: lines.length, id, tries: 0}
+    const batch: Batch = {bytes, commands, counts, events: lines.length, id, resent: false, tries: 0}
     this.unsettled.set(id, batch)
     this.ready.push(batch)
     this.pump()
@@ -277,7 +281,8 @@ export class RedisOutput implements Output {
 
     // Retried: the events this send carried and lost, not the parts of a split batch waiting their turn
     // (only its first RPUSH was sent), which were counted again after every part acknowledged.
-    const lost = reason === undefined ? 0 : this.config.datatype === 'list' && batch.commands.length > 1 ? failed.counts[0] : failed.events
+    const sent = host.sending(batch)
+    const lost = reason === undefined ? 0 : this.config.datatype === 'list' && batch.commands.length > 1 ? failed.counts[0] : failed.events - (batch.events - sent.events)
     // Sent again, but only what Redis did not acknowledge; after a cut connection, each RPUSH in halves.
     const {commands, counts} = reason?.kind === 'transport' ? halves(failed) : failed
     let bytes = 0
@@ -292,7 +297,13 @@ export class RedisOutput implements Output {
     // connection failed is no try either: its halves are the next one (bounded: log2 of its events).
     // Counted, a batch of 1 MiB through a link cut after 64 KiB was given up before a part small enough
     // went through.
-    const halved = reason?.kind === 'transport' && this.config.datatype === 'list' && failed.counts[0] > 1
+    // PUBLISHes are one event each: a channel batch's next send after a cut carries half as many of them
+    // (its PUBLISHes, all written at once, were cut the same way however often they were sent).
+    const halved = reason?.kind === 'transport' && (this.config.datatype === 'list' ? failed.counts[0] > 1 : sent.commands > 1)
+    if (halved && this.config.datatype === 'channel') batch.perSend = Math.floor(sent.commands / 2)
+    // (A send that failed had all the batch's events on the wire: a split batch's rest was in the RPUSH
+    // that was cut. Every later send of them is a retry, for the host's count, whatever max_retries says.)
+    if (reason !== undefined) batch.resent = true
     if (failed.events < batch.events) batch.tries = 0
     else if (!behind && !halved) batch.tries++
     batch.events = failed.events

@@ -143,6 +143,32 @@ describe('outputs/redis (real redis-server)', function () {
     client.disconnect()
   })
 
+  it('a database Redis refuses (out of range, or SELECT not granted to the ACL user) stops the start, where it used to run on db 0', async () => {
+    const acl = ['user apm on >apm-Pa55 ~* &* +rpush +ping +info +hello +auth']
+    const redis = await startRedis({acl, password: PASSWORD})
+    for (const [overrides, reply] of [
+      [{db: 20}, /ERR DB index is out of range/],
+      [{db: 3, password: 'apm-Pa55', username: 'apm'}, /NOPERM/],
+    ] as const) {
+      // eslint-disable-next-line no-await-in-loop -- one start after the other
+      await assert.rejects(startServer(serverConfig(tmp.dir, redisConfig([redis], overrides)), log.logger), (error: Error & {code?: string}) => {
+        assert.equal(error.code, 'ECONFIG')
+        assert.match(error.message, new RegExp(`^redis host 127\\.0\\.0\\.1:${redis.port}: Redis answered: ${reply.source}.*; check output\\.redis\\.db and the ACL rules$`))
+        return true
+      })
+    }
+
+    server = await startServer(serverConfig(tmp.dir, redisConfig([redis], {db: 3})), log.logger)
+    assert.equal((await post(server, ['in-db-3'])).status, 202)
+    const client = redis.client()
+    try {
+      await client.select(3)
+      assert.deepEqual(await client.lrange('apm-server', 0, -1).then((items) => items.map((item) => (JSON.parse(item) as {transaction: {id: string}}).transaction.id)), ['in-db-3'])
+    } finally {
+      client.disconnect()
+    }
+  })
+
   it('TLS: rediss:// with the certificate authority; an unknown CA fails the start check as a TLS error, without the password', async () => {
     const certificate = makeRedisCertificate(tmp.dir)
     const redis = await startRedis({password: PASSWORD, tls: certificate})
