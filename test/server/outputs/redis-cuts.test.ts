@@ -182,9 +182,12 @@ describe('outputs/redis: connections that break (real redis-server)', function (
   beforeEach(async () => {
     redis = await startRedis({password: PASSWORD})
   })
+  /** proxies of throughCuts, closed after the output */
+  const proxies: Array<{close: () => Promise<void>}> = []
   afterEach(async () => {
     await output?.close(Date.now())
     output = undefined
+    for (const proxy of proxies.splice(0)) await proxy.close() // eslint-disable-line no-await-in-loop
     await stopAllRedis()
   })
 
@@ -197,104 +200,56 @@ describe('outputs/redis: connections that break (real redis-server)', function (
     }
   }
 
-  it('a link cut after 64 KiB every time: a flush of a 300 KiB batch resolves, every event in the list (max_retries 3)', async () => {
+  /**
+   * Writes `count` events (ids `<prefix>-<n>`) through a proxy that cuts every connection after 64 KiB,
+   * flushes, and returns the ids not in the list, with the proxy; the output stays open in `output`
+   * for the test's own checks (afterEach closes it, then the proxy).
+   */
+  async function throughCuts(count: number, prefix: string, overrides: Partial<RedisOutputConfig> = {}): Promise<{missing: string[]; proxy: Awaited<ReturnType<typeof cuttingProxy>>}> {
     const proxy = await cuttingProxy(redis.port, 64 * 1024)
-    try {
-      output = await RedisOutput.open(config(proxy.port), logger)
-      const ids = Array.from({length: 300}, (_, index) => `cut-${index}`)
-      for (const id of ids) output.write(line(id))
-      await output.flush()
-      const stored = await idsInRedis()
-      assert.deepEqual(
-        ids.filter((id) => !stored.has(id)),
-        [],
-      )
-      assert.ok(proxy.connections() > 2, 'the proxy did cut connections')
-    } finally {
-      await output?.close(Date.now())
-      output = undefined
-      await proxy.close()
-    }
+    proxies.push(proxy)
+    output = await RedisOutput.open(config(proxy.port, overrides), logger)
+    const ids = Array.from({length: count}, (_, index) => `${prefix}-${index}`)
+    for (const id of ids) output.write(line(id))
+    await output.flush()
+    const stored = await idsInRedis()
+    return {missing: ids.filter((id) => !stored.has(id)), proxy}
+  }
+
+  it('a link cut after 64 KiB every time: a flush of a 300 KiB batch resolves, every event in the list (max_retries 3)', async () => {
+    const {missing, proxy} = await throughCuts(300, 'cut')
+    assert.deepEqual(missing, [])
+    assert.ok(proxy.connections() > 2, 'the proxy did cut connections')
   })
 
   it('a link cut after 64 KiB every time, 8 batches of 40 KiB in flight: every flush resolves, every event in the list (max_retries 2)', async () => {
-    const proxy = await cuttingProxy(redis.port, 64 * 1024)
-    try {
-      output = await RedisOutput.open(config(proxy.port, {bulkMaxSize: 40, maxRetries: 2}), logger)
-      const ids = Array.from({length: 320}, (_, index) => `many-${index}`)
-      for (const id of ids) output.write(line(id))
-      await output.flush()
-      const stored = await idsInRedis()
-      assert.deepEqual(
-        ids.filter((id) => !stored.has(id)),
-        [],
-      )
-    } finally {
-      await output?.close(Date.now())
-      output = undefined
-      await proxy.close()
-    }
+    const {missing} = await throughCuts(320, 'many', {bulkMaxSize: 40, maxRetries: 2})
+    assert.deepEqual(missing, [])
   })
 
   it('a link cut after 64 KiB every time: three 200 KiB batches (bulk_max_size 200) all get through, none given up behind the first (max_retries 3)', async () => {
-    const proxy = await cuttingProxy(redis.port, 64 * 1024)
-    try {
-      output = await RedisOutput.open(config(proxy.port, {bulkMaxSize: 200}), logger)
-      const ids = Array.from({length: 600}, (_, index) => `many-${index}`)
-      for (const id of ids) output.write(line(id))
-      await output.flush()
-      const stored = await idsInRedis()
-      assert.deepEqual(
-        ids.filter((id) => !stored.has(id)),
-        [],
-      )
-      assert.equal(output.stats().failed, 0)
-    } finally {
-      await output?.close(Date.now())
-      output = undefined
-      await proxy.close()
-    }
+    const {missing} = await throughCuts(600, 'many', {bulkMaxSize: 200})
+    assert.deepEqual(missing, [])
+    assert.equal(output!.stats().failed, 0)
   })
 
   it('a link cut after 64 KiB every time: retried counts the events of the sends that failed, not the parts of a batch waiting their turn', async () => {
-    const proxy = await cuttingProxy(redis.port, 64 * 1024)
-    try {
-      output = await RedisOutput.open(config(proxy.port), logger)
-      for (let index = 0; index < 300; index++) output.write(line(`count-${index}`))
-      await output.flush()
-      const stats = output.stats()
-      const host = stats.hosts![`127.0.0.1:${proxy.port}`]
-      // Every event sent and not acknowledged was in a failed send and sent again (none was given up).
-      assert.equal(stats.failed, 0)
-      assert.equal(stats.published, 300)
-      assert.equal(stats.retried, host.published - host.acknowledged)
-      assert.equal(host.acknowledged, 300)
-      // The host sent those events again: its own retried says so too (halves and rests included).
-      assert.equal(host.retried, stats.retried)
-    } finally {
-      await output?.close(Date.now())
-      output = undefined
-      await proxy.close()
-    }
+    const {missing, proxy} = await throughCuts(300, 'count')
+    assert.deepEqual(missing, [])
+    const stats = output!.stats()
+    const host = stats.hosts![`127.0.0.1:${proxy.port}`]
+    // Every event sent and not acknowledged was in a failed send and sent again (none was given up).
+    assert.equal(stats.failed, 0)
+    assert.equal(stats.published, 300)
+    assert.equal(stats.retried, host.published - host.acknowledged)
+    assert.equal(host.acknowledged, 300)
+    // The host sent those events again: its own retried says so too (halves and rests included).
+    assert.equal(host.retried, stats.retried)
   })
 
   it('a link cut after 64 KiB every time: one 1 MiB batch (bulk_max_size 2048) gets through, halved as often as it takes (max_retries 3)', async () => {
-    const proxy = await cuttingProxy(redis.port, 64 * 1024)
-    try {
-      output = await RedisOutput.open(config(proxy.port), logger)
-      const ids = Array.from({length: 1000}, (_, index) => `big-${index}`)
-      for (const id of ids) output.write(line(id))
-      await output.flush()
-      const stored = await idsInRedis()
-      assert.deepEqual(
-        ids.filter((id) => !stored.has(id)),
-        [],
-      )
-    } finally {
-      await output?.close(Date.now())
-      output = undefined
-      await proxy.close()
-    }
+    const {missing} = await throughCuts(1000, 'big')
+    assert.deepEqual(missing, [])
   })
 
   it('a link that cuts every RPUSH: a 1000-event batch is given up after its halvings and max_retries, the flush rejects', async () => {
