@@ -60,7 +60,8 @@ function runAgent(cwd: string, env: Record<string, string>): Promise<Exit> {
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
     child.on('error', reject)
-    child.on('exit', (code) => {
+    // 'close', not 'exit': the agent's last lines (its report of the 401) can still be in the pipes at exit.
+    child.on('close', (code) => {
       clearTimeout(timer)
       resolve({code, output})
     })
