@@ -279,10 +279,10 @@ export class RedisOutput implements Output {
       return
     }
 
-    // Retried: the events this send carried and lost, not the parts of a split batch waiting their turn
-    // (only its first RPUSH was sent), which were counted again after every part acknowledged.
+    // Retried: the events this send carried and lost (what it sent less what Redis acknowledged), not the
+    // parts of a split batch waiting their turn, which were counted again after every part acknowledged.
     const sent = host.sending(batch)
-    const lost = reason === undefined ? 0 : this.config.datatype === 'list' && batch.commands.length > 1 ? failed.counts[0] : failed.events - (batch.events - sent.events)
+    const lost = reason === undefined ? 0 : sent.events - (batch.events - failed.events)
     // Sent again, but only what Redis did not acknowledge; after a cut connection, each RPUSH in halves.
     const {commands, counts} = reason?.kind === 'transport' ? halves(failed) : failed
     let bytes = 0
