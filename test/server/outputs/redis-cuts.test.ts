@@ -35,20 +35,40 @@ function config(port: number, overrides: Partial<RedisOutputConfig> = {}): Redis
 const line = (id: string) => [HEAD, Buffer.from(`"transaction":{"id":"${id}","name":"${'x'.repeat(900)}"}}`)]
 
 /**
+ * A TCP server on a free loopback port; `track` registers a socket (errors ignored) that close() ends
+ * with the server.
+ */
+async function trackingServer(onConnection: (socket: net.Socket, track: (socket: net.Socket) => void) => void, options: net.ServerOpts = {}): Promise<{port: number; close: () => Promise<void>}> {
+  const sockets = new Set<net.Socket>()
+  const track = (socket: net.Socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.on('close', () => sockets.delete(socket))
+  }
+
+  const server = net.createServer(options, (socket) => onConnection(socket, track))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+    port: (server.address() as net.AddressInfo).port,
+  }
+}
+
+/**
  * A proxy to `port` that closes each connection once `budget` bytes went through it (both ways), or
  * with `rpush` set, as soon as the client sends an RPUSH (a link that carries none).
  */
 async function cuttingProxy(port: number, budget: number, rpush = false): Promise<{port: number; connections: () => number; close: () => Promise<void>}> {
-  const sockets = new Set<net.Socket>()
   let connections = 0
-  const server = net.createServer((client) => {
+  const server = await trackingServer((client, track) => {
     connections++
     const upstream = net.connect(port, '127.0.0.1')
-    for (const socket of [client, upstream]) {
-      sockets.add(socket)
-      socket.on('error', () => {})
-      socket.on('close', () => sockets.delete(socket))
-    }
+    track(client)
+    track(upstream)
 
     let left = budget
     const pass = (from: net.Socket, to: net.Socket) =>
@@ -63,16 +83,7 @@ async function cuttingProxy(port: number, budget: number, rpush = false): Promis
     pass(client, upstream)
     pass(upstream, client)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
-    connections: () => connections,
-    port: (server.address() as net.AddressInfo).port,
-  }
+  return {...server, connections: () => connections}
 }
 
 /**
@@ -80,14 +91,10 @@ async function cuttingProxy(port: number, budget: number, rpush = false): Promis
  * on (a Redis that stalls, a link that black-holes): everything before it goes through and is answered.
  */
 async function stallingProxy(port: number, marker: string): Promise<{port: number; close: () => Promise<void>}> {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((client) => {
+  return trackingServer((client, track) => {
     const upstream = net.connect(port, '127.0.0.1')
-    for (const socket of [client, upstream]) {
-      sockets.add(socket)
-      socket.on('error', () => {})
-      socket.on('close', () => sockets.delete(socket))
-    }
+    track(client)
+    track(upstream)
 
     let stalled = false
     client.on('data', (chunk: Buffer) => {
@@ -101,15 +108,6 @@ async function stallingProxy(port: number, marker: string): Promise<{port: numbe
     })
     upstream.on('data', (chunk: Buffer) => client.write(chunk))
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
-    port: (server.address() as net.AddressInfo).port,
-  }
 }
 
 /**
@@ -118,56 +116,50 @@ async function stallingProxy(port: number, marker: string): Promise<{port: numbe
  */
 async function turningRedis(): Promise<{port: number; turn: () => void; close: () => Promise<void>}> {
   let turned = false
-  const sockets = new Set<net.Socket>()
   // allowHalfOpen: the client's FIN does not stop it (a hostile server streams on until it is reset).
-  const server = net.createServer({allowHalfOpen: true}, (socket) => {
-    sockets.add(socket)
-    socket.on('error', () => {})
-    socket.on('close', () => sockets.delete(socket))
-    let pending = Buffer.alloc(0)
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk])
-      // Whole commands: *<n>, then n bulk strings.
-      for (;;) {
-        const args: string[] = []
-        let at = pending.indexOf('\r\n')
-        if (pending[0] !== 0x2a || at === -1) return
-        const count = Number(pending.subarray(1, at).toString())
-        at += 2
-        for (let index = 0; index < count; index++) {
-          const end = pending.indexOf('\r\n', at)
-          if (end === -1) return
-          const length = Number(pending.subarray(at + 1, end).toString())
-          if (pending.length < end + 2 + length + 2) return
-          args.push(pending.subarray(end + 2, end + 2 + length).toString())
-          at = end + 2 + length + 2
-        }
+  const server = await trackingServer(
+    (socket, track) => {
+      track(socket)
+      let pending = Buffer.alloc(0)
+      socket.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk])
+        // Whole commands: *<n>, then n bulk strings.
+        for (;;) {
+          const args: string[] = []
+          let at = pending.indexOf('\r\n')
+          if (pending[0] !== 0x2a || at === -1) return
+          const count = Number(pending.subarray(1, at).toString())
+          at += 2
+          for (let index = 0; index < count; index++) {
+            const end = pending.indexOf('\r\n', at)
+            if (end === -1) return
+            const length = Number(pending.subarray(at + 1, end).toString())
+            if (pending.length < end + 2 + length + 2) return
+            args.push(pending.subarray(end + 2, end + 2 + length).toString())
+            at = end + 2 + length + 2
+          }
 
-        pending = pending.subarray(at)
-        if (!turned) {
-          socket.write(args[0].toUpperCase() === 'INFO' ? '$11\r\nloading:0\r\n\r\n' : ':1\r\n')
-          continue
-        }
+          pending = pending.subarray(at)
+          if (!turned) {
+            socket.write(args[0].toUpperCase() === 'INFO' ? '$11\r\nloading:0\r\n\r\n' : ':1\r\n')
+            continue
+          }
 
-        socket.write('$2000000000\r\n')
-        const chunk64 = Buffer.alloc(64 * 1024, 0x61)
-        const pump = () => {
-          while (!socket.destroyed && socket.write(chunk64));
+          socket.write('$2000000000\r\n')
+          const chunk64 = Buffer.alloc(64 * 1024, 0x61)
+          const pump = () => {
+            while (!socket.destroyed && socket.write(chunk64));
+          }
+          socket.on('drain', pump)
+          pump()
+          return
         }
-        socket.on('drain', pump)
-        pump()
-        return
-      }
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      })
+    },
+    {allowHalfOpen: true},
+  )
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
-    port: (server.address() as net.AddressInfo).port,
+    ...server,
     turn: () => {
       turned = true
     },
