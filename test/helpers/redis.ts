@@ -11,6 +11,8 @@ import path from 'node:path'
 
 import {Redis} from 'ioredis'
 
+import type {RedisOutputConfig} from '../../src/server/config/server-config.js'
+
 import {makeTempDir} from './cli.js'
 
 export const REDIS_SERVER = '/usr/bin/redis-server'
@@ -125,4 +127,25 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisInsta
   started.add(instance)
   await instance.start()
   return instance
+}
+
+/**
+ * An output.redis config for one host on 127.0.0.1:`port` with `password`, as the config loader makes
+ * it (list datatype, default batch size and retries, no TLS), with `overrides` on top.
+ */
+export function redisOutputConfig(port: number, password: string, overrides: Partial<RedisOutputConfig> = {}): RedisOutputConfig {
+  return {
+    backoff: {initMs: 20, maxMs: 20},
+    bulkMaxSize: 2048,
+    datatype: 'list',
+    db: 0,
+    hosts: [{host: '127.0.0.1', label: `127.0.0.1:${port}`, port}],
+    key: 'apm-server',
+    loadbalance: true,
+    maxRetries: 3,
+    password,
+    ssl: {certificateAuthorities: [], enabled: false, verificationMode: 'full'},
+    timeoutMs: 10_000,
+    ...overrides,
+  }
 }

@@ -9,26 +9,13 @@ import assert from 'node:assert/strict'
 import type {RedisOutputConfig} from '../../../src/server/config/server-config.js'
 import {createLogger} from '../../../src/server/logger.js'
 import {RedisOutput} from '../../../src/server/outputs/redis.js'
-import {RedisInstance, startRedis, stopAllRedis} from '../../helpers/redis.js'
+import {RedisInstance, redisOutputConfig, startRedis, stopAllRedis} from '../../helpers/redis.js'
 
 const PASSWORD = 'redis-Pa55-word'
 const HEAD = Buffer.from('{"metadata":{"service":{"agent":{"name":"nodejs","version":"4.18.0"},"name":"svc"}},')
 
 function config(redis: RedisInstance, overrides: Partial<RedisOutputConfig> = {}): RedisOutputConfig {
-  return {
-    backoff: {initMs: 50, maxMs: 50},
-    bulkMaxSize: 2048,
-    datatype: 'list',
-    db: 0,
-    hosts: [{host: '127.0.0.1', label: `127.0.0.1:${redis.port}`, port: redis.port}],
-    key: 'apm-server',
-    loadbalance: true,
-    maxRetries: 3,
-    password: PASSWORD,
-    ssl: {certificateAuthorities: [], enabled: false, verificationMode: 'full'},
-    timeoutMs: 5000,
-    ...overrides,
-  }
+  return redisOutputConfig(redis.port, PASSWORD, {backoff: {initMs: 50, maxMs: 50}, timeoutMs: 5000, ...overrides})
 }
 
 /** One event line as the intake writes it: the metadata head, then the event's own bytes (a buffer of its own). */

@@ -10,26 +10,13 @@ import type {RedisOutputConfig} from '../../../src/server/config/server-config.j
 import {createLogger} from '../../../src/server/logger.js'
 import {RedisOutput} from '../../../src/server/outputs/redis.js'
 import {RedisLink} from '../../../src/server/outputs/redis-link.js'
-import {RedisInstance, startRedis, stopAllRedis} from '../../helpers/redis.js'
+import {RedisInstance, redisOutputConfig, startRedis, stopAllRedis} from '../../helpers/redis.js'
 
 const PASSWORD = 'redis-Pa55-word'
 const HEAD = Buffer.from('{"metadata":{"service":{"agent":{"name":"nodejs","version":"4.18.0"},"name":"svc"}},')
 
 function config(port: number, overrides: Partial<RedisOutputConfig> = {}): RedisOutputConfig {
-  return {
-    backoff: {initMs: 20, maxMs: 20},
-    bulkMaxSize: 2048,
-    datatype: 'list',
-    db: 0,
-    hosts: [{host: '127.0.0.1', label: `127.0.0.1:${port}`, port}],
-    key: 'apm-server',
-    loadbalance: true,
-    maxRetries: 3,
-    password: PASSWORD,
-    ssl: {certificateAuthorities: [], enabled: false, verificationMode: 'full'},
-    timeoutMs: 10_000,
-    ...overrides,
-  }
+  return redisOutputConfig(port, PASSWORD, overrides)
 }
 
 const line = (id: string) => [HEAD, Buffer.from(`"transaction":{"id":"${id}","name":"${'x'.repeat(900)}"}}`)]
